@@ -1,0 +1,1 @@
+//! porchlight-broker (stub)

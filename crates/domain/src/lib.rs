@@ -1,0 +1,1 @@
+//! porchlight-domain (stub)

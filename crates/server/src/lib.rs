@@ -1,0 +1,1 @@
+//! porchlight-server (stub)

@@ -1,0 +1,1 @@
+//! porchlight-store (stub)
