@@ -1,0 +1,123 @@
+//! The audit log: connection attempts, disconnects, refused publishes and subscriptions, web
+//! logins. Rows carry who/where/what happened and a human reason; never a password.
+
+use std::time::SystemTime;
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, Store, from_unix_ms, unix_ms};
+
+/// What an audit row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditKind {
+    MqttConnect,
+    MqttDisconnect,
+    MqttPublishDenied,
+    MqttSubscribeDenied,
+    HttpLogin,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::MqttConnect => "mqtt_connect",
+            AuditKind::MqttDisconnect => "mqtt_disconnect",
+            AuditKind::MqttPublishDenied => "mqtt_publish_denied",
+            AuditKind::MqttSubscribeDenied => "mqtt_subscribe_denied",
+            AuditKind::HttpLogin => "http_login",
+        }
+    }
+
+    fn parse(s: &str) -> Option<AuditKind> {
+        [
+            AuditKind::MqttConnect,
+            AuditKind::MqttDisconnect,
+            AuditKind::MqttPublishDenied,
+            AuditKind::MqttSubscribeDenied,
+            AuditKind::HttpLogin,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One audit row. `code` is the MQTT CONNACK/SUBACK code or the HTTP status sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Assigned by the store; 0 for entries not yet written.
+    pub id: i64,
+    #[serde(serialize_with = "ser_ms")]
+    pub at: SystemTime,
+    pub kind: AuditKind,
+    pub peer: Option<String>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub protocol: Option<u8>,
+    pub code: Option<u16>,
+    pub reason: String,
+    /// The topic or filter for publish/subscribe rows.
+    pub detail: Option<String>,
+}
+
+fn ser_ms<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(unix_ms(*t))
+}
+
+impl Store {
+    /// Appends audit rows in one transaction.
+    pub async fn record_audit(&self, entries: Vec<AuditEntry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO audit (at, kind, peer, client_id, username, protocol, code, reason, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for e in &entries {
+                stmt.execute(params![
+                    unix_ms(e.at),
+                    e.kind.as_str(),
+                    e.peer,
+                    e.client_id,
+                    e.username,
+                    e.protocol,
+                    e.code,
+                    e.reason,
+                    e.detail
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Newest first; `before` pages backwards by id.
+    pub async fn audit_page(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, at, kind, peer, client_id, username, protocol, code, reason, detail
+                 FROM audit WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![before, limit], |r| {
+                let kind: String = r.get(2)?;
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    at: from_unix_ms(r.get(1)?),
+                    kind: AuditKind::parse(&kind).unwrap_or(AuditKind::MqttConnect),
+                    peer: r.get(3)?,
+                    client_id: r.get(4)?,
+                    username: r.get(5)?,
+                    protocol: r.get(6)?,
+                    code: r.get(7)?,
+                    reason: r.get(8)?,
+                    detail: r.get(9)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}

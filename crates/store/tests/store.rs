@@ -1,0 +1,396 @@
+//! Store behaviour on a real SQLite file.
+
+use std::time::{Duration, SystemTime};
+
+use porchlight_domain::Role;
+use porchlight_domain::secret::Secret;
+use porchlight_domain::session::SessionPolicy;
+use porchlight_store::{AuditEntry, AuditKind, Error, LATEST_VERSION, Store};
+
+fn pw(s: &str) -> Secret {
+    Secret::new(s)
+}
+
+fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("porchlight.db");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn a_fresh_database_gets_every_migration_and_reopening_changes_nothing() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    store.close().await;
+
+    let store = Store::open(&path).unwrap();
+    let versions = store
+        .read(|c| {
+            let mut s = c.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+            let v = s
+                .query_map([], |r| r.get::<_, u32>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+        .await
+        .unwrap();
+    assert_eq!(versions, (1..=LATEST_VERSION).collect::<Vec<_>>());
+    assert_eq!(
+        store.user_count().await.unwrap(),
+        1,
+        "reopening must keep data"
+    );
+    let mode = store
+        .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))?))
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_porchlight_is_refused() {
+    let (_dir, path) = temp_db();
+    Store::open(&path).unwrap().close().await;
+    {
+        let c = rusqlite_open(&path);
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, 'future', 0)",
+            [LATEST_VERSION + 1],
+        )
+        .unwrap();
+    }
+    match Store::open(&path) {
+        Err(Error::DatabaseTooNew {
+            found, supported, ..
+        }) => {
+            assert_eq!(found, LATEST_VERSION + 1);
+            assert_eq!(supported, LATEST_VERSION);
+        }
+        other => panic!("expected DatabaseTooNew, got {other:?}"),
+    }
+    let msg = Store::open(&path).unwrap_err().to_string();
+    assert!(msg.contains("newer Porchlight"), "{msg}");
+}
+
+fn rusqlite_open(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[tokio::test]
+async fn passwords_verify_and_are_stored_as_argon2id() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let alice = store
+        .create_user("alice", Role::Admin, &pw("alice password 1"))
+        .await
+        .unwrap();
+    assert_eq!(alice.role, Role::Admin);
+    assert_eq!(
+        store
+            .verify_login("alice", b"alice password 1")
+            .await
+            .unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store
+            .verify_login("alice", b"alice password 2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .verify_login("nobody", b"alice password 1")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let stored: String = store
+        .read(|c| Ok(c.query_row("SELECT password_hash FROM users", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    assert!(!stored.contains("alice password"));
+
+    store
+        .set_password("alice", &pw("a new password!"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .verify_login("alice", b"alice password 1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .verify_login("alice", b"a new password!")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn bad_account_input_gets_clear_errors() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    assert!(matches!(
+        store
+            .create_user("Alice/x", Role::User, &pw("long enough pw"))
+            .await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        store.create_user("alice", Role::User, &pw("short")).await,
+        Err(Error::Invalid(_))
+    ));
+    store
+        .create_user("alice", Role::User, &pw("long enough pw"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_user("alice", Role::User, &pw("long enough pw"))
+            .await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.remove_user("nobody").await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_removed() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    store
+        .create_user("admin", Role::Admin, &pw("admin password"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.remove_user("admin").await,
+        Err(Error::LastAdmin)
+    ));
+    store
+        .create_user("root", Role::Admin, &pw("root password!"))
+        .await
+        .unwrap();
+    store.remove_user("admin").await.unwrap();
+}
+
+#[tokio::test]
+async fn device_keys_authenticate_only_their_owner_until_removed() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    store
+        .create_user("bob", Role::User, &pw("bob password 11"))
+        .await
+        .unwrap();
+    let (phone, key) = store.add_device("alice", "phone").await.unwrap();
+    assert!(key.expose().starts_with("pld_"));
+
+    let (user, device) = store
+        .verify_device_key("alice", key.expose().as_bytes())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((user.username.as_str(), device.id), ("alice", phone.id));
+    assert!(
+        store
+            .verify_device_key("bob", key.expose().as_bytes())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.add_device("alice", "phone").await,
+        Err(Error::AlreadyExists { .. })
+    ));
+
+    store.remove_device("alice", "phone").await.unwrap();
+    assert!(
+        store
+            .verify_device_key("alice", key.expose().as_bytes())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn sessions_slide_and_expire_after_seven_idle_days() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let alice = store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    let policy = SessionPolicy::default();
+    let day = Duration::from_secs(24 * 3600);
+    let t0 = SystemTime::now();
+    let token = store.create_session(alice.id, None, t0).await.unwrap();
+
+    // Used every 6 days, it lives on past 7 days from creation.
+    assert!(
+        store
+            .session_user(token.expose(), t0 + day * 6, policy)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .session_user(token.expose(), t0 + day * 12, policy)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Idle for 7 days: gone, and stays gone.
+    assert!(
+        store
+            .session_user(token.expose(), t0 + day * 19, policy)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session_user(token.expose(), t0 + day * 12, policy)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .session_user("forged", t0, policy)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn api_tokens_work_until_revoked_and_are_stored_hashed() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let alice = store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    let (meta, token) = store
+        .create_api_token(alice.id, "backup script")
+        .await
+        .unwrap();
+    assert!(token.expose().starts_with("plt_"));
+    let now = SystemTime::now();
+    assert_eq!(
+        store
+            .api_token_user(token.expose(), now)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        alice.id
+    );
+    let stored: String = store
+        .read(|c| Ok(c.query_row("SELECT token_hash FROM api_tokens", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert!(!stored.contains(token.expose()));
+    assert_eq!(
+        store.list_api_tokens(alice.id).await.unwrap()[0].name,
+        "backup script"
+    );
+    store.revoke_api_token(alice.id, meta.id).await.unwrap();
+    assert!(
+        store
+            .api_token_user(token.expose(), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.create_api_token(alice.id, "  ").await.is_err());
+}
+
+#[tokio::test]
+async fn concurrent_writers_all_land_and_a_failing_job_does_not_undo_its_batch() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..500i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .write(move |c| {
+                    if i % 50 == 7 {
+                        c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                    }
+                    c.execute(
+                        "INSERT INTO audit (at, kind, reason) VALUES (?1, 'mqtt_connect', 'x')",
+                        [i],
+                    )?;
+                    Ok(())
+                })
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 490);
+    let rows: i64 = store
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(rows, 490);
+    store.close().await;
+    assert!(matches!(store.write(|_| Ok(())).await, Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn audit_rows_come_back_newest_first() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let entry = |n: u16| AuditEntry {
+        id: 0,
+        at: SystemTime::now(),
+        kind: AuditKind::MqttConnect,
+        peer: Some("127.0.0.1:5000".into()),
+        client_id: Some(format!("c{n}")),
+        username: Some("alice".into()),
+        protocol: Some(4),
+        code: Some(n),
+        reason: "test".into(),
+        detail: None,
+    };
+    store
+        .record_audit((0..5).map(entry).collect())
+        .await
+        .unwrap();
+    let page = store.audit_page(3, None).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.code).collect::<Vec<_>>(),
+        [Some(4), Some(3), Some(2)]
+    );
+    let next = store.audit_page(3, Some(page[2].id)).await.unwrap();
+    assert_eq!(
+        next.iter().map(|e| e.code).collect::<Vec<_>>(),
+        [Some(1), Some(0)]
+    );
+}
