@@ -1,1 +1,309 @@
-fn main() {}
+//! `porchlight`: the headless hub and its admin commands.
+//!
+//! This is an edge: errors are `anyhow`, printed as one line, exit code 1. Secrets that must be
+//! shown (a generated password, a device key) go to stdout once and never to the log.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use porchlight_domain::Role;
+use porchlight_domain::secret::Secret;
+use porchlight_server::store::{Store, random_password};
+use porchlight_server::{Config, LoadOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "porchlight",
+    version,
+    about = "Porchlight: a self-hosted home hub"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Data directory (database, config.toml, runtime.json). Default: the per-user app data dir.
+    #[arg(long, global = true, env = "PORCHLIGHT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config file. Default: config.toml in the data directory.
+    #[arg(long, global = true, env = "PORCHLIGHT_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub headless: web UI/API and MQTT broker, until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage MQTT devices (each phone or Home Assistant gets its own key).
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// HTTP port for the web UI and API (0 = any free port).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// MQTT port (0 = any free port, -1 = no broker).
+    #[arg(long, allow_negative_numbers = true)]
+    mqtt_port: Option<i32>,
+    /// Address to listen on for both HTTP and MQTT (e.g. 127.0.0.1 for this machine only).
+    #[arg(long)]
+    bind: Option<IpAddr>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account. Without --password-stdin a random password is generated and printed once.
+    Add {
+        username: String,
+        #[arg(long, default_value = "user", value_parser = parse_role)]
+        role: Role,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts.
+    List,
+    /// Set a new password (ends the user's web sessions).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove an account with its devices, sessions and tokens.
+    Remove { username: String },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Add a device to a user and print its MQTT credentials once.
+    Add { username: String, name: String },
+    /// List devices (of one user, or all).
+    List { username: Option<String> },
+    /// Remove a device; its key stops working at its next connect.
+    Remove { username: String, name: String },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORCHLIGHT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let base = LoadOptions {
+        data_dir: cli.global.data_dir,
+        config_file: cli.global.config,
+        ..LoadOptions::default()
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            let options = LoadOptions {
+                http_port: args.http_port,
+                mqtt_port: args.mqtt_port,
+                bind: args.bind,
+                ..base
+            };
+            serve(Config::load(&options)?).await
+        }
+        Command::User(cmd) => user(open_store(&base)?, cmd).await,
+        Command::Device(cmd) => device(open_store(&base)?, cmd).await,
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let running = porchlight_server::start(config).await?;
+    if let Some(admin) = &running.initial_admin {
+        match &admin.generated_password {
+            Some(password) => println!(
+                "Created the first account.\n  user:     {}\n  password: {}\n\
+                 This password is shown only this once. Change it with `porchlight user passwd {}`.",
+                admin.username,
+                password.expose(),
+                admin.username
+            ),
+            None => println!(
+                "Created the first account \"{}\" with the password from PORCHLIGHT_ADMIN_PASSWORD.",
+                admin.username
+            ),
+        }
+    }
+    match running.mqtt_addr {
+        Some(mqtt) => println!(
+            "Porchlight is running: web UI http://127.0.0.1:{}/ , MQTT port {}",
+            running.http_addr.port(),
+            mqtt.port()
+        ),
+        None => println!(
+            "Porchlight is running: web UI http://127.0.0.1:{}/ (MQTT broker disabled)",
+            running.http_addr.port()
+        ),
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn open_store(options: &LoadOptions) -> Result<Store> {
+    let config = Config::load(options)?;
+    let path = config.data_dir.join("porchlight.db");
+    if !path.exists() {
+        bail!(
+            "no Porchlight database at {}; start `porchlight serve` once first, or pass --data-dir",
+            path.display()
+        );
+    }
+    Ok(Store::open(&path)?)
+}
+
+fn read_password(from_stdin: bool) -> Result<(Secret, bool)> {
+    if !from_stdin {
+        return Ok((random_password(), true));
+    }
+    if std::io::stdin().is_terminal() {
+        eprint!("Password: ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_owned();
+    Ok((Secret::new(password), false))
+}
+
+async fn user(store: Store, cmd: UserCommand) -> Result<()> {
+    let result = async {
+        match cmd {
+            UserCommand::Add {
+                username,
+                role,
+                password_stdin,
+            } => {
+                let (password, generated) = read_password(password_stdin)?;
+                let user = store.create_user(&username, role, &password).await?;
+                println!("added {} ({})", user.username, user.role.as_str());
+                if generated {
+                    println!("password: {}", password.expose());
+                }
+            }
+            UserCommand::List => {
+                for u in store.list_users().await? {
+                    println!("{}\t{}", u.username, u.role.as_str());
+                }
+            }
+            UserCommand::Passwd {
+                username,
+                password_stdin,
+            } => {
+                let (password, generated) = read_password(password_stdin)?;
+                store.set_password(&username, &password).await?;
+                println!("password changed for {username}");
+                if generated {
+                    println!("password: {}", password.expose());
+                }
+            }
+            UserCommand::Remove { username } => {
+                let (user, devices) = store.remove_user(&username).await?;
+                println!("removed {} and {} device(s)", user.username, devices.len());
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+async fn device(store: Store, cmd: DeviceCommand) -> Result<()> {
+    let result = async {
+        match cmd {
+            DeviceCommand::Add { username, name } => {
+                let (device, key) = store.add_device(&username, &name).await?;
+                println!(
+                    "added device {}/{}\nMQTT username: {}\nMQTT password: {}\n\
+                     The password is shown only this once.",
+                    device.username,
+                    device.name,
+                    device.username,
+                    key.expose()
+                );
+            }
+            DeviceCommand::List { username } => {
+                let scope = match username {
+                    Some(name) => Some(store.find_user(&name).await?.id),
+                    None => None,
+                };
+                for d in store.list_devices(scope).await? {
+                    println!("{}\t{}", d.username, d.name);
+                }
+            }
+            DeviceCommand::Remove { username, name } => {
+                store.remove_device(&username, &name).await?;
+                println!("removed device {username}/{name}");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}

@@ -1,54 +1,256 @@
-//! porchlight-server: the composition root (API contract stub; real code lands next).
+//! porchlight-server: the composition root.
+//!
+//! [`start`] is the one function that wires Porchlight together, shared by `porchlight serve`
+//! and the desktop shell: it opens the store (applying migrations), makes sure an admin account
+//! exists, binds the HTTP listener and the MQTT broker, and returns a [`Running`] handle whose
+//! [`Running::shutdown`] stops everything in order and flushes the database.
+//!
+//! Architecture invariants:
+//! - This crate is the only one that knows every other crate; the others know only the domain.
+//! - Only `http` knows HTTP/JSON; only the broker crate knows MQTT internals (this crate talks
+//!   to it through its `Gatekeeper`/`Bus` traits).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod audit_sink;
+pub mod config;
+mod http;
 
-/// Errors from starting or running the server.
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use porchlight_domain::Role;
+use porchlight_domain::secret::Secret;
+use porchlight_store::{Store, random_password};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{Config, LoadOptions};
+pub use porchlight_store as store;
+
+/// Errors from starting or running the server. Each message is one line fit for a terminal.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("not implemented yet")]
-    Unimplemented,
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] porchlight_store::Error),
+    #[error(
+        "{service} port {port} on {addr} is already in use; choose another with {flag} (0 picks a free one)"
+    )]
+    PortInUse {
+        service: &'static str,
+        addr: IpAddr,
+        port: u16,
+        flag: &'static str,
+    },
+    #[error("MQTT broker: {0}")]
+    Broker(String),
 }
 
-/// How the config is found and overridden (CLI flags win over env, env over file).
-#[derive(Debug, Default, Clone)]
-pub struct LoadOptions {
-    /// Data directory; `None` means the per-OS app data dir.
-    pub data_dir: Option<PathBuf>,
-    /// `--http-port`: 0 lets the OS choose.
-    pub http_port: Option<u16>,
-    /// `--mqtt-port`: 0 lets the OS choose, -1 disables the broker.
-    pub mqtt_port: Option<i32>,
+/// What the HTTP side needs from the broker, without knowing its internals.
+#[async_trait::async_trait]
+pub trait BrokerControl: Send + Sync {
+    /// Ends live MQTT sessions of a device; returns how many were closed.
+    async fn disconnect_device(&self, device_id: i64) -> usize;
+    /// Ends live MQTT sessions of every device of a user.
+    async fn disconnect_user(&self, user_id: i64) -> usize;
+    fn is_running(&self) -> bool;
+    fn connection_count(&self) -> usize;
 }
 
-/// The typed, layered configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub data_dir: PathBuf,
-}
-
-impl Config {
-    /// Defaults → `config.toml` in the data dir → `PORCHLIGHT_*` env → `options`.
-    pub fn load(options: &LoadOptions) -> Result<Config, Error> {
-        let _ = options;
-        Err(Error::Unimplemented)
-    }
-}
-
-/// A started server; dropping it does not stop it, call [`Running::shutdown`].
+/// The admin account made on first start.
 #[derive(Debug)]
+pub struct InitialAdmin {
+    pub username: String,
+    /// The generated password, to be shown to the operator exactly once; `None` when it came
+    /// from `PORCHLIGHT_ADMIN_PASSWORD`.
+    pub generated_password: Option<Secret>,
+}
+
+/// A started server. Call [`Running::shutdown`] to stop it cleanly.
 pub struct Running {
     pub http_addr: SocketAddr,
     pub mqtt_addr: Option<SocketAddr>,
+    /// Set on the first start with an empty database.
+    pub initial_admin: Option<InitialAdmin>,
+    store: Store,
+    /// Tells the HTTP server to stop accepting and finish in-flight requests.
+    http_stop: oneshot::Sender<()>,
+    http_task: JoinHandle<std::io::Result<()>>,
+    audit_writer: audit_sink::AuditWriter,
+    runtime_file: PathBuf,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("http_addr", &self.http_addr)
+            .field("mqtt_addr", &self.mqtt_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Running {
-    /// Stops the broker and HTTP server and flushes the database.
-    pub async fn shutdown(self) {}
+    /// The store, for in-process callers (the CLI, tests).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops HTTP, then the broker, then drains the audit queue and closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.http_stop.send(());
+        match self.http_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server ended with an error"),
+            Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+        self.audit_writer.finish().await;
+        self.store.close().await;
+        let _ = std::fs::remove_file(&self.runtime_file);
+        tracing::info!("stopped");
+    }
 }
 
 /// Opens the store, starts the broker and the HTTP server.
 pub async fn start(config: Config) -> Result<Running, Error> {
-    let _ = config;
-    Err(Error::Unimplemented)
+    create_private_dir(&config.data_dir)?;
+    config.write_example_if_missing()?;
+    let db_path = config.data_dir.join("porchlight.db");
+    create_private_file(&db_path)?;
+    let store = {
+        let path = db_path.clone();
+        tokio::task::spawn_blocking(move || Store::open(&path))
+            .await
+            .map_err(|e| Error::Broker(e.to_string()))??
+    };
+    // Bind before creating the first admin: a start that fails on a busy port must not create
+    // an account whose generated password nobody saw.
+    let http_listener = bind(config.http.bind, config.http.port, "HTTP", "--http-port").await?;
+    let http_addr = local_addr(&http_listener)?;
+    let initial_admin = ensure_admin(&store, &config).await?;
+
+    let (audit, audit_writer) = audit_sink::AuditSink::start(store.clone());
+    let state = http::AppState {
+        store: store.clone(),
+        broker: None,
+        audit,
+        throttles: Arc::new(Mutex::new(http::LoginThrottles::default())),
+        sessions: Default::default(),
+    };
+    let (http_stop, stop_rx) = oneshot::channel::<()>();
+    let http_task = tokio::spawn(http::serve(http_listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let mqtt_addr = None;
+    let runtime_file = config.data_dir.join("runtime.json");
+    write_runtime(&runtime_file, http_addr, mqtt_addr)?;
+    tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, data_dir = %config.data_dir.display(), "Porchlight is running");
+    Ok(Running {
+        http_addr,
+        mqtt_addr,
+        initial_admin,
+        store,
+        http_stop,
+        http_task,
+        audit_writer,
+        runtime_file,
+    })
+}
+
+/// First start: create `admin` with `PORCHLIGHT_ADMIN_PASSWORD` or a random password.
+async fn ensure_admin(store: &Store, config: &Config) -> Result<Option<InitialAdmin>, Error> {
+    if store.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match &config.initial_admin_password {
+        Some(p) => (p.clone(), false),
+        None => (random_password(), true),
+    };
+    store.create_user("admin", Role::Admin, &password).await?;
+    tracing::info!("created the first admin account \"admin\"");
+    Ok(Some(InitialAdmin {
+        username: "admin".into(),
+        generated_password: generated.then_some(password),
+    }))
+}
+
+async fn bind(
+    addr: IpAddr,
+    port: u16,
+    service: &'static str,
+    flag: &'static str,
+) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind((addr, port))
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => Error::PortInUse {
+                service,
+                addr,
+                port,
+                flag,
+            },
+            _ => Error::Io {
+                what: format!("binding the {service} port {addr}:{port}"),
+                source: e,
+            },
+        })
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, Error> {
+    listener.local_addr().map_err(|e| Error::Io {
+        what: "reading the bound address".into(),
+        source: e,
+    })
+}
+
+/// `runtime.json`: the ports actually bound (useful with port 0), for scripts and tests.
+fn write_runtime(path: &Path, http: SocketAddr, mqtt: Option<SocketAddr>) -> Result<(), Error> {
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "http_port": http.port(),
+        "mqtt_port": mqtt.map(|a| a.port()),
+        "http_url": format!("http://127.0.0.1:{}/", http.port()),
+    });
+    let tmp = path.with_extension("json.tmp");
+    let io = |e| Error::Io {
+        what: format!("writing {}", path.display()),
+        source: e,
+    };
+    std::fs::write(&tmp, body.to_string()).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+        what: format!("creating the data directory {}", dir.display()),
+        source: e,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    Ok(())
+}
+
+/// The database holds password hashes and keys: readable by the owner only. Creating the file
+/// 0600 before SQLite opens it makes SQLite give its -wal and -shm files the same mode.
+fn create_private_file(path: &Path) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(drop).map_err(|e| Error::Io {
+        what: format!("creating {}", path.display()),
+        source: e,
+    })
 }

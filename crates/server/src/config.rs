@@ -1,0 +1,372 @@
+//! The one typed configuration, layered: built-in defaults → `config.toml` in the data dir →
+//! `PORCHLIGHT_*` environment variables (`__` separates levels: `PORCHLIGHT_MQTT__PORT=1884`)
+//! → command-line flags. Flags win.
+//!
+//! On first start a commented example `config.toml` is written into the data dir. Unknown keys
+//! (in the file or the environment) are errors that name the key, not silently ignored.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use porchlight_domain::secret::Secret;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// Environment variables that are not config keys.
+const NON_CONFIG_ENV: &[&str] = &[
+    "PORCHLIGHT_ADMIN_PASSWORD",
+    "PORCHLIGHT_DATA_DIR",
+    "PORCHLIGHT_CONFIG",
+    "PORCHLIGHT_LOG",
+];
+
+/// How the config is found and overridden (CLI flags win over env, env over file).
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    /// Data directory; `None` means `$PORCHLIGHT_DATA_DIR` or the per-OS app data dir.
+    pub data_dir: Option<PathBuf>,
+    /// Config file; `None` means `$PORCHLIGHT_CONFIG` or `config.toml` in the data dir.
+    pub config_file: Option<PathBuf>,
+    /// `--http-port`: 0 lets the OS choose.
+    pub http_port: Option<u16>,
+    /// `--mqtt-port`: 0 lets the OS choose, -1 disables the broker.
+    pub mqtt_port: Option<i32>,
+    /// `--bind`: the address both listeners bind.
+    pub bind: Option<IpAddr>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub mqtt: MqttConfig,
+    /// `PORCHLIGHT_ADMIN_PASSWORD`: the first admin's password on an empty database.
+    pub initial_admin_password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub bind: IpAddr,
+    /// -1 disables the broker, 0 lets the OS choose.
+    pub port: i32,
+    pub max_connections: usize,
+    /// Largest PUBLISH payload accepted, in bytes; larger ones disconnect the client.
+    pub max_payload: usize,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 8080,
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 1883,
+            max_connections: 1024,
+            max_payload: 256 * 1024,
+            connect_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    http: HttpConfig,
+    mqtt: MqttConfig,
+}
+
+/// The commented example written on first start.
+pub const EXAMPLE_CONFIG: &str = include_str!("config.example.toml");
+
+impl Config {
+    /// Loads the config from the real environment.
+    pub fn load(options: &LoadOptions) -> Result<Config, Error> {
+        Config::load_from(options, std::env::vars())
+    }
+
+    /// Loads the config with an explicit environment (tests pass their own).
+    pub fn load_from(
+        options: &LoadOptions,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Error> {
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("PORCHLIGHT_"))
+            .collect();
+        let env_get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+
+        let data_dir = match (&options.data_dir, env_get("PORCHLIGHT_DATA_DIR")) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(dir)) => PathBuf::from(dir),
+            (None, None) => default_data_dir()?,
+        };
+        let config_file = match (&options.config_file, env_get("PORCHLIGHT_CONFIG")) {
+            (Some(f), _) => Some(f.clone()),
+            (None, Some(f)) => Some(PathBuf::from(f)),
+            (None, None) => None,
+        };
+
+        let mut table = match &config_file {
+            Some(path) => read_table(path)?,
+            None => {
+                let path = data_dir.join("config.toml");
+                if path.exists() {
+                    read_table(&path)?
+                } else {
+                    toml::Table::new()
+                }
+            }
+        };
+        for (key, value) in &env {
+            if NON_CONFIG_ENV.contains(&key.as_str()) {
+                continue;
+            }
+            apply_env(&mut table, key, value)?;
+        }
+        let file: FileConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| Error::Config(format!("{}: {}", e.path(), e.inner().message())))?;
+
+        let mut config = Config {
+            data_dir,
+            http: file.http,
+            mqtt: file.mqtt,
+            initial_admin_password: env_get("PORCHLIGHT_ADMIN_PASSWORD")
+                .filter(|p| !p.is_empty())
+                .map(Secret::new),
+        };
+        if let Some(port) = options.http_port {
+            config.http.port = port;
+        }
+        if let Some(port) = options.mqtt_port {
+            config.mqtt.port = port;
+        }
+        if let Some(bind) = options.bind {
+            config.http.bind = bind;
+            config.mqtt.bind = bind;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if !(-1..=65535).contains(&self.mqtt.port) {
+            return Err(Error::Config(format!(
+                "mqtt.port must be -1 (disabled), 0 (any free port) or 1..65535, not {}",
+                self.mqtt.port
+            )));
+        }
+        if self.mqtt.max_payload == 0 || self.mqtt.max_payload > 256 * 1024 * 1024 {
+            return Err(Error::Config(
+                "mqtt.max_payload must be between 1 byte and 256 MiB".into(),
+            ));
+        }
+        if self.mqtt.max_connections == 0 {
+            return Err(Error::Config(
+                "mqtt.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.mqtt.connect_timeout_secs == 0 {
+            return Err(Error::Config(
+                "mqtt.connect_timeout_secs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The MQTT port to bind, or `None` when the broker is disabled.
+    pub fn mqtt_port(&self) -> Option<u16> {
+        u16::try_from(self.mqtt.port).ok()
+    }
+
+    /// Writes the commented example config into the data dir if no config file exists there.
+    pub fn write_example_if_missing(&self) -> Result<(), Error> {
+        let path = self.data_dir.join("config.toml");
+        if !path.exists() {
+            std::fs::write(&path, EXAMPLE_CONFIG).map_err(|e| Error::Io {
+                what: format!("writing {}", path.display()),
+                source: e,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn default_data_dir() -> Result<PathBuf, Error> {
+    dirs::data_dir()
+        .map(|d| d.join("porchlight"))
+        .ok_or_else(|| {
+            Error::Config("no per-user data directory on this system; pass --data-dir".into())
+        })
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        what: format!("reading the config file {}", path.display()),
+        source: e,
+    })?;
+    text.parse::<toml::Table>()
+        .map_err(|e| Error::Config(format!("{}: {}", path.display(), e.message())))
+}
+
+/// `PORCHLIGHT_MQTT__MAX_PAYLOAD=1000` → `mqtt.max_payload = 1000`.
+fn apply_env(table: &mut toml::Table, key: &str, value: &str) -> Result<(), Error> {
+    let path: Vec<String> = key
+        .trim_start_matches("PORCHLIGHT_")
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let unknown = || {
+        Error::Config(format!(
+            "unknown environment variable {key}: no such config key"
+        ))
+    };
+    let (last, parents) = path.split_last().ok_or_else(unknown)?;
+    if parents.is_empty() {
+        return Err(unknown());
+    }
+    let mut node = table;
+    for part in parents {
+        node = node
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(unknown)?;
+    }
+    let parsed = if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = value.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(value.to_owned())
+    };
+    node.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path) -> LoadOptions {
+        LoadOptions {
+            data_dir: Some(dir.to_owned()),
+            ..LoadOptions::default()
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.http.port, 8080);
+        assert_eq!(c.mqtt.port, 1883);
+        assert_eq!(c.mqtt.max_payload, 262_144);
+        assert!(c.initial_admin_password.is_none());
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[http]\nport = 9000\n[mqtt]\nport = 1999\nmax_connections = 7\n",
+        )
+        .unwrap();
+        let e = env(&[("PORCHLIGHT_MQTT__PORT", "2000"), ("PATH", "/bin")]);
+        let c = Config::load_from(&opts(dir.path()), e.clone()).unwrap();
+        assert_eq!(
+            (c.http.port, c.mqtt.port, c.mqtt.max_connections),
+            (9000, 2000, 7)
+        );
+
+        let mut o = opts(dir.path());
+        o.mqtt_port = Some(-1);
+        o.http_port = Some(0);
+        let c = Config::load_from(&o, e).unwrap();
+        assert_eq!((c.http.port, c.mqtt_port()), (0, None));
+    }
+
+    #[test]
+    fn the_example_config_parses_to_the_defaults() {
+        let file: FileConfig = toml::from_str(EXAMPLE_CONFIG).unwrap();
+        assert_eq!(file.http, HttpConfig::default());
+        assert_eq!(file.mqtt, MqttConfig::default());
+    }
+
+    #[test]
+    fn bad_config_gets_an_error_naming_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), "[mqtt]\nprot = 1\n").unwrap();
+        let err = Config::load_from(&opts(dir.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+
+        std::fs::write(dir.path().join("config.toml"), "[mqtt\n").unwrap();
+        let err = Config::load_from(&opts(dir.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("config.toml"), "{err}");
+
+        std::fs::remove_file(dir.path().join("config.toml")).unwrap();
+        let err = Config::load_from(
+            &opts(dir.path()),
+            env(&[("PORCHLIGHT_MQTT__PORT", "99999")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("mqtt.port"), "{err}");
+        let err = Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("PORCHLIGHT_NOPE"), "{err}");
+        let err = Config::load_from(
+            &opts(dir.path()),
+            env(&[("PORCHLIGHT_HTTP__PORT", "eighty")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("port"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_password_comes_from_the_environment_and_is_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(
+            &opts(dir.path()),
+            env(&[("PORCHLIGHT_ADMIN_PASSWORD", "a very secret one")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.initial_admin_password.as_ref().unwrap().expose(),
+            "a very secret one"
+        );
+        assert!(!format!("{c:?}").contains("very secret"));
+    }
+}

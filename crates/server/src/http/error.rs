@@ -1,0 +1,90 @@
+//! The one place where errors become HTTP responses.
+//!
+//! What the user sees (`{"error": "..."}`) is kept apart from what is logged: internal causes
+//! are logged with detail and answered with a generic message.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("sign in first")]
+    Unauthorized,
+    #[error("wrong user name or password")]
+    BadLogin,
+    #[error("you are not allowed to do that")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too many failed attempts; try again in {0} seconds")]
+    Throttled(u64),
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<porchlight_store::Error> for ApiError {
+    fn from(e: porchlight_store::Error) -> Self {
+        use porchlight_store::Error as E;
+        match e {
+            E::Invalid(_) | E::BadInput(_) | E::LastAdmin => ApiError::BadRequest(e.to_string()),
+            E::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
+            E::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized | ApiError::BadLogin => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::Throttled(secs) = self {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+/// `Json<T>` whose rejections (bad JSON, wrong content type, too large) are JSON errors too.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let body = Json(json!({ "error": rejection.body_text() }));
+                Err((status, body).into_response())
+            }
+        }
+    }
+}

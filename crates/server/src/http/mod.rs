@@ -1,0 +1,124 @@
+//! The HTTP side: JSON API under `/api`, `/health`, and the web UI's files everywhere else.
+//!
+//! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
+//! and the broker control; they hold no state of their own beyond [`AppState`].
+
+mod accounts;
+mod assets;
+mod auth;
+mod error;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post, put};
+use porchlight_domain::session::SessionPolicy;
+use porchlight_store::Store;
+use serde_json::json;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::BrokerControl;
+use crate::audit_sink::AuditSink;
+
+pub use auth::LoginThrottles;
+
+/// Everything a handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// The embedded broker, when enabled: used to end sessions of removed devices/users and
+    /// for health.
+    pub broker: Option<Arc<dyn BrokerControl>>,
+    pub audit: AuditSink,
+    /// Failed-login counters, per address and per user name.
+    pub throttles: Arc<Mutex<LoginThrottles>>,
+    pub sessions: SessionPolicy,
+}
+
+/// API bodies are small; larger requests are refused before parsing.
+const MAX_API_BODY: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/login", post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/me", get(auth::me))
+        .route(
+            "/tokens",
+            get(accounts::list_tokens).post(accounts::create_token),
+        )
+        .route("/tokens/{id}", delete(accounts::revoke_token))
+        .route(
+            "/users",
+            get(accounts::list_users).post(accounts::create_user),
+        )
+        .route("/users/{username}", delete(accounts::remove_user))
+        .route("/users/{username}/password", put(accounts::set_password))
+        .route(
+            "/devices",
+            get(accounts::list_devices).post(accounts::add_device),
+        )
+        .route(
+            "/devices/{username}/{name}",
+            delete(accounts::remove_device),
+        )
+        .route("/audit", get(accounts::audit))
+        .layer(DefaultBodyLimit::max(MAX_API_BODY));
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api", api)
+        .fallback(assets::serve)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .with_state(state)
+}
+
+/// `GET /health`: 200 when the database answers and the broker (if enabled) runs, else 503.
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let db_ok = state.store.is_healthy().await;
+    let (broker, broker_ok, connections) = match &state.broker {
+        None => ("disabled", true, 0),
+        Some(b) if b.is_running() => ("running", true, b.connection_count()),
+        Some(_) => ("stopped", false, 0),
+    };
+    let healthy = db_ok && broker_ok;
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({
+            "status": if healthy { "healthy" } else { "unhealthy" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "database": if db_ok { "ok" } else { "error" },
+            "broker": broker,
+            "mqtt_connections": connections,
+        })),
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
