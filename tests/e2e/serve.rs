@@ -1,0 +1,298 @@
+//! `porchlight serve` as a process: first start, runtime.json, busy ports, signals, bad config.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::porchlight_bin;
+
+struct Serve {
+    child: Child,
+    dir: tempfile::TempDir,
+    stdout: Vec<String>,
+}
+
+fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Serve {
+    let mut child = Command::new(porchlight_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--bind", "127.0.0.1"])
+        .args(args)
+        .env_remove("PORCHLIGHT_ADMIN_PASSWORD")
+        .env("PORCHLIGHT_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stdout until the "running" line.
+    let mut lines = Vec::new();
+    let out = child.stdout.take().unwrap();
+    let mut reader = BufReader::new(out);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let done = line.contains("Porchlight is running");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    Serve {
+        child,
+        dir,
+        stdout: lines,
+    }
+}
+
+fn runtime(dir: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("runtime.json")).unwrap()).unwrap()
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    child.wait().unwrap()
+}
+
+#[tokio::test]
+async fn first_start_prints_the_admin_password_once_and_never_logs_it() {
+    let mut s = spawn(
+        tempfile::tempdir().unwrap(),
+        &["--http-port", "0", "--mqtt-port", "-1"],
+    );
+    let printed = s.stdout.join("");
+    let password = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("password:"))
+        .map(|p| p.trim().to_owned())
+        .unwrap_or_else(|| panic!("no password printed: {printed}"));
+    assert!(password.len() >= 16);
+
+    let rt = runtime(s.dir.path());
+    let port = rt["http_port"].as_u64().unwrap();
+    assert!(port > 0);
+    assert!(rt["mqtt_port"].is_null());
+    let c = crate::support::client();
+    let r = c
+        .post(format!("http://127.0.0.1:{port}/api/login"))
+        .json(&serde_json::json!({ "username": "admin", "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let status = terminate(&mut s.child);
+    assert_eq!(status.code(), Some(0), "SIGTERM must end with exit 0");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut s.child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(!log.contains(&password), "password leaked into the log");
+    assert!(log.contains("stopped"), "{log}");
+
+    // A second start reuses the account and prints no password.
+    let mut again = spawn(s.dir, &["--http-port", "0", "--mqtt-port", "-1"]);
+    assert!(
+        !again.stdout.join("").contains("password"),
+        "{:?}",
+        again.stdout
+    );
+    assert_eq!(terminate(&mut again.child).code(), Some(0));
+}
+
+#[test]
+fn a_busy_port_is_one_clear_line_naming_the_flag() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(porchlight_bin())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--mqtt-port",
+            "-1",
+            "--http-port",
+            &port,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("PORCHLIGHT_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&port) && err.contains("--http-port"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no password may be printed for a failed start"
+    );
+}
+
+#[test]
+fn bad_config_is_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "[mqtt]\nport = \"many\"\n").unwrap();
+    let out = Command::new(porchlight_bin())
+        .args(["serve", "--bind", "127.0.0.1"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("PORCHLIGHT_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mqtt.port"), "{err}");
+}
+
+#[test]
+fn a_database_from_a_newer_porchlight_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("porchlight.db")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (9999, 'from the future', 0);",
+        )
+        .unwrap();
+    }
+    let out = Command::new(porchlight_bin())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--mqtt-port",
+            "-1",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("PORCHLIGHT_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("9999") && err.contains("newer Porchlight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn user_and_device_commands_script_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new(porchlight_bin());
+        cmd.arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("PORCHLIGHT_LOG", "off");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        child.wait_with_output().unwrap()
+    };
+    // Before the first start there is no database: a clear error.
+    let out = run(&["user", "list"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("porchlight serve"));
+
+    let mut s = spawn(
+        tempfile::tempdir().unwrap(),
+        &["--http-port", "0", "--mqtt-port", "-1"],
+    );
+    terminate(&mut s.child);
+    let dir_path = s.dir.path().to_owned();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = Command::new(porchlight_bin());
+        cmd.arg("--data-dir")
+            .arg(&dir_path)
+            .args(args)
+            .env("PORCHLIGHT_LOG", "off");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        child.wait_with_output().unwrap()
+    };
+    let out = run(
+        &["user", "add", "alice", "--password-stdin"],
+        Some("alice password 1\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["user", "add", "bob"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("password: "), "{text}");
+    let out = run(&["user", "add", "ha", "--role", "homeassistant"], None);
+    assert!(out.status.success());
+    let out = run(&["user", "add", "eve", "--role", "superuser"], None);
+    assert!(!out.status.success());
+    let out = run(
+        &["user", "add", "short", "--password-stdin"],
+        Some("short\n"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least"));
+
+    let out = run(&["user", "list"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "admin\tadmin",
+        "alice\tuser",
+        "bob\tuser",
+        "ha\thomeassistant",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+    let out = run(&["device", "add", "alice", "phone"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("MQTT password: pld_"), "{text}");
+    let out = run(&["device", "list", "alice"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "alice\tphone");
+    assert!(
+        run(&["device", "remove", "alice", "phone"], None)
+            .status
+            .success()
+    );
+    assert!(
+        !run(&["device", "remove", "alice", "phone"], None)
+            .status
+            .success()
+    );
+    assert!(run(&["user", "remove", "bob"], None).status.success());
+    let out = run(&["user", "remove", "admin"], None);
+    assert!(!out.status.success(), "the last admin must stay");
+}

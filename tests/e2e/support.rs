@@ -1,0 +1,110 @@
+//! Shared test fixtures: a server started in-process on port 0 with a known admin password,
+//! an HTTP client with a cookie jar, and the path of the built `porchlight` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use porchlight_server::{Config, LoadOptions, Running};
+
+pub const ADMIN_PASSWORD: &str = "test admin password";
+
+/// A running server in a temporary data dir; shut it down with [`TestServer::stop`].
+pub struct TestServer {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts with HTTP on a free port and the broker on a free port.
+    pub async fn start() -> TestServer {
+        TestServer::start_with(Some(0)).await
+    }
+
+    pub async fn start_with(mqtt_port: Option<i32>) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let options = LoadOptions {
+            data_dir: Some(dir.path().to_owned()),
+            http_port: Some(0),
+            mqtt_port: Some(mqtt_port.unwrap_or(-1)),
+            bind: Some([127, 0, 0, 1].into()),
+            ..LoadOptions::default()
+        };
+        let env = [(
+            "PORCHLIGHT_ADMIN_PASSWORD".to_owned(),
+            ADMIN_PASSWORD.to_owned(),
+        )];
+        let config = Config::load_from(&options, env).unwrap();
+        let running = porchlight_server::start(config).await.unwrap();
+        TestServer { running, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.running.http_addr, path)
+    }
+
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.running.mqtt_addr.expect("broker enabled")
+    }
+
+    /// A client with its own cookie jar, signed in as `username`.
+    pub async fn signed_in(&self, username: &str, password: &str) -> reqwest::Client {
+        let client = client();
+        let response = client
+            .post(self.url("/api/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "login as {username}");
+        client
+    }
+
+    pub async fn admin(&self) -> reqwest::Client {
+        self.signed_in("admin", ADMIN_PASSWORD).await
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown().await;
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// The `porchlight` binary next to this test binary (`cargo build -p porchlight` builds it;
+/// `scripts/test.sh` does that before the tests).
+pub fn porchlight_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let bin = dir.join(format!("porchlight{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p porchlight` before the e2e tests (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `check` until it yields a value (for effects written asynchronously, such as audit
+/// rows); fails after 10 s.
+pub async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
