@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing Porchlight needs on Debian 12, skipping what is present.
+# Idempotent; safe to run on every CI run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+apt_packages=(
+  # Tauri desktop shell (WebKitGTK)
+  libwebkit2gtk-4.1-dev build-essential libxdo-dev libssl-dev libayatana-appindicator3-dev
+  librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev pkg-config
+  # Peers for tests: Debian's Mosquitto broker and clients; a display and screenshots
+  mosquitto mosquitto-clients xvfb imagemagick x11-utils
+)
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing apt packages: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "== adding the wasm32 target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# wasm-bindgen-cli must match the wasm-bindgen version in Cargo.lock exactly.
+wb_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)
+if [ -n "$wb_version" ] && ! wasm-bindgen --version 2>/dev/null | grep -q " $wb_version\$"; then
+  echo "== installing wasm-bindgen-cli $wb_version"
+  # Not --locked: one of the CLI's locked dependencies is not served by the registry here.
+  cargo install wasm-bindgen-cli --version "$wb_version" --force
+fi
