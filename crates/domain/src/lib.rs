@@ -1,1 +1,3 @@
-//! porchlight-domain (stub)
+//! porchlight-domain: pure domain types and rules (no I/O).
+
+pub mod acl;
