@@ -71,7 +71,13 @@ impl BusImpl {
 
 #[async_trait]
 impl Bus for BusImpl {
-    async fn publish(&self, topic: &str, payload: Bytes, qos: u8, retain: bool) -> Result<(), Error> {
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), Error> {
         if !acl::is_valid_topic(topic) {
             return Err(Error::InvalidTopic(topic.to_owned()));
         }
@@ -102,7 +108,10 @@ impl Bus for BusImpl {
         // No expiry: retained messages from the app stay until replaced or cleared.
         SessionState::forwards(&self.scx, from, publish, false, None)
             .await
-            .map_err(|e| Error::Publish { topic: topic.to_owned(), reason: e.to_string() })
+            .map_err(|e| Error::Publish {
+                topic: topic.to_owned(),
+                reason: e.to_string(),
+            })
     }
 
     fn consume(&self, filter: &str, capacity: usize) -> mpsc::Receiver<Inbound> {
@@ -110,7 +119,10 @@ impl Bus for BusImpl {
         if acl::is_valid_filter(filter) {
             self.state.consumers.add(filter.to_owned(), tx);
         } else {
-            tracing::warn!(filter, "Bus::consume with an invalid filter; the receiver is closed");
+            tracing::warn!(
+                filter,
+                "Bus::consume with an invalid filter; the receiver is closed"
+            );
         }
         rx
     }

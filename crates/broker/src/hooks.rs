@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use porchlight_domain::acl::{self, Identity};
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use rmqtt::types::{AuthResult, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{
+    AuthResult, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult,
+};
 
 use crate::bus::Consumers;
 use crate::{AuditEvent, Credentials, Gatekeeper, Inbound, ProtocolLevel, Refusal};
@@ -38,21 +40,35 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn new(gatekeeper: Arc<dyn Gatekeeper>, max_payload: usize) -> Self {
-        Self { gatekeeper, max_payload, live: Mutex::new(HashMap::new()), consumers: Consumers::default() }
+        Self {
+            gatekeeper,
+            max_payload,
+            live: Mutex::new(HashMap::new()),
+            consumers: Consumers::default(),
+        }
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, Live>> {
-        self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The identity of the connection `id`, if it is the one that authenticated last under
     /// its client id.
     fn identity(&self, id: &Id) -> Option<Identity> {
-        self.live().get(&*id.client_id).filter(|l| l.id == *id).map(|l| l.identity.clone())
+        self.live()
+            .get(&*id.client_id)
+            .filter(|l| l.id == *id)
+            .map(|l| l.identity.clone())
     }
 
     pub(crate) fn live_matching(&self, pred: impl Fn(&Identity) -> bool) -> Vec<Id> {
-        self.live().values().filter(|l| pred(&l.identity)).map(|l| l.id.clone()).collect()
+        self.live()
+            .values()
+            .filter(|l| pred(&l.identity))
+            .map(|l| l.id.clone())
+            .collect()
     }
 
     pub(crate) fn forget(&self, id: &Id) {
@@ -120,13 +136,25 @@ impl HookHandler {
         };
         if let Some((topic, len)) = ci.last_will().map(|w| will_topic_and_len(&w)) {
             if !acl::may_publish(&identity, &topic) {
-                return refuse(Refusal::NotAuthorized, format!("will topic {topic:?} not allowed"));
+                return refuse(
+                    Refusal::NotAuthorized,
+                    format!("will topic {topic:?} not allowed"),
+                );
             }
             if len > self.state.max_payload {
-                return refuse(Refusal::NotAuthorized, format!("will payload of {len} bytes too large"));
+                return refuse(
+                    Refusal::NotAuthorized,
+                    format!("will payload of {len} bytes too large"),
+                );
             }
         }
-        self.state.live().insert(creds.client_id.clone(), Live { id: ci.id().clone(), identity });
+        self.state.live().insert(
+            creds.client_id.clone(),
+            Live {
+                id: ci.id().clone(),
+                identity,
+            },
+        );
         AuthResult::Allow(false, None)
     }
 
@@ -169,7 +197,10 @@ impl HookHandler {
 
     fn check_subscribe(&self, id: &Id, sub: &rmqtt::types::Subscribe) -> SubscribeAclResult {
         let identity = self.state.identity(id);
-        if let Some(identity) = identity.as_ref().filter(|i| acl::may_subscribe(i, &sub.topic_filter)) {
+        if let Some(identity) = identity
+            .as_ref()
+            .filter(|i| acl::may_subscribe(i, &sub.topic_filter))
+        {
             tracing::debug!(client_id = %id.client_id, username = %identity.username, filter = %sub.topic_filter, "subscribed");
             return SubscribeAclResult::new_success(sub.opts.qos(), None);
         }
@@ -227,11 +258,18 @@ impl Handler for HookHandler {
                 let result = self.check_publish(&session.id, publish).await;
                 (false, Some(HookResult::PublishAclResult(result)))
             }
-            Parameter::MessagePublish(_, from, publish) if matches!(from.typ(), FromType::LastWill) => {
+            Parameter::MessagePublish(_, from, publish)
+                if matches!(from.typ(), FromType::LastWill) =>
+            {
                 let inbound = Inbound {
                     topic: publish.topic.to_string(),
                     payload: publish.payload.clone(),
-                    username: from.id.username.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+                    username: from
+                        .id
+                        .username
+                        .as_ref()
+                        .map(|u| u.to_string())
+                        .unwrap_or_default(),
                     client_id: from.id.client_id.to_string(),
                     retain: publish.retain,
                 };
@@ -251,6 +289,6 @@ fn will_topic_and_len(will: &LastWill<'_>) -> (String, usize) {
 }
 
 fn peer_of(id: &Id) -> SocketAddr {
-    id.remote_addr.unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+    id.remote_addr
+        .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
 }
-

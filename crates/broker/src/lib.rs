@@ -223,7 +223,13 @@ pub struct Inbound {
 #[async_trait]
 pub trait Bus: Send + Sync {
     /// Publish as the broker itself (no ACL) to MQTT subscribers; `retain` stores it.
-    async fn publish(&self, topic: &str, payload: Bytes, qos: u8, retain: bool) -> Result<(), Error>;
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), Error>;
     /// Receive every allowed client publish (and will message) matching `filter`. Delivery
     /// applies backpressure: a full receiver stalls the publishing client, nothing is dropped.
     /// An invalid filter yields a receiver that is already closed.
@@ -252,7 +258,10 @@ impl fmt::Debug for Broker {
 
 impl Broker {
     /// Bind the listener and start serving.
-    pub async fn start(config: BrokerConfig, gatekeeper: Arc<dyn Gatekeeper>) -> Result<Broker, Error> {
+    pub async fn start(
+        config: BrokerConfig,
+        gatekeeper: Arc<dyn Gatekeeper>,
+    ) -> Result<Broker, Error> {
         if config.tls.is_some() {
             return Err(Error::TlsUnsupported);
         }
@@ -297,8 +306,12 @@ impl Broker {
             .handshake_timeout(config.connect_timeout)
             .bind()
             .map_err(|e| bind_error(config.listen, &e))?;
-        let local_addr = listener.local_addr().map_err(|e| bind_error(config.listen, &e))?;
-        let server = MqttServer::new(scx.clone()).listener_by_id(listener, 1).build();
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| bind_error(config.listen, &e))?;
+        let server = MqttServer::new(scx.clone())
+            .listener_by_id(listener, 1)
+            .build();
         let running = Arc::new(AtomicBool::new(true));
         let flag = running.clone();
         let task = tokio::spawn(async move {
@@ -308,7 +321,14 @@ impl Broker {
             flag.store(false, Ordering::SeqCst);
         });
         tracing::info!(%local_addr, "MQTT broker listening");
-        Ok(Broker { scx, state, bus, local_addr, running, task })
+        Ok(Broker {
+            scx,
+            state,
+            bus,
+            local_addr,
+            running,
+            task,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -379,5 +399,12 @@ fn bind_error(addr: SocketAddr, e: &rmqtt::Error) -> Error {
         .chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
         .any(|io| io.kind() == std::io::ErrorKind::AddrInUse);
-    if in_use { Error::PortInUse(addr) } else { Error::Bind { addr, reason: e.to_string() } }
+    if in_use {
+        Error::PortInUse(addr)
+    } else {
+        Error::Bind {
+            addr,
+            reason: e.to_string(),
+        }
+    }
 }

@@ -21,7 +21,9 @@ pub(crate) struct Retainer {
 
 impl Retainer {
     pub(crate) fn new() -> Self {
-        Self { inner: DefaultRetainStorage::new() }
+        Self {
+            inner: DefaultRetainStorage::new(),
+        }
     }
 }
 
@@ -31,7 +33,12 @@ impl RetainStorage for Retainer {
         true
     }
 
-    async fn set(&self, topic: &TopicName, retain: Retain, _expiry: Option<Duration>) -> Result<()> {
+    async fn set(
+        &self,
+        topic: &TopicName,
+        retain: Retain,
+        _expiry: Option<Duration>,
+    ) -> Result<()> {
         let explicit = retain
             .publish
             .properties

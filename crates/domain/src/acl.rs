@@ -172,7 +172,12 @@ mod tests {
     use super::*;
 
     fn ident(username: &str, role: Role) -> Identity {
-        Identity { user_id: 1, username: username.into(), role, device_id: None }
+        Identity {
+            user_id: 1,
+            username: username.into(),
+            role,
+            device_id: None,
+        }
     }
 
     #[test]
@@ -186,7 +191,10 @@ mod tests {
 
     #[test]
     fn role_serde_is_snake_case() -> Result<(), serde_json::Error> {
-        assert_eq!(serde_json::to_string(&Role::HomeAssistant)?, "\"home_assistant\"");
+        assert_eq!(
+            serde_json::to_string(&Role::HomeAssistant)?,
+            "\"home_assistant\""
+        );
         assert_eq!(serde_json::from_str::<Role>("\"admin\"")?, Role::Admin);
         Ok(())
     }
