@@ -16,12 +16,14 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use porchlight_domain::acl::{self, Identity};
 use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{
     AuthResult, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult,
 };
 
 use crate::bus::Consumers;
+use crate::takeover::Takeovers;
 use crate::{AuditEvent, Credentials, Gatekeeper, Inbound, ProtocolLevel, Refusal};
 
 /// A connection that passed authentication, keyed by client id.
@@ -85,12 +87,18 @@ impl State {
 
 #[derive(Clone)]
 pub(crate) struct HookHandler {
+    scx: ServerContext,
     state: Arc<State>,
+    takeovers: Arc<Takeovers>,
 }
 
 impl HookHandler {
-    pub(crate) fn new(state: Arc<State>) -> Self {
-        Self { state }
+    pub(crate) fn new(scx: ServerContext, state: Arc<State>) -> Self {
+        Self {
+            scx,
+            state,
+            takeovers: Arc::default(),
+        }
     }
 
     async fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
@@ -148,6 +156,8 @@ impl HookHandler {
                 );
             }
         }
+        // Queue behind an earlier CONNECT with this client id (see `takeover`).
+        self.takeovers.acquire(&self.scx, ci.id()).await;
         self.state.live().insert(
             creds.client_id.clone(),
             Live {
@@ -225,6 +235,7 @@ impl Handler for HookHandler {
             }
             Parameter::ClientConnack(ci, reason) => {
                 let id = ci.id();
+                self.takeovers.release(id);
                 tracing::info!(client_id = %id.client_id, username = ?ci.username(), peer = %peer_of(id), "MQTT client connected");
                 self.state.record(AuditEvent::Connect {
                     at: SystemTime::now(),

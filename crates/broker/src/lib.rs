@@ -13,6 +13,7 @@
 mod bus;
 mod hooks;
 mod retain;
+mod takeover;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -278,7 +279,7 @@ impl Broker {
 
         let state = Arc::new(State::new(gatekeeper, config.max_payload));
         let bus = Arc::new(BusImpl::new(scx.clone(), state.clone()));
-        let handler = HookHandler::new(state.clone());
+        let handler = HookHandler::new(scx.clone(), state.clone());
         let register = scx.extends.hook_mgr().register();
         for typ in [
             Type::ClientAuthenticate,

@@ -90,7 +90,16 @@ impl Gatekeeper for FakeGatekeeper {
     }
 }
 
+/// Logs (including rmqtt's `log` records) with `RUST_LOG=...`, e.g. `RUST_LOG=rmqtt=debug`.
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 async fn start_with(max_payload: usize) -> (Broker, Arc<FakeGatekeeper>, tempfile::TempDir) {
+    init_logs();
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
     config.max_payload = max_payload;
@@ -980,4 +989,28 @@ async fn two_brokers_in_one_process_are_independent() {
     a.shutdown().await;
     assert!(eventually(|| std::net::TcpStream::connect(addr).is_err()).await);
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_with_one_client_id_all_get_in() {
+    // rmqtt alone answers CONNACK 3 to one of two overlapping CONNECTs with the same client id.
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut keep = Vec::new();
+    for round in 0..30 {
+        let mk = || RawConnect {
+            level: if round % 2 == 0 { 4 } else { 5 },
+            client_id: "race",
+            user: Some("alice"),
+            password: Some("alice-pw"),
+            will: None,
+        };
+        let (ra, rb) = (mk(), mk());
+        let (a, b) = tokio::join!(ra.send(addr), rb.send(addr));
+        assert_eq!((a.0, b.0), (0, 0), "round {round}");
+        keep.push(a.1);
+        keep.push(b.1);
+    }
+    assert!(eventually(|| broker.connection_count() == 1).await);
+    broker.shutdown().await;
 }
