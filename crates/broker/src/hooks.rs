@@ -109,6 +109,7 @@ impl HookHandler {
             client_id: ci.client_id().to_string(),
             peer: peer_of(ci.id()),
             protocol,
+            cert_cn: ci.cert().and_then(|c| c.common_name.clone()),
         };
         let refuse = |refusal: Refusal, reason: String| {
             tracing::info!(

@@ -48,7 +48,7 @@ pub struct BrokerConfig {
     pub connect_timeout: Duration,
     /// Where the broker may keep state. Currently unused: retained messages live in memory.
     pub data_dir: PathBuf,
-    /// TLS listener. Not implemented yet: `Some` makes [`Broker::start`] fail.
+    /// An additional MQTT-over-TLS listener.
     pub tls: Option<TlsConfig>,
 }
 
@@ -66,14 +66,20 @@ impl BrokerConfig {
     }
 }
 
-/// A TLS listener (not implemented yet; kept so the configuration shape is stable).
+/// An MQTT-over-TLS listener (same protocols, rules and limits as the plain one).
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
+    /// Port 0 allowed (see [`Broker::tls_local_addr`]).
     pub listen: SocketAddr,
+    /// PEM certificate chain of the server.
     pub cert_path: PathBuf,
+    /// PEM private key of the server.
     pub key_path: PathBuf,
+    /// PEM CA certificate(s) client certificates must chain to (default: `cert_path`).
     pub ca_path: Option<PathBuf>,
-    /// Require a client certificate signed by `ca_path`; its CN becomes the username.
+    /// Require a client certificate signed by the CA. Its CN replaces the CONNECT username
+    /// and is passed to the gatekeeper as [`Credentials::cert_cn`]. Without this, the TLS
+    /// listener does not ask for client certificates at all (rmqtt has no "optional" mode).
     pub require_client_cert: bool,
 }
 
@@ -112,6 +118,11 @@ pub struct Credentials {
     pub client_id: String,
     pub peer: SocketAddr,
     pub protocol: ProtocolLevel,
+    /// Common name of a client certificate the TLS listener verified against its CA (only
+    /// with [`TlsConfig::require_client_cert`]); `username` then equals it. `None` on the
+    /// plain listener. A verified certificate without a CN gives `None` here and leaves the
+    /// client's own username in place, so a gatekeeper must trust `cert_cn`, not `username`.
+    pub cert_cn: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -122,6 +133,7 @@ impl fmt::Debug for Credentials {
             .field("client_id", &self.client_id)
             .field("peer", &self.peer)
             .field("protocol", &self.protocol)
+            .field("cert_cn", &self.cert_cn)
             .finish()
     }
 }
@@ -197,8 +209,8 @@ pub enum Error {
     PortInUse(SocketAddr),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
-    #[error("TLS listeners are not supported yet")]
-    TlsUnsupported,
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
     #[error("invalid topic {0:?}")]
     InvalidTopic(String),
     #[error("invalid QoS {0}")]
@@ -244,6 +256,7 @@ pub struct Broker {
     state: Arc<State>,
     bus: Arc<BusImpl>,
     local_addr: SocketAddr,
+    tls_local_addr: Option<SocketAddr>,
     running: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
@@ -263,9 +276,6 @@ impl Broker {
         config: BrokerConfig,
         gatekeeper: Arc<dyn Gatekeeper>,
     ) -> Result<Broker, Error> {
-        if config.tls.is_some() {
-            return Err(Error::TlsUnsupported);
-        }
         let max_connections = config.max_connections.max(1);
         let scx = ServerContext::new()
             // The busy check refuses CONNECTs ("server unavailable") when the machine's load
@@ -293,26 +303,39 @@ impl Broker {
         }
         register.start().await;
 
-        // Room for the topic (up to 64 KiB) and headers on top of the payload limit; payloads
-        // between `max_payload` and this are refused by the publish ACL hook with a reason.
-        let max_packet = config.max_payload.saturating_add(64 * 1024 + 16);
-        let listener = Builder::new()
-            .name("porchlight/tcp")
-            .laddr(config.listen)
-            .nodelay(true)
-            .reuseaddr(Some(true))
-            .allow_anonymous(false)
-            .max_connections(max_connections)
-            .max_packet_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
-            .handshake_timeout(config.connect_timeout)
+        let listener = listener_builder(&config, config.listen, "porchlight/tcp")
             .bind()
             .map_err(|e| bind_error(config.listen, &e))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| bind_error(config.listen, &e))?;
-        let server = MqttServer::new(scx.clone())
-            .listener_by_id(listener, 1)
-            .build();
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
+        let mut tls_local_addr = None;
+        if let Some(tls) = &config.tls {
+            // rmqtt builds its TLS config with an explicit aws-lc-rs provider; installing it
+            // as the process default too keeps other rustls users in the process (which may
+            // see both aws-lc-rs and ring enabled) from failing to pick one.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+            let listener = listener_builder(&config, tls.listen, "porchlight/tls")
+                .tls_cert(Some(path(&tls.cert_path)))
+                .tls_key(Some(path(&tls.key_path)))
+                .tls_client_ca_certs(tls.ca_path.as_deref().map(path))
+                .tls_cross_certificate(tls.require_client_cert)
+                .cert_cn_as_username(tls.require_client_cert)
+                .collect_cert_info(tls.require_client_cert)
+                .bind()
+                .map_err(|e| bind_error(tls.listen, &e))?
+                .tls()
+                .map_err(|e| Error::Tls(format!("{e:#}")))?;
+            tls_local_addr = Some(
+                listener
+                    .local_addr()
+                    .map_err(|e| bind_error(tls.listen, &e))?,
+            );
+            server = server.listener_by_id(listener, 2);
+        }
+        let server = server.build();
         let running = Arc::new(AtomicBool::new(true));
         let flag = running.clone();
         let task = tokio::spawn(async move {
@@ -321,12 +344,13 @@ impl Broker {
             }
             flag.store(false, Ordering::SeqCst);
         });
-        tracing::info!(%local_addr, "MQTT broker listening");
+        tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
         Ok(Broker {
             scx,
             state,
             bus,
             local_addr,
+            tls_local_addr,
             running,
             task,
         })
@@ -335,6 +359,11 @@ impl Broker {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the TLS listener, if one is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addr
     }
 
     /// The application's link for publishing and consuming.
@@ -393,6 +422,22 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Listener settings shared by the plain and the TLS listener.
+fn listener_builder(config: &BrokerConfig, addr: SocketAddr, name: &str) -> Builder {
+    // Room for the topic (up to 64 KiB) and headers on top of the payload limit; payloads
+    // between `max_payload` and this are refused by the publish ACL hook with a reason.
+    let max_packet = config.max_payload.saturating_add(64 * 1024 + 16);
+    Builder::new()
+        .name(name)
+        .laddr(addr)
+        .nodelay(true)
+        .reuseaddr(Some(true))
+        .allow_anonymous(false)
+        .max_connections(config.max_connections.max(1))
+        .max_packet_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
+        .handshake_timeout(config.connect_timeout)
 }
 
 fn bind_error(addr: SocketAddr, e: &rmqtt::Error) -> Error {

@@ -74,6 +74,14 @@ impl FakeGatekeeper {
 #[async_trait]
 impl Gatekeeper for FakeGatekeeper {
     async fn authenticate(&self, c: &Credentials) -> Result<Identity, Refusal> {
+        if let Some(cn) = &c.cert_cn {
+            // a CA-verified client certificate is the credential
+            return self
+                .users
+                .get(cn)
+                .map(|(_, id)| id.clone())
+                .ok_or(Refusal::NotAuthorized);
+        }
         let username = c.username.as_deref().ok_or(Refusal::NotAuthorized)?;
         if username == "disabled" || self.refuse_all.load(Ordering::SeqCst) {
             return Err(Refusal::NotAuthorized);
@@ -441,6 +449,7 @@ async fn refusals_send_the_right_connack_codes() {
         client_id: "x".into(),
         peer: addr,
         protocol: porchlight_broker::ProtocolLevel::V311,
+        cert_cn: None,
     };
     assert!(!format!("{creds:?}").contains("hunter2"));
     broker.shutdown().await;
@@ -1012,5 +1021,217 @@ async fn concurrent_connects_with_one_client_id_all_get_in() {
         keep.push(b.1);
     }
     assert!(eventually(|| broker.connection_count() == 1).await);
+    broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------- TLS
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA signing a server certificate (127.0.0.1) and a client certificate with CN `alice`,
+/// plus a self-signed "rogue" client certificate with CN `alice`.
+fn make_pki(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Porchlight Test CA",
+        ],
+    ]
+    .concat();
+    openssl(dir, &ca);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn, ext) in [
+        ("server", "localhost", "server.ext"),
+        ("alice", "alice", "client.ext"),
+    ] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let pem = format!("{name}.pem");
+        let subj = format!("/CN={cn}");
+        openssl(
+            dir,
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", &subj],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "rogue.key",
+                "-out",
+                "rogue.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=alice",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_with_client_certificates() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d);
+    let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), d.to_path_buf());
+    config.tls = Some(porchlight_broker::TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert_path: d.join("server.pem"),
+        key_path: d.join("server.key"),
+        ca_path: Some(d.join("ca.pem")),
+        require_client_cert: true,
+    });
+    let broker = Broker::start(config, FakeGatekeeper::new()).await.unwrap();
+    let tls_port = broker.tls_local_addr().unwrap().port().to_string();
+    let mut inbound = broker.bus().consume("owntracks/#", 8);
+    let p = |f: &str| d.join(f).to_string_lossy().into_owned();
+    let (ca, alice_pem, alice_key, rogue_pem, rogue_key) = (
+        p("ca.pem"),
+        p("alice.pem"),
+        p("alice.key"),
+        p("rogue.pem"),
+        p("rogue.key"),
+    );
+
+    // the certificate is the credential; its CN wins over a username the client sends
+    for (version, extra) in [("mqttv311", vec![]), ("mqttv5", vec!["-u", "bob"])] {
+        let mut args = vec![
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls_port,
+            "-V",
+            version,
+            "--cafile",
+            &ca,
+            "--cert",
+            &alice_pem,
+            "--key",
+            &alice_key,
+            "-t",
+            "owntracks/alice/phone",
+            "-m",
+            version,
+        ];
+        args.extend(extra);
+        let out = run_tool("mosquitto_pub", &args).await;
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = recv_inbound(&mut inbound).await.unwrap();
+        assert_eq!(
+            (got.username.as_str(), &got.payload[..]),
+            ("alice", version.as_bytes())
+        );
+    }
+    // no client certificate, or one from another CA: no connection
+    for (cert, key) in [(None, None), (Some(&rogue_pem), Some(&rogue_key))] {
+        let mut args = vec![
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls_port,
+            "--cafile",
+            &ca,
+            "-u",
+            "alice",
+            "-P",
+            "alice-pw",
+            "-t",
+            "owntracks/alice/phone",
+            "-m",
+            "x",
+        ];
+        if let (Some(c), Some(k)) = (cert, key) {
+            args.extend(["--cert", c.as_str(), "--key", k.as_str()]);
+        }
+        let out = run_tool("mosquitto_pub", &args).await;
+        assert!(!out.status.success(), "{cert:?} got in");
+    }
+    assert!(
+        timeout(Duration::from_millis(300), inbound.recv())
+            .await
+            .is_err()
+    );
+    // the plain listener still works with passwords
+    let _c = Client::connect(broker.local_addr(), "alice-phone", "alice").await;
+
+    // a bad key path is a TLS setup error, not a panic
+    let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), d.to_path_buf());
+    config.tls = Some(porchlight_broker::TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert_path: d.join("server.pem"),
+        key_path: d.join("missing.key"),
+        ca_path: None,
+        require_client_cert: false,
+    });
+    assert!(matches!(
+        Broker::start(config, FakeGatekeeper::new()).await,
+        Err(Error::Tls(_))
+    ));
     broker.shutdown().await;
 }
