@@ -26,7 +26,8 @@ use crate::bus::Consumers;
 use crate::takeover::Takeovers;
 use crate::{AuditEvent, Credentials, Gatekeeper, Inbound, ProtocolLevel, Refusal};
 
-/// A connection that passed authentication, keyed by client id.
+/// A session that passed authentication, keyed by client id; kept while rmqtt keeps the
+/// session (also offline), so its owner is known when the client id is reused.
 struct Live {
     id: Id,
     identity: Identity,
@@ -159,6 +160,24 @@ impl HookHandler {
         }
         // Queue behind an earlier CONNECT with this client id (see `takeover`).
         self.takeovers.acquire(&self.scx, ci.id()).await;
+        // rmqtt hands an existing session (online, or offline with clean_session=0) to the
+        // next CONNECT with its client id, subscriptions and queued messages included, without
+        // re-checking them against the ACL. Only the same user may take a session over.
+        let previous = self
+            .state
+            .live()
+            .get(&creds.client_id)
+            .map(|l| (l.id.clone(), l.identity.user_id));
+        if let Some((previous_id, owner)) = previous {
+            let exists = self.scx.extends.shared().await.entry(previous_id).id_same() == Some(true);
+            if exists && owner != identity.user_id {
+                self.takeovers.release(ci.id());
+                return refuse(
+                    Refusal::NotAuthorized,
+                    "client id belongs to another user's session".into(),
+                );
+            }
+        }
         self.state.live().insert(
             creds.client_id.clone(),
             Live {
@@ -259,7 +278,11 @@ impl Handler for HookHandler {
                     username: id.username.as_ref().map(|u| u.to_string()),
                     reason: reason.to_string(),
                 });
-                self.state.forget(id);
+                (true, acc)
+            }
+            Parameter::SessionTerminated(session, _) => {
+                // The session (and what a takeover would inherit) is gone.
+                self.state.forget(&session.id);
                 (true, acc)
             }
             Parameter::ClientSubscribeCheckAcl(session, sub) => {

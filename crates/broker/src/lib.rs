@@ -295,6 +295,7 @@ impl Broker {
             Type::ClientAuthenticate,
             Type::ClientConnack,
             Type::ClientDisconnected,
+            Type::SessionTerminated,
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
             Type::MessagePublish,
@@ -371,12 +372,14 @@ impl Broker {
         self.bus.clone()
     }
 
-    /// Close every live session that authenticated with device `device_id`; returns how many.
+    /// Close every session that authenticated with device `device_id` (offline persistent
+    /// sessions are discarded too); returns how many were connected.
     pub async fn disconnect_device(&self, device_id: i64) -> usize {
         self.kick_where(|id| id.device_id == Some(device_id)).await
     }
 
-    /// Close every live session of user `user_id`; returns how many.
+    /// Close every session of user `user_id` (offline persistent sessions are discarded
+    /// too); returns how many were connected.
     pub async fn disconnect_user(&self, user_id: i64) -> usize {
         self.kick_where(|id| id.user_id == user_id).await
     }
@@ -405,12 +408,16 @@ impl Broker {
         for id in targets {
             let mut entry = self.scx.extends.shared().await.entry(id.clone());
             if entry.id_same() != Some(true) {
-                // Authenticated but never became (or is no longer) the live session.
+                // Authenticated but never became (or is no longer) the session.
                 self.state.forget(&id);
                 continue;
             }
+            let connected = entry.is_connected().await;
             match entry.kick(true, true, true).await {
-                Ok(_) => kicked += 1,
+                Ok(_) => {
+                    self.state.forget(&id);
+                    kicked += usize::from(connected);
+                }
                 Err(e) => tracing::warn!(client_id = %id.client_id, error = %e, "kick failed"),
             }
         }

@@ -127,6 +127,7 @@ async fn start() -> (Broker, Arc<FakeGatekeeper>, tempfile::TempDir) {
 struct Client {
     client: AsyncClient,
     events: mpsc::UnboundedReceiver<Result<Packet, String>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 fn options(addr: SocketAddr, client_id: &str, user: &str) -> MqttOptions {
@@ -141,7 +142,7 @@ impl Client {
     fn spawn(options: MqttOptions) -> Client {
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(p)) => {
@@ -157,7 +158,19 @@ impl Client {
                 }
             }
         });
-        Client { client, events }
+        Client {
+            client,
+            events,
+            task,
+        }
+    }
+
+    /// Send DISCONNECT, then close the socket (rmqtt waits for the client to close it).
+    async fn disconnect(self) {
+        self.client.disconnect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     /// Connect as `user` (password `<user>-pw`) and wait for a successful CONNACK.
@@ -1233,5 +1246,49 @@ async fn tls_listener_with_client_certificates() {
         Broker::start(config, FakeGatekeeper::new()).await,
         Err(Error::Tls(_))
     ));
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_cannot_be_taken_over_by_another_user() {
+    // With a persistent session, the new connection inherits the old one's subscriptions
+    // (not re-checked against the ACL) and its queued messages.
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut o = options(addr, "shared-id", "alice");
+    o.set_clean_session(false);
+    let mut alice = Client::spawn(o);
+    alice.expect_connack().await;
+    alice.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await;
+    alice.disconnect().await;
+    assert!(eventually(|| broker.connection_count() == 0).await);
+
+    let mut o = options(addr, "shared-id", "bob");
+    o.set_clean_session(false);
+    let mut bob = Client::spawn(o);
+    let bob_got_in = matches!(bob.next().await, Some(Ok(Packet::ConnAck(a))) if a.code == rumqttc::ConnectReturnCode::Success);
+    let alice2 = Client::connect(addr, "alice-laptop", "alice").await;
+    alice2
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "secret")
+        .await
+        .unwrap();
+    if bob_got_in {
+        let leaked = bob.next_publish_within(Duration::from_millis(500)).await;
+        assert!(leaked.is_none(), "bob received alice's message: {leaked:?}");
+        panic!("bob took over alice's client id");
+    }
+    assert_eq!(gk.connect_codes("shared-id"), vec![0, 5]);
+
+    // alice herself gets her session back, with the message queued while she was away
+    let mut o = options(addr, "shared-id", "alice");
+    o.set_clean_session(false);
+    let mut alice = Client::spawn(o);
+    match alice.next().await {
+        Some(Ok(Packet::ConnAck(ack))) => assert!(ack.session_present),
+        other => panic!("{other:?}"),
+    }
+    let p = alice.expect_publish().await;
+    assert_eq!(&p.payload[..], b"secret");
     broker.shutdown().await;
 }
