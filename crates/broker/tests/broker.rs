@@ -107,10 +107,16 @@ fn init_logs() {
 }
 
 async fn start_with(max_payload: usize) -> (Broker, Arc<FakeGatekeeper>, tempfile::TempDir) {
+    start_config(|c| c.max_payload = max_payload).await
+}
+
+async fn start_config(
+    adjust: impl FnOnce(&mut BrokerConfig),
+) -> (Broker, Arc<FakeGatekeeper>, tempfile::TempDir) {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
     let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.max_payload = max_payload;
+    adjust(&mut config);
     let gk = FakeGatekeeper::new();
     let broker = Broker::start(config, gk.clone()).await.unwrap();
     (broker, gk, dir)
@@ -1267,12 +1273,19 @@ async fn a_client_id_cannot_be_taken_over_by_another_user() {
     o.set_clean_session(false);
     let mut bob = Client::spawn(o);
     let bob_got_in = matches!(bob.next().await, Some(Ok(Packet::ConnAck(a))) if a.code == rumqttc::ConnectReturnCode::Success);
-    let alice2 = Client::connect(addr, "alice-laptop", "alice").await;
+    let mut alice2 = Client::connect(addr, "alice-laptop", "alice").await;
     alice2
         .client
         .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "secret")
         .await
         .unwrap();
+    loop {
+        match alice2.next().await {
+            Some(Ok(Packet::PubAck(_))) => break,
+            Some(Ok(_)) => {}
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
     if bob_got_in {
         let leaked = bob.next_publish_within(Duration::from_millis(500)).await;
         assert!(leaked.is_none(), "bob received alice's message: {leaked:?}");
@@ -1290,5 +1303,76 @@ async fn a_client_id_cannot_be_taken_over_by_another_user() {
     }
     let p = alice.expect_publish().await;
     assert_eq!(&p.payload[..], b"secret");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_enforced() {
+    let (broker, _gk, _dir) = start_config(|c| c.max_connections = 2).await;
+    let addr = broker.local_addr();
+    let a = Client::connect(addr, "a", "alice").await;
+    let _b = Client::connect(addr, "b", "bob").await;
+    // a third session: CONNACK 3, server unavailable
+    assert_eq!(raw_code(addr, 4, "c", Some("ha"), Some("ha-pw")).await, 3);
+    assert_eq!(
+        raw_code(addr, 5, "c", Some("ha"), Some("ha-pw")).await,
+        0x88
+    );
+    // but a takeover of an existing client id is not a new session
+    let (code, _s) = RawConnect {
+        level: 4,
+        client_id: "a",
+        user: Some("alice"),
+        password: Some("alice-pw"),
+        will: None,
+    }
+    .send(addr)
+    .await;
+    assert_eq!(code, 0);
+    drop(a);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_subscribe_burst() {
+    // HA sends ~70 SUBSCRIBEs (one filter each) within a second of connecting.
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut ha = Client::connect(addr, "home-assistant", "ha").await;
+    let n = 150;
+    for i in 0..n {
+        ha.client
+            .subscribe(format!("homeassistant/sensor/e{i}/state"), QoS::AtMostOnce)
+            .await
+            .unwrap();
+    }
+    let mut acks = 0;
+    while acks < n {
+        match ha.next().await {
+            Some(Ok(Packet::SubAck(ack))) => {
+                assert_eq!(
+                    ack.return_codes,
+                    vec![SubscribeReasonCode::Success(QoS::AtMostOnce)]
+                );
+                acks += 1;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("after {acks} SUBACKs: {other:?}"),
+        }
+    }
+    broker
+        .bus()
+        .publish(
+            "homeassistant/sensor/e77/state",
+            Bytes::from_static(b"on"),
+            0,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ha.expect_publish().await.topic,
+        "homeassistant/sensor/e77/state"
+    );
     broker.shutdown().await;
 }
