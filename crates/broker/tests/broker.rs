@@ -795,8 +795,12 @@ async fn disconnect_device_kicks_and_refused_reconnect_fails() {
     assert_eq!(broker.disconnect_user(2).await, 1);
     bob.expect_closed().await;
     assert!(eventually(|| broker.connection_count() == 0).await);
-    assert!(gk.events().iter().any(|e| matches!(e,
-        AuditEvent::Disconnect { client_id, .. } if client_id == "bob-phone")));
+    // the hook runs after the socket is closed
+    assert!(
+        eventually(|| gk.events().iter().any(|e| matches!(e,
+        AuditEvent::Disconnect { client_id, .. } if client_id == "bob-phone")))
+        .await
+    );
     broker.shutdown().await;
 }
 
