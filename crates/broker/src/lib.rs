@@ -1,1 +1,463 @@
-//! porchlight-broker (stub)
+//! Porchlight's embedded MQTT broker.
+//!
+//! Wraps [rmqtt](https://crates.io/crates/rmqtt) (pinned `=0.24.0`) as a library: one plain
+//! TCP listener speaking MQTT 3.1 (`MQIsdp`), 3.1.1 and 5 on the same port, with
+//! Porchlight's authentication ([`Gatekeeper`]) and topic rules
+//! ([`porchlight_domain::acl`]) enforced through rmqtt hooks. The rest of Porchlight talks to
+//! the broker only through [`Broker`] and [`Bus`]; no rmqtt type is part of this API.
+//!
+//! Every broker has its own rmqtt `ServerContext`, so several brokers can run in one process
+//! (see the crate tests). rmqtt's only process-wide state we know of is the cached CPU
+//! "busy" flag, which we switch off.
+
+mod bus;
+mod hooks;
+mod retain;
+mod takeover;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::Type;
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use tokio::task::JoinHandle;
+
+pub use porchlight_domain::acl::{Identity, Role};
+
+use crate::bus::BusImpl;
+use crate::hooks::{HookHandler, State};
+
+/// How the broker listens and what it tolerates.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Plain MQTT listener address; port 0 picks a free port (see [`Broker::local_addr`]).
+    pub listen: SocketAddr,
+    /// Most concurrent MQTT sessions; more are refused with CONNACK "server unavailable".
+    pub max_connections: usize,
+    /// Largest accepted PUBLISH payload in bytes; a client sending more is disconnected.
+    pub max_payload: usize,
+    /// Time a new connection has to send its CONNECT.
+    pub connect_timeout: Duration,
+    /// Where the broker may keep state. Currently unused: retained messages live in memory.
+    pub data_dir: PathBuf,
+    /// An additional MQTT-over-TLS listener.
+    pub tls: Option<TlsConfig>,
+}
+
+impl BrokerConfig {
+    /// Defaults for everything but the address and the data directory.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            max_connections: 1024,
+            max_payload: 256 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            data_dir,
+            tls: None,
+        }
+    }
+}
+
+/// An MQTT-over-TLS listener (same protocols, rules and limits as the plain one).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Port 0 allowed (see [`Broker::tls_local_addr`]).
+    pub listen: SocketAddr,
+    /// PEM certificate chain of the server.
+    pub cert_path: PathBuf,
+    /// PEM private key of the server.
+    pub key_path: PathBuf,
+    /// PEM CA certificate(s) client certificates must chain to (default: `cert_path`).
+    pub ca_path: Option<PathBuf>,
+    /// Require a client certificate signed by the CA. Its CN replaces the CONNECT username
+    /// and is passed to the gatekeeper as [`Credentials::cert_cn`]. Without this, the TLS
+    /// listener does not ask for client certificates at all (rmqtt has no "optional" mode).
+    pub require_client_cert: bool,
+}
+
+/// MQTT protocol level of a CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProtocolLevel {
+    /// MQTT 3.1 (`MQIsdp`).
+    V31 = 3,
+    /// MQTT 3.1.1.
+    V311 = 4,
+    /// MQTT 5.
+    V5 = 5,
+}
+
+impl ProtocolLevel {
+    /// The protocol level byte of the CONNECT packet.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    fn from_u8(level: u8) -> Self {
+        match level {
+            3 => ProtocolLevel::V31,
+            5 => ProtocolLevel::V5,
+            _ => ProtocolLevel::V311,
+        }
+    }
+}
+
+/// What a client presented in its CONNECT.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: Option<String>,
+    /// Never logged; redacted in `Debug`.
+    pub password: Option<Vec<u8>>,
+    pub client_id: String,
+    pub peer: SocketAddr,
+    pub protocol: ProtocolLevel,
+    /// Common name of a client certificate the TLS listener verified against its CA (only
+    /// with [`TlsConfig::require_client_cert`]); `username` then equals it. `None` on the
+    /// plain listener. A verified certificate without a CN gives `None` here and leaves the
+    /// client's own username in place, so a gatekeeper must trust `cert_cn`, not `username`.
+    pub cert_cn: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("client_id", &self.client_id)
+            .field("peer", &self.peer)
+            .field("protocol", &self.protocol)
+            .field("cert_cn", &self.cert_cn)
+            .finish()
+    }
+}
+
+/// Why a CONNECT is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// CONNACK 4 (MQTT 3.x) / 0x86 (MQTT 5).
+    BadCredentials,
+    /// CONNACK 5 (MQTT 3.x) / 0x87 (MQTT 5).
+    NotAuthorized,
+}
+
+impl Refusal {
+    /// The CONNACK return / reason code sent for this refusal at `protocol`.
+    pub fn connack_code(self, protocol: ProtocolLevel) -> u8 {
+        match (self, protocol) {
+            (Refusal::BadCredentials, ProtocolLevel::V5) => 0x86,
+            (Refusal::NotAuthorized, ProtocolLevel::V5) => 0x87,
+            (Refusal::BadCredentials, _) => 4,
+            (Refusal::NotAuthorized, _) => 5,
+        }
+    }
+}
+
+/// Something the audit log should keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    Connect {
+        at: SystemTime,
+        peer: SocketAddr,
+        client_id: String,
+        username: Option<String>,
+        protocol: u8,
+        /// The CONNACK code sent: 0 accepted, 4/5 (3.x) or 0x86/0x87 (v5) refused.
+        code: u8,
+        reason: String,
+    },
+    Disconnect {
+        at: SystemTime,
+        peer: SocketAddr,
+        client_id: String,
+        username: Option<String>,
+        reason: String,
+    },
+    PublishDenied {
+        at: SystemTime,
+        client_id: String,
+        username: Option<String>,
+        topic: String,
+    },
+    SubscribeDenied {
+        at: SystemTime,
+        client_id: String,
+        username: Option<String>,
+        filter: String,
+    },
+}
+
+/// Decides who may connect, and receives audit events.
+#[async_trait]
+pub trait Gatekeeper: Send + Sync + 'static {
+    /// Check a CONNECT's credentials. Only called when a username is present.
+    async fn authenticate(&self, c: &Credentials) -> Result<Identity, Refusal>;
+    /// Keep an audit event. Called on broker tasks: must not block.
+    fn record(&self, event: AuditEvent);
+}
+
+/// Broker errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("address {0} is already in use")]
+    PortInUse(SocketAddr),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("invalid topic {0:?}")]
+    InvalidTopic(String),
+    #[error("invalid QoS {0}")]
+    InvalidQos(u8),
+    #[error("the broker is not running")]
+    NotRunning,
+    #[error("publish to {topic:?} failed: {reason}")]
+    Publish { topic: String, reason: String },
+}
+
+/// A client publish the broker allowed, as handed to [`Bus::consume`] receivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Bytes,
+    /// The username the publishing connection authenticated as.
+    pub username: String,
+    pub client_id: String,
+    pub retain: bool,
+}
+
+/// The application's in-process link to the broker.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// Publish as the broker itself (no ACL) to MQTT subscribers; `retain` stores it.
+    async fn publish(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), Error>;
+    /// Receive every allowed client publish (and will message) matching `filter`. Delivery
+    /// applies backpressure: a full receiver stalls the publishing client, nothing is dropped.
+    /// An invalid filter yields a receiver that is already closed.
+    fn consume(&self, filter: &str, capacity: usize) -> tokio::sync::mpsc::Receiver<Inbound>;
+}
+
+/// A running broker. Dropping it stops accepting connections; [`Broker::shutdown`] also
+/// closes the live sessions.
+pub struct Broker {
+    scx: ServerContext,
+    state: Arc<State>,
+    bus: Arc<BusImpl>,
+    local_addr: SocketAddr,
+    tls_local_addr: Option<SocketAddr>,
+    running: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("local_addr", &self.local_addr)
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl Broker {
+    /// Bind the listener and start serving.
+    pub async fn start(
+        config: BrokerConfig,
+        gatekeeper: Arc<dyn Gatekeeper>,
+    ) -> Result<Broker, Error> {
+        let max_connections = config.max_connections.max(1);
+        let scx = ServerContext::new()
+            // The busy check refuses CONNECTs ("server unavailable") when the machine's load
+            // average is high, e.g. during a build, and its cache is process-wide.
+            .busy_check_enable(false)
+            .mqtt_max_sessions(isize::try_from(max_connections).unwrap_or(isize::MAX))
+            .build()
+            .await;
+
+        *scx.extends.retain_mut().await = Box::new(retain::Retainer::new());
+
+        let state = Arc::new(State::new(gatekeeper, config.max_payload));
+        let bus = Arc::new(BusImpl::new(scx.clone(), state.clone()));
+        let handler = HookHandler::new(scx.clone(), state.clone());
+        let register = scx.extends.hook_mgr().register();
+        for typ in [
+            Type::ClientAuthenticate,
+            Type::ClientConnack,
+            Type::ClientDisconnected,
+            Type::SessionTerminated,
+            Type::ClientSubscribeCheckAcl,
+            Type::MessagePublishCheckAcl,
+            Type::MessagePublish,
+        ] {
+            register.add(typ, Box::new(handler.clone())).await;
+        }
+        register.start().await;
+
+        let listener = listener_builder(&config, config.listen, "porchlight/tcp")
+            .bind()
+            .map_err(|e| bind_error(config.listen, &e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| bind_error(config.listen, &e))?;
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
+        let mut tls_local_addr = None;
+        if let Some(tls) = &config.tls {
+            // rmqtt builds its TLS config with an explicit aws-lc-rs provider; installing it
+            // as the process default too keeps other rustls users in the process (which may
+            // see both aws-lc-rs and ring enabled) from failing to pick one.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+            let listener = listener_builder(&config, tls.listen, "porchlight/tls")
+                .tls_cert(Some(path(&tls.cert_path)))
+                .tls_key(Some(path(&tls.key_path)))
+                .tls_client_ca_certs(tls.ca_path.as_deref().map(path))
+                .tls_cross_certificate(tls.require_client_cert)
+                .cert_cn_as_username(tls.require_client_cert)
+                .collect_cert_info(tls.require_client_cert)
+                .bind()
+                .map_err(|e| bind_error(tls.listen, &e))?
+                .tls()
+                .map_err(|e| Error::Tls(format!("{e:#}")))?;
+            tls_local_addr = Some(
+                listener
+                    .local_addr()
+                    .map_err(|e| bind_error(tls.listen, &e))?,
+            );
+            server = server.listener_by_id(listener, 2);
+        }
+        let server = server.build();
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!(error = %e, "MQTT listener stopped");
+            }
+            flag.store(false, Ordering::SeqCst);
+        });
+        tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
+        Ok(Broker {
+            scx,
+            state,
+            bus,
+            local_addr,
+            tls_local_addr,
+            running,
+            task,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the TLS listener, if one is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addr
+    }
+
+    /// The application's link for publishing and consuming.
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.bus.clone()
+    }
+
+    /// Close every session that authenticated with device `device_id` (offline persistent
+    /// sessions are discarded too); returns how many were connected.
+    pub async fn disconnect_device(&self, device_id: i64) -> usize {
+        self.kick_where(|id| id.device_id == Some(device_id)).await
+    }
+
+    /// Close every session of user `user_id` (offline persistent sessions are discarded
+    /// too); returns how many were connected.
+    pub async fn disconnect_user(&self, user_id: i64) -> usize {
+        self.kick_where(|id| id.user_id == user_id).await
+    }
+
+    /// Number of connected MQTT clients.
+    pub fn connection_count(&self) -> usize {
+        usize::try_from(self.scx.connections.count()).unwrap_or(0)
+    }
+
+    /// Whether the listener is still accepting connections.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::SeqCst) && !self.task.is_finished()
+    }
+
+    /// Stop listening and close all sessions.
+    pub async fn shutdown(self) {
+        self.running.store(false, Ordering::SeqCst);
+        self.task.abort();
+        let kicked = self.kick_where(|_| true).await;
+        tracing::info!(local_addr = %self.local_addr, kicked, "MQTT broker stopped");
+    }
+
+    async fn kick_where(&self, pred: impl Fn(&Identity) -> bool) -> usize {
+        let targets = self.state.live_matching(pred);
+        let mut kicked = 0;
+        for id in targets {
+            let mut entry = self.scx.extends.shared().await.entry(id.clone());
+            if entry.id_same() != Some(true) {
+                // Authenticated but never became (or is no longer) the session.
+                self.state.forget(&id);
+                continue;
+            }
+            let connected = entry.is_connected().await;
+            match entry.kick(true, true, true).await {
+                Ok(_) => {
+                    self.state.forget(&id);
+                    kicked += usize::from(connected);
+                }
+                Err(e) => tracing::warn!(client_id = %id.client_id, error = %e, "kick failed"),
+            }
+        }
+        kicked
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Listener settings shared by the plain and the TLS listener.
+fn listener_builder(config: &BrokerConfig, addr: SocketAddr, name: &str) -> Builder {
+    // Room for the topic (up to 64 KiB) and headers on top of the payload limit; payloads
+    // between `max_payload` and this are refused by the publish ACL hook with a reason.
+    let max_packet = config.max_payload.saturating_add(64 * 1024 + 16);
+    Builder::new()
+        .name(name)
+        .laddr(addr)
+        .nodelay(true)
+        .reuseaddr(Some(true))
+        .allow_anonymous(false)
+        .max_connections(config.max_connections.max(1))
+        .max_packet_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
+        .handshake_timeout(config.connect_timeout)
+}
+
+fn bind_error(addr: SocketAddr, e: &rmqtt::Error) -> Error {
+    let in_use = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::AddrInUse);
+    if in_use {
+        Error::PortInUse(addr)
+    } else {
+        Error::Bind {
+            addr,
+            reason: e.to_string(),
+        }
+    }
+}

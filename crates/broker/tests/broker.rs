@@ -1,0 +1,1382 @@
+//! End-to-end tests of the embedded broker with real MQTT clients: rumqttc, mosquitto_pub /
+//! mosquitto_sub, and a hand-rolled CONNECT to read exact CONNACK codes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use porchlight_broker::{
+    AuditEvent, Broker, BrokerConfig, Credentials, Error, Gatekeeper, Identity, Inbound, Refusal,
+    Role,
+};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------- fake gatekeeper
+
+struct FakeGatekeeper {
+    /// username -> (password, identity)
+    users: HashMap<String, (String, Identity)>,
+    refuse_all: AtomicBool,
+    events: Mutex<Vec<AuditEvent>>,
+}
+
+impl FakeGatekeeper {
+    fn new() -> Arc<Self> {
+        let mut users = HashMap::new();
+        let mut add = |name: &str, user_id, role, device_id| {
+            let identity = Identity {
+                user_id,
+                username: name.into(),
+                role,
+                device_id,
+            };
+            users.insert(name.to_string(), (format!("{name}-pw"), identity));
+        };
+        add("alice", 1, Role::User, Some(11));
+        add("bob", 2, Role::User, Some(21));
+        add("ha", 3, Role::HomeAssistant, None);
+        add("admin", 4, Role::Admin, None);
+        Arc::new(Self {
+            users,
+            refuse_all: AtomicBool::new(false),
+            events: Mutex::default(),
+        })
+    }
+
+    fn events(&self) -> Vec<AuditEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn connect_codes(&self, client_id: &str) -> Vec<u8> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                AuditEvent::Connect {
+                    client_id: c, code, ..
+                } if c == client_id => Some(code),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Gatekeeper for FakeGatekeeper {
+    async fn authenticate(&self, c: &Credentials) -> Result<Identity, Refusal> {
+        if let Some(cn) = &c.cert_cn {
+            // a CA-verified client certificate is the credential
+            return self
+                .users
+                .get(cn)
+                .map(|(_, id)| id.clone())
+                .ok_or(Refusal::NotAuthorized);
+        }
+        let username = c.username.as_deref().ok_or(Refusal::NotAuthorized)?;
+        if username == "disabled" || self.refuse_all.load(Ordering::SeqCst) {
+            return Err(Refusal::NotAuthorized);
+        }
+        let (password, identity) = self.users.get(username).ok_or(Refusal::BadCredentials)?;
+        if c.password.as_deref() != Some(password.as_bytes()) {
+            return Err(Refusal::BadCredentials);
+        }
+        Ok(identity.clone())
+    }
+
+    fn record(&self, event: AuditEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+/// Logs (including rmqtt's `log` records) with `RUST_LOG=...`, e.g. `RUST_LOG=rmqtt=debug`.
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn start_with(max_payload: usize) -> (Broker, Arc<FakeGatekeeper>, tempfile::TempDir) {
+    start_config(|c| c.max_payload = max_payload).await
+}
+
+async fn start_config(
+    adjust: impl FnOnce(&mut BrokerConfig),
+) -> (Broker, Arc<FakeGatekeeper>, tempfile::TempDir) {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    adjust(&mut config);
+    let gk = FakeGatekeeper::new();
+    let broker = Broker::start(config, gk.clone()).await.unwrap();
+    (broker, gk, dir)
+}
+
+async fn start() -> (Broker, Arc<FakeGatekeeper>, tempfile::TempDir) {
+    start_with(256 * 1024).await
+}
+
+// ---------------------------------------------------------------- rumqttc helper
+
+/// A rumqttc client whose event loop runs in a task; events arrive on a channel, and the
+/// loop stops at the first error (so rumqttc does not reconnect behind the test's back).
+struct Client {
+    client: AsyncClient,
+    events: mpsc::UnboundedReceiver<Result<Packet, String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn options(addr: SocketAddr, client_id: &str, user: &str) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+    o.set_credentials(user, format!("{user}-pw"));
+    o.set_keep_alive(Duration::from_secs(30));
+    o.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    o
+}
+
+impl Client {
+    fn spawn(options: MqttOptions) -> Client {
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(p)) => {
+                        if tx.send(Ok(p)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Outgoing(_)) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        Client {
+            client,
+            events,
+            task,
+        }
+    }
+
+    /// Send DISCONNECT, then close the socket (rmqtt waits for the client to close it).
+    async fn disconnect(self) {
+        self.client.disconnect().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Connect as `user` (password `<user>-pw`) and wait for a successful CONNACK.
+    async fn connect(addr: SocketAddr, client_id: &str, user: &str) -> Client {
+        let mut c = Client::spawn(options(addr, client_id, user));
+        c.expect_connack().await;
+        c
+    }
+
+    async fn next(&mut self) -> Option<Result<Packet, String>> {
+        timeout(WAIT, self.events.recv()).await.ok().flatten()
+    }
+
+    async fn expect_connack(&mut self) {
+        match self.next().await {
+            Some(Ok(Packet::ConnAck(ack))) => {
+                assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    async fn subscribe(&mut self, filter: &str, qos: QoS) -> SubscribeReasonCode {
+        self.client.subscribe(filter, qos).await.unwrap();
+        loop {
+            match self.next().await {
+                Some(Ok(Packet::SubAck(ack))) => return ack.return_codes[0],
+                Some(Ok(_)) => {}
+                other => panic!("expected SUBACK, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next PUBLISH received within `wait`, skipping acks.
+    async fn next_publish_within(&mut self, wait: Duration) -> Option<rumqttc::Publish> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Ok(Packet::Publish(p)))) => return Some(p),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => panic!("connection error while waiting for PUBLISH: {e}"),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    async fn expect_publish(&mut self) -> rumqttc::Publish {
+        self.next_publish_within(WAIT)
+            .await
+            .expect("expected a PUBLISH")
+    }
+
+    /// Wait until the connection fails; returns the error text.
+    async fn expect_closed(&mut self) -> String {
+        loop {
+            match self.next().await {
+                Some(Err(e)) => return e,
+                Some(Ok(_)) => {}
+                None => panic!("connection still open"),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- raw CONNECT helper
+
+fn put_str(buf: &mut Vec<u8>, s: &[u8]) {
+    buf.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    buf.extend_from_slice(s);
+}
+
+struct RawConnect<'a> {
+    level: u8,
+    client_id: &'a str,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    will: Option<(&'a str, &'a [u8])>,
+}
+
+impl RawConnect<'_> {
+    fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        put_str(&mut body, if self.level == 3 { b"MQIsdp" } else { b"MQTT" });
+        body.push(self.level);
+        let mut flags = 0x02; // clean session
+        if self.will.is_some() {
+            flags |= 0x04;
+        }
+        if self.user.is_some() {
+            flags |= 0x80;
+        }
+        if self.password.is_some() {
+            flags |= 0x40;
+        }
+        body.push(flags);
+        body.extend_from_slice(&30u16.to_be_bytes());
+        if self.level == 5 {
+            body.push(0); // no properties
+        }
+        put_str(&mut body, self.client_id.as_bytes());
+        if let Some((topic, msg)) = self.will {
+            if self.level == 5 {
+                body.push(0); // no will properties
+            }
+            put_str(&mut body, topic.as_bytes());
+            put_str(&mut body, msg);
+        }
+        if let Some(u) = self.user {
+            put_str(&mut body, u.as_bytes());
+        }
+        if let Some(p) = self.password {
+            put_str(&mut body, p.as_bytes());
+        }
+        let mut packet = vec![0x10];
+        let mut len = body.len();
+        loop {
+            let mut byte = (len % 128) as u8;
+            len /= 128;
+            if len > 0 {
+                byte |= 0x80;
+            }
+            packet.push(byte);
+            if len == 0 {
+                break;
+            }
+        }
+        packet.extend_from_slice(&body);
+        packet
+    }
+
+    /// Send the CONNECT and return the CONNACK return / reason code, plus the open stream.
+    async fn send(&self, addr: SocketAddr) -> (u8, TcpStream) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&self.encode()).await.unwrap();
+        let mut head = [0u8; 2];
+        timeout(WAIT, s.read_exact(&mut head))
+            .await
+            .expect("CONNACK timeout")
+            .unwrap();
+        assert_eq!(head[0], 0x20, "not a CONNACK");
+        let mut rest = vec![0u8; usize::from(head[1])];
+        s.read_exact(&mut rest).await.unwrap();
+        (rest[1], s)
+    }
+}
+
+async fn raw_code(
+    addr: SocketAddr,
+    level: u8,
+    client_id: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> u8 {
+    RawConnect {
+        level,
+        client_id,
+        user,
+        password,
+        will: None,
+    }
+    .send(addr)
+    .await
+    .0
+}
+
+async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn recv_inbound(rx: &mut mpsc::Receiver<Inbound>) -> Option<Inbound> {
+    timeout(WAIT, rx.recv()).await.ok().flatten()
+}
+
+async fn run_tool(program: &str, args: &[&str]) -> std::process::Output {
+    let out = tokio::process::Command::new(program).args(args).output();
+    timeout(Duration::from_secs(10), out)
+        .await
+        .expect("tool timed out")
+        .unwrap()
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_password_connects_and_is_audited() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    assert_ne!(addr.port(), 0);
+    assert!(broker.is_running());
+    let _c = Client::connect(addr, "alice-phone", "alice").await;
+    assert!(eventually(|| broker.connection_count() == 1).await);
+    assert_eq!(gk.connect_codes("alice-phone"), vec![0]);
+    let connect = gk
+        .events()
+        .into_iter()
+        .find(|e| matches!(e, AuditEvent::Connect { .. }));
+    match connect {
+        Some(AuditEvent::Connect {
+            username,
+            protocol,
+            peer,
+            ..
+        }) => {
+            assert_eq!(username.as_deref(), Some("alice"));
+            assert_eq!(protocol, 4);
+            assert!(peer.ip().is_loopback());
+        }
+        other => panic!("{other:?}"),
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_send_the_right_connack_codes() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    // wrong password: 3.1.1 -> 4, v5 -> 0x86
+    assert_eq!(
+        raw_code(addr, 4, "c1", Some("alice"), Some("nope")).await,
+        4
+    );
+    assert_eq!(
+        raw_code(addr, 5, "c2", Some("alice"), Some("nope")).await,
+        0x86
+    );
+    assert_eq!(
+        raw_code(addr, 3, "c3", Some("alice"), Some("nope")).await,
+        4
+    );
+    // unknown user is a bad-credentials refusal too
+    assert_eq!(raw_code(addr, 4, "c4", Some("mallory"), Some("x")).await, 4);
+    // gatekeeper says not authorized: 5 / 0x87
+    assert_eq!(
+        raw_code(addr, 4, "c5", Some("disabled"), Some("x")).await,
+        5
+    );
+    assert_eq!(
+        raw_code(addr, 5, "c6", Some("disabled"), Some("x")).await,
+        0x87
+    );
+    // no credentials at all: refused, never anonymous
+    assert_eq!(raw_code(addr, 4, "c7", None, None).await, 5);
+    assert_eq!(raw_code(addr, 5, "c8", None, None).await, 0x87);
+    assert_eq!(raw_code(addr, 3, "c9", None, None).await, 5);
+    // and the good password on each level
+    assert_eq!(
+        raw_code(addr, 3, "ok3", Some("alice"), Some("alice-pw")).await,
+        0
+    );
+    assert_eq!(
+        raw_code(addr, 4, "ok4", Some("alice"), Some("alice-pw")).await,
+        0
+    );
+    assert_eq!(
+        raw_code(addr, 5, "ok5", Some("alice"), Some("alice-pw")).await,
+        0
+    );
+
+    for (client, code) in [
+        ("c1", 4),
+        ("c2", 0x86),
+        ("c3", 4),
+        ("c4", 4),
+        ("c5", 5),
+        ("c6", 0x87),
+        ("c7", 5),
+        ("c8", 0x87),
+        ("c9", 5),
+        ("ok3", 0),
+        ("ok4", 0),
+        ("ok5", 0),
+    ] {
+        assert!(
+            eventually(|| gk.connect_codes(client) == vec![code]).await,
+            "{client}: {:?}",
+            gk.connect_codes(client)
+        );
+    }
+    // Credentials' Debug never shows the password
+    let creds = Credentials {
+        username: Some("alice".into()),
+        password: Some(b"hunter2".to_vec()),
+        client_id: "x".into(),
+        peer: addr,
+        protocol: porchlight_broker::ProtocolLevel::V311,
+        cert_cn: None,
+    };
+    assert!(!format!("{creds:?}").contains("hunter2"));
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_keeps_users_apart() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+
+    assert_eq!(
+        alice.subscribe("owntracks/bob/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Failure
+    );
+    assert_eq!(
+        alice.subscribe("#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Failure
+    );
+    assert_eq!(
+        alice.subscribe("owntracks/+/phone", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Failure
+    );
+    assert_eq!(
+        alice.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+    assert_eq!(
+        bob.subscribe("owntracks/bob/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+
+    // alice may not publish into bob's tree: bob gets nothing
+    alice
+        .client
+        .publish("owntracks/bob/phone", QoS::AtLeastOnce, false, "fake")
+        .await
+        .unwrap();
+    // bob's own publish reaches bob, not alice
+    bob.client
+        .publish("owntracks/bob/phone", QoS::AtLeastOnce, false, "real")
+        .await
+        .unwrap();
+    let p = bob.expect_publish().await;
+    assert_eq!(p.topic, "owntracks/bob/phone");
+    assert_eq!(&p.payload[..], b"real");
+    assert!(
+        bob.next_publish_within(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    assert!(
+        alice
+            .next_publish_within(Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+
+    let events = gk.events();
+    let denied_subs: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            AuditEvent::SubscribeDenied {
+                filter, username, ..
+            } => {
+                assert_eq!(username.as_deref(), Some("alice"));
+                Some(filter.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        denied_subs,
+        vec!["owntracks/bob/#", "#", "owntracks/+/phone"]
+    );
+    assert!(events.iter().any(|e| matches!(e,
+        AuditEvent::PublishDenied { topic, client_id, .. }
+            if topic == "owntracks/bob/phone" && client_id == "alice-phone")));
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_sees_allowed_publishes_only_and_reaches_subscribers() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let bus = broker.bus();
+    let mut inbound = bus.consume("owntracks/#", 16);
+    let alice = Client::connect(addr, "alice-phone", "alice").await;
+
+    alice
+        .client
+        .publish("owntracks/bob/phone", QoS::AtLeastOnce, false, "denied")
+        .await
+        .unwrap();
+    alice
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, true, "ok")
+        .await
+        .unwrap();
+    let got = recv_inbound(&mut inbound).await.unwrap();
+    assert_eq!(
+        got,
+        Inbound {
+            topic: "owntracks/alice/phone".into(),
+            payload: Bytes::from_static(b"ok"),
+            username: "alice".into(),
+            client_id: "alice-phone".into(),
+            retain: true,
+        }
+    );
+    assert!(
+        timeout(Duration::from_millis(300), inbound.recv())
+            .await
+            .is_err()
+    );
+
+    // app publish reaches a subscriber, live and retained
+    let mut ha = Client::connect(addr, "ha", "ha").await;
+    assert_eq!(
+        ha.subscribe("porchlight/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+    bus.publish(
+        "porchlight/alarm/state",
+        Bytes::from_static(b"armed_away"),
+        1,
+        true,
+    )
+    .await
+    .unwrap();
+    let p = ha.expect_publish().await;
+    assert_eq!(p.topic, "porchlight/alarm/state");
+    assert_eq!(&p.payload[..], b"armed_away");
+    let mut late = Client::connect(addr, "ha-late", "ha").await;
+    late.subscribe("porchlight/alarm/#", QoS::AtMostOnce).await;
+    let p = late.expect_publish().await;
+    assert!(p.retain);
+    assert_eq!(&p.payload[..], b"armed_away");
+
+    // a client's retained message reaches a later subscriber too
+    let mut alice2 = Client::connect(addr, "alice-laptop", "alice").await;
+    alice2
+        .subscribe("owntracks/alice/#", QoS::AtLeastOnce)
+        .await;
+    let p = alice2.expect_publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.retain),
+        ("owntracks/alice/phone", &b"ok"[..], true)
+    );
+
+    assert!(matches!(
+        bus.publish("a/+", Bytes::new(), 0, false).await,
+        Err(Error::InvalidTopic(_))
+    ));
+    assert!(matches!(
+        bus.publish("a/b", Bytes::new(), 3, false).await,
+        Err(Error::InvalidQos(3))
+    ));
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_1_and_2_round_trip() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    alice.subscribe("owntracks/alice/#", QoS::ExactlyOnce).await;
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let payload = format!("{qos:?}");
+        alice
+            .client
+            .publish("owntracks/alice/q", qos, false, payload.clone())
+            .await
+            .unwrap();
+        let p = alice.expect_publish().await;
+        assert_eq!(p.qos, qos);
+        assert_eq!(p.payload, payload.as_bytes());
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_clients_on_all_protocol_levels() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let port = addr.port().to_string();
+    let mut inbound = broker.bus().consume("owntracks/alice/#", 16);
+    for (version, n) in [("mqttv31", "3"), ("mqttv311", "4"), ("mqttv5", "5")] {
+        let out = run_tool(
+            "mosquitto_pub",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                version,
+                "-u",
+                "alice",
+                "-P",
+                "alice-pw",
+                "-i",
+                &format!("mp-{n}"),
+                "-q",
+                "1",
+                "-t",
+                "owntracks/alice/phone",
+                "-m",
+                n,
+            ],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = recv_inbound(&mut inbound).await.unwrap();
+        assert_eq!(&got.payload[..], n.as_bytes());
+        assert_eq!(got.client_id, format!("mp-{n}"));
+    }
+    // wrong password is refused with a non-zero exit
+    let out = run_tool(
+        "mosquitto_pub",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "mqttv5",
+            "-u",
+            "alice",
+            "-P",
+            "bad",
+            "-t",
+            "owntracks/alice/x",
+            "-m",
+            "x",
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+
+    // mosquitto_sub (v5) receives an app publish
+    let sub = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-V",
+            "mqttv5",
+            "-u",
+            "ha",
+            "-P",
+            "ha-pw",
+            "-t",
+            "homeassistant/#",
+            "-C",
+            "1",
+            "-W",
+            "5",
+        ])
+        .output();
+    let sub = tokio::spawn(sub);
+    let bus = broker.bus();
+    let mut delivered = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if broker.connection_count() >= 1 {
+            bus.publish(
+                "homeassistant/status",
+                Bytes::from_static(b"online"),
+                0,
+                false,
+            )
+            .await
+            .unwrap();
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered);
+    let out = sub.await.unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "online");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_device_kicks_and_refused_reconnect_fails() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+    assert!(eventually(|| broker.connection_count() == 2).await);
+
+    assert_eq!(broker.disconnect_device(999).await, 0);
+    assert_eq!(broker.disconnect_device(11).await, 1);
+    alice.expect_closed().await;
+    assert!(eventually(|| broker.connection_count() == 1).await);
+    // bob is untouched
+    bob.subscribe("owntracks/bob/#", QoS::AtMostOnce).await;
+
+    gk.refuse_all.store(true, Ordering::SeqCst);
+    let mut again = Client::spawn(options(addr, "alice-phone", "alice"));
+    let err = again.expect_closed().await;
+    assert!(
+        err.contains("NotAuthorized") || err.contains("refused"),
+        "{err}"
+    );
+    assert_eq!(
+        raw_code(addr, 4, "alice-phone", Some("alice"), Some("alice-pw")).await,
+        5
+    );
+    gk.refuse_all.store(false, Ordering::SeqCst);
+
+    assert_eq!(broker.disconnect_user(2).await, 1);
+    bob.expect_closed().await;
+    assert!(eventually(|| broker.connection_count() == 0).await);
+    // the hook runs after the socket is closed
+    assert!(
+        eventually(|| gk.events().iter().any(|e| matches!(e,
+        AuditEvent::Disconnect { client_id, .. } if client_id == "bob-phone")))
+        .await
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_client_id_reconnects_twenty_times() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut old: Vec<Client> = Vec::new();
+    for i in 0..20 {
+        let mut o = options(addr, "owntracks-alice-phone", "alice");
+        // OwnTracks uses persistent sessions; alternate to cover both.
+        o.set_clean_session(i % 2 == 0);
+        let mut c = Client::spawn(o);
+        c.expect_connack().await;
+        if let Some(prev) = old.last_mut() {
+            prev.expect_closed().await;
+        }
+        old.push(c);
+    }
+    assert!(eventually(|| broker.connection_count() == 1).await);
+    // the last session works
+    let last = old.last_mut().unwrap();
+    assert_eq!(
+        last.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_client_id_raw_reconnect_without_closing_old_socket() {
+    // OwnTracks on a network change: the new connection comes while the old socket is alive.
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut sockets = Vec::new();
+    for _ in 0..20 {
+        let (code, s) = RawConnect {
+            level: 4,
+            client_id: "ot-phone",
+            user: Some("alice"),
+            password: Some("alice-pw"),
+            will: None,
+        }
+        .send(addr)
+        .await;
+        assert_eq!(code, 0);
+        sockets.push(s);
+    }
+    assert!(eventually(|| broker.connection_count() == 1).await);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn will_topics_are_checked_at_connect_and_sent_on_unclean_close() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    for (level, code) in [(4, 5), (5, 0x87), (3, 5)] {
+        let (got, _s) = RawConnect {
+            level,
+            client_id: "alice-will",
+            user: Some("alice"),
+            password: Some("alice-pw"),
+            will: Some(("owntracks/bob/phone", b"gone")),
+        }
+        .send(addr)
+        .await;
+        assert_eq!(got, code, "level {level}");
+    }
+    assert!(gk.events().iter().any(|e| matches!(e,
+        AuditEvent::Connect { reason, code: 5, .. } if reason.contains("will topic"))));
+
+    // Home Assistant's will: allowed, and published when its socket just closes
+    let mut admin = Client::connect(addr, "admin", "admin").await;
+    admin
+        .subscribe("homeassistant/status", QoS::AtMostOnce)
+        .await;
+    let mut inbound = broker.bus().consume("homeassistant/status", 4);
+    let (code, sock) = RawConnect {
+        level: 4,
+        client_id: "home-assistant",
+        user: Some("ha"),
+        password: Some("ha-pw"),
+        will: Some(("homeassistant/status", b"offline")),
+    }
+    .send(addr)
+    .await;
+    assert_eq!(code, 0);
+    drop(sock); // no DISCONNECT
+    let p = admin.expect_publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("homeassistant/status", &b"offline"[..])
+    );
+    let got = recv_inbound(&mut inbound).await.unwrap();
+    assert_eq!(&got.payload[..], b"offline");
+    assert_eq!(got.username, "ha");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_payload_disconnects() {
+    let (broker, _gk, _dir) = start_with(1024).await;
+    let addr = broker.local_addr();
+    let mut inbound = broker.bus().consume("owntracks/alice/#", 4);
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    alice
+        .client
+        .publish(
+            "owntracks/alice/phone",
+            QoS::AtLeastOnce,
+            false,
+            vec![b'x'; 1024],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_inbound(&mut inbound).await.unwrap().payload.len(),
+        1024
+    );
+    alice
+        .client
+        .publish(
+            "owntracks/alice/phone",
+            QoS::AtLeastOnce,
+            false,
+            vec![b'x'; 1025],
+        )
+        .await
+        .unwrap();
+    alice.expect_closed().await;
+    assert!(
+        timeout(Duration::from_millis(300), inbound.recv())
+            .await
+            .is_err()
+    );
+
+    // far beyond the limit: refused by the codec, also a disconnect
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+    bob.client
+        .publish(
+            "owntracks/bob/phone",
+            QoS::AtMostOnce,
+            false,
+            vec![b'x'; 200_000],
+        )
+        .await
+        .unwrap();
+    bob.expect_closed().await;
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_consume_applies_backpressure_without_loss() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut inbound = broker.bus().consume("owntracks/#", 2);
+    let alice = Client::connect(addr, "alice-phone", "alice").await;
+    const N: usize = 500;
+    for i in 0..N {
+        alice
+            .client
+            .publish(
+                "owntracks/alice/phone",
+                QoS::AtMostOnce,
+                false,
+                i.to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    // let the channel fill up and the publisher stall, then drain everything in order
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..N {
+        let got = recv_inbound(&mut inbound)
+            .await
+            .unwrap_or_else(|| panic!("lost message {i}"));
+        assert_eq!(got.payload, i.to_string().as_bytes());
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_brokers_in_one_process_are_independent() {
+    let (a, _gka, _da) = start().await;
+    let (b, _gkb, _db) = start().await;
+    assert_ne!(a.local_addr(), b.local_addr());
+    let mut in_a = a.bus().consume("#", 4);
+    let mut in_b = b.bus().consume("#", 4);
+    let ca = Client::connect(a.local_addr(), "alice-phone", "alice").await;
+    let cb = Client::connect(b.local_addr(), "alice-phone", "alice").await;
+    ca.client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "a")
+        .await
+        .unwrap();
+    cb.client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "b")
+        .await
+        .unwrap();
+    assert_eq!(&recv_inbound(&mut in_a).await.unwrap().payload[..], b"a");
+    assert_eq!(&recv_inbound(&mut in_b).await.unwrap().payload[..], b"b");
+    assert!(
+        timeout(Duration::from_millis(300), in_a.recv())
+            .await
+            .is_err()
+    );
+    assert!(eventually(|| a.connection_count() == 1 && b.connection_count() == 1).await);
+
+    // a taken port is reported as such
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::new(a.local_addr(), dir.path().to_path_buf());
+    match Broker::start(config, FakeGatekeeper::new()).await {
+        Err(Error::PortInUse(addr)) => assert_eq!(addr, a.local_addr()),
+        other => panic!("expected PortInUse, got {other:?}"),
+    }
+
+    // shutdown closes the port and the sessions
+    let addr = a.local_addr();
+    a.shutdown().await;
+    assert!(eventually(|| std::net::TcpStream::connect(addr).is_err()).await);
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_with_one_client_id_all_get_in() {
+    // rmqtt alone answers CONNACK 3 to one of two overlapping CONNECTs with the same client id.
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut keep = Vec::new();
+    for round in 0..30 {
+        let mk = || RawConnect {
+            level: if round % 2 == 0 { 4 } else { 5 },
+            client_id: "race",
+            user: Some("alice"),
+            password: Some("alice-pw"),
+            will: None,
+        };
+        let (ra, rb) = (mk(), mk());
+        let (a, b) = tokio::join!(ra.send(addr), rb.send(addr));
+        assert_eq!((a.0, b.0), (0, 0), "round {round}");
+        keep.push(a.1);
+        keep.push(b.1);
+    }
+    assert!(eventually(|| broker.connection_count() == 1).await);
+    broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------- TLS
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA signing a server certificate (127.0.0.1) and a client certificate with CN `alice`,
+/// plus a self-signed "rogue" client certificate with CN `alice`.
+fn make_pki(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Porchlight Test CA",
+        ],
+    ]
+    .concat();
+    openssl(dir, &ca);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, cn, ext) in [
+        ("server", "localhost", "server.ext"),
+        ("alice", "alice", "client.ext"),
+    ] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let pem = format!("{name}.pem");
+        let subj = format!("/CN={cn}");
+        openssl(
+            dir,
+            &[
+                &["req"][..],
+                &ec,
+                &["-keyout", &key, "-out", &csr, "-subj", &subj],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        );
+    }
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "rogue.key",
+                "-out",
+                "rogue.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=alice",
+            ],
+        ]
+        .concat(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_with_client_certificates() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d);
+    let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), d.to_path_buf());
+    config.tls = Some(porchlight_broker::TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert_path: d.join("server.pem"),
+        key_path: d.join("server.key"),
+        ca_path: Some(d.join("ca.pem")),
+        require_client_cert: true,
+    });
+    let broker = Broker::start(config, FakeGatekeeper::new()).await.unwrap();
+    let tls_port = broker.tls_local_addr().unwrap().port().to_string();
+    let mut inbound = broker.bus().consume("owntracks/#", 8);
+    let p = |f: &str| d.join(f).to_string_lossy().into_owned();
+    let (ca, alice_pem, alice_key, rogue_pem, rogue_key) = (
+        p("ca.pem"),
+        p("alice.pem"),
+        p("alice.key"),
+        p("rogue.pem"),
+        p("rogue.key"),
+    );
+
+    // the certificate is the credential; its CN wins over a username the client sends
+    for (version, extra) in [("mqttv311", vec![]), ("mqttv5", vec!["-u", "bob"])] {
+        let mut args = vec![
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls_port,
+            "-V",
+            version,
+            "--cafile",
+            &ca,
+            "--cert",
+            &alice_pem,
+            "--key",
+            &alice_key,
+            "-t",
+            "owntracks/alice/phone",
+            "-m",
+            version,
+        ];
+        args.extend(extra);
+        let out = run_tool("mosquitto_pub", &args).await;
+        assert!(
+            out.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = recv_inbound(&mut inbound).await.unwrap();
+        assert_eq!(
+            (got.username.as_str(), &got.payload[..]),
+            ("alice", version.as_bytes())
+        );
+    }
+    // no client certificate, or one from another CA: no connection
+    for (cert, key) in [(None, None), (Some(&rogue_pem), Some(&rogue_key))] {
+        let mut args = vec![
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &tls_port,
+            "--cafile",
+            &ca,
+            "-u",
+            "alice",
+            "-P",
+            "alice-pw",
+            "-t",
+            "owntracks/alice/phone",
+            "-m",
+            "x",
+        ];
+        if let (Some(c), Some(k)) = (cert, key) {
+            args.extend(["--cert", c.as_str(), "--key", k.as_str()]);
+        }
+        let out = run_tool("mosquitto_pub", &args).await;
+        assert!(!out.status.success(), "{cert:?} got in");
+    }
+    assert!(
+        timeout(Duration::from_millis(300), inbound.recv())
+            .await
+            .is_err()
+    );
+    // the plain listener still works with passwords
+    let _c = Client::connect(broker.local_addr(), "alice-phone", "alice").await;
+
+    // a bad key path is a TLS setup error, not a panic
+    let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), d.to_path_buf());
+    config.tls = Some(porchlight_broker::TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cert_path: d.join("server.pem"),
+        key_path: d.join("missing.key"),
+        ca_path: None,
+        require_client_cert: false,
+    });
+    assert!(matches!(
+        Broker::start(config, FakeGatekeeper::new()).await,
+        Err(Error::Tls(_))
+    ));
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_cannot_be_taken_over_by_another_user() {
+    // With a persistent session, the new connection inherits the old one's subscriptions
+    // (not re-checked against the ACL) and its queued messages.
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut o = options(addr, "shared-id", "alice");
+    o.set_clean_session(false);
+    let mut alice = Client::spawn(o);
+    alice.expect_connack().await;
+    alice.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await;
+    alice.disconnect().await;
+    assert!(eventually(|| broker.connection_count() == 0).await);
+
+    let mut o = options(addr, "shared-id", "bob");
+    o.set_clean_session(false);
+    let mut bob = Client::spawn(o);
+    let bob_got_in = matches!(bob.next().await, Some(Ok(Packet::ConnAck(a))) if a.code == rumqttc::ConnectReturnCode::Success);
+    let mut alice2 = Client::connect(addr, "alice-laptop", "alice").await;
+    alice2
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "secret")
+        .await
+        .unwrap();
+    loop {
+        match alice2.next().await {
+            Some(Ok(Packet::PubAck(_))) => break,
+            Some(Ok(_)) => {}
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    if bob_got_in {
+        let leaked = bob.next_publish_within(Duration::from_millis(500)).await;
+        assert!(leaked.is_none(), "bob received alice's message: {leaked:?}");
+        panic!("bob took over alice's client id");
+    }
+    assert_eq!(gk.connect_codes("shared-id"), vec![0, 5]);
+
+    // alice herself gets her session back, with the message queued while she was away
+    let mut o = options(addr, "shared-id", "alice");
+    o.set_clean_session(false);
+    let mut alice = Client::spawn(o);
+    match alice.next().await {
+        Some(Ok(Packet::ConnAck(ack))) => assert!(ack.session_present),
+        other => panic!("{other:?}"),
+    }
+    let p = alice.expect_publish().await;
+    assert_eq!(&p.payload[..], b"secret");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_is_enforced() {
+    let (broker, _gk, _dir) = start_config(|c| c.max_connections = 2).await;
+    let addr = broker.local_addr();
+    let a = Client::connect(addr, "a", "alice").await;
+    let _b = Client::connect(addr, "b", "bob").await;
+    // a third session: CONNACK 3, server unavailable
+    assert_eq!(raw_code(addr, 4, "c", Some("ha"), Some("ha-pw")).await, 3);
+    assert_eq!(
+        raw_code(addr, 5, "c", Some("ha"), Some("ha-pw")).await,
+        0x88
+    );
+    // but a takeover of an existing client id is not a new session
+    let (code, _s) = RawConnect {
+        level: 4,
+        client_id: "a",
+        user: Some("alice"),
+        password: Some("alice-pw"),
+        will: None,
+    }
+    .send(addr)
+    .await;
+    assert_eq!(code, 0);
+    drop(a);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_subscribe_burst() {
+    // HA sends ~70 SUBSCRIBEs (one filter each) within a second of connecting.
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut ha = Client::connect(addr, "home-assistant", "ha").await;
+    let n = 150;
+    for i in 0..n {
+        ha.client
+            .subscribe(format!("homeassistant/sensor/e{i}/state"), QoS::AtMostOnce)
+            .await
+            .unwrap();
+    }
+    let mut acks = 0;
+    while acks < n {
+        match ha.next().await {
+            Some(Ok(Packet::SubAck(ack))) => {
+                assert_eq!(
+                    ack.return_codes,
+                    vec![SubscribeReasonCode::Success(QoS::AtMostOnce)]
+                );
+                acks += 1;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("after {acks} SUBACKs: {other:?}"),
+        }
+    }
+    broker
+        .bus()
+        .publish(
+            "homeassistant/sensor/e77/state",
+            Bytes::from_static(b"on"),
+            0,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ha.expect_publish().await.topic,
+        "homeassistant/sensor/e77/state"
+    );
+    broker.shutdown().await;
+}
