@@ -96,7 +96,8 @@ enum DeviceCommand {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    s.parse().map_err(|e: porchlight_domain::acl::UnknownRole| e.to_string())
+    s.parse()
+        .map_err(|e: porchlight_domain::acl::UnknownRole| e.to_string())
 }
 
 fn main() {

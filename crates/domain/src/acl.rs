@@ -26,16 +26,17 @@ pub enum Role {
     /// A person with OwnTracks devices: `owntracks/<username>/#` only.
     User,
     /// The Home Assistant integration: `homeassistant/#` and `porchlight/#`.
+    #[serde(rename = "homeassistant")]
     HomeAssistant,
 }
 
 impl Role {
-    /// The stable text form, as stored in the database (`admin`, `user`, `home_assistant`).
+    /// The stable text form, as stored in the database (`admin`, `user`, `homeassistant`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::User => "user",
-            Role::HomeAssistant => "home_assistant",
+            Role::HomeAssistant => "homeassistant",
         }
     }
 }
@@ -65,7 +66,7 @@ impl FromStr for Role {
         match s {
             "admin" => Ok(Role::Admin),
             "user" => Ok(Role::User),
-            "home_assistant" => Ok(Role::HomeAssistant),
+            "homeassistant" | "home_assistant" => Ok(Role::HomeAssistant),
             other => Err(UnknownRole(other.to_owned())),
         }
     }
@@ -190,10 +191,10 @@ mod tests {
     }
 
     #[test]
-    fn role_serde_is_snake_case() -> Result<(), serde_json::Error> {
+    fn role_serde_matches_the_stored_text() -> Result<(), serde_json::Error> {
         assert_eq!(
             serde_json::to_string(&Role::HomeAssistant)?,
-            "\"home_assistant\""
+            "\"homeassistant\""
         );
         assert_eq!(serde_json::from_str::<Role>("\"admin\"")?, Role::Admin);
         Ok(())

@@ -64,6 +64,29 @@ pub struct MqttConfig {
     pub max_payload: usize,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout_secs: u64,
+    /// An additional MQTT-over-TLS listener.
+    pub tls: Option<MqttTlsConfig>,
+}
+
+/// `[mqtt.tls]`: MQTT over TLS, optionally requiring client certificates from our CA.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MqttTlsConfig {
+    #[serde(default = "default_tls_port")]
+    pub port: u16,
+    /// PEM certificate chain of the server.
+    pub cert: PathBuf,
+    /// PEM private key of the server (keep it 0600).
+    pub key: PathBuf,
+    /// PEM CA that client certificates must chain to.
+    pub ca: Option<PathBuf>,
+    /// Require a client certificate; its CN is the user name.
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+fn default_tls_port() -> u16 {
+    8883
 }
 
 impl Default for HttpConfig {
@@ -83,6 +106,7 @@ impl Default for MqttConfig {
             max_connections: 1024,
             max_payload: 256 * 1024,
             connect_timeout_secs: 10,
+            tls: None,
         }
     }
 }

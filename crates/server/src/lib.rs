@@ -13,6 +13,7 @@
 mod audit_sink;
 pub mod config;
 mod http;
+mod mqtt;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, LoadOptions};
+pub use porchlight_broker::{Bus, Inbound};
 pub use porchlight_store as store;
 
 /// Errors from starting or running the server. Each message is one line fit for a terminal.
@@ -79,6 +81,8 @@ pub struct Running {
     /// Set on the first start with an empty database.
     pub initial_admin: Option<InitialAdmin>,
     store: Store,
+    /// The embedded broker (shared with the HTTP handlers until they stop).
+    broker: Option<Arc<porchlight_broker::Broker>>,
     /// Tells the HTTP server to stop accepting and finish in-flight requests.
     http_stop: oneshot::Sender<()>,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -101,6 +105,11 @@ impl Running {
         &self.store
     }
 
+    /// The app's in-process link to the broker (`None` when the broker is disabled).
+    pub fn bus(&self) -> Option<Arc<dyn Bus>> {
+        self.broker.as_ref().map(|b| b.bus())
+    }
+
     /// Stops HTTP, then the broker, then drains the audit queue and closes the database.
     pub async fn shutdown(self) {
         let _ = self.http_stop.send(());
@@ -108,6 +117,12 @@ impl Running {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP server ended with an error"),
             Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+        if let Some(broker) = self.broker {
+            match Arc::try_unwrap(broker) {
+                Ok(broker) => broker.shutdown().await,
+                Err(_) => tracing::warn!("broker still referenced at shutdown; dropping it"),
+            }
         }
         self.audit_writer.finish().await;
         self.store.close().await;
@@ -135,9 +150,18 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let initial_admin = ensure_admin(&store, &config).await?;
 
     let (audit, audit_writer) = audit_sink::AuditSink::start(store.clone());
+    let broker = match config.mqtt_port() {
+        Some(port) => Some(Arc::new(
+            start_broker(&config, port, store.clone(), audit.clone()).await?,
+        )),
+        None => None,
+    };
+    let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
     let state = http::AppState {
         store: store.clone(),
-        broker: None,
+        broker: broker
+            .clone()
+            .map(|b| Arc::new(mqtt::BrokerHandle(b)) as Arc<dyn BrokerControl>),
         audit,
         throttles: Arc::new(Mutex::new(http::LoginThrottles::default())),
         sessions: Default::default(),
@@ -147,7 +171,6 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         let _ = stop_rx.await;
     }));
 
-    let mqtt_addr = None;
     let runtime_file = config.data_dir.join("runtime.json");
     write_runtime(&runtime_file, http_addr, mqtt_addr)?;
     tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, data_dir = %config.data_dir.display(), "Porchlight is running");
@@ -156,11 +179,59 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         mqtt_addr,
         initial_admin,
         store,
+        broker,
         http_stop,
         http_task,
         audit_writer,
         runtime_file,
     })
+}
+
+async fn start_broker(
+    config: &Config,
+    port: u16,
+    store: Store,
+    audit: audit_sink::AuditSink,
+) -> Result<porchlight_broker::Broker, Error> {
+    let mut broker_config = porchlight_broker::BrokerConfig::new(
+        SocketAddr::new(config.mqtt.bind, port),
+        config.data_dir.join("mqtt"),
+    );
+    broker_config.max_connections = config.mqtt.max_connections;
+    broker_config.max_payload = config.mqtt.max_payload;
+    broker_config.connect_timeout =
+        std::time::Duration::from_secs(config.mqtt.connect_timeout_secs);
+    broker_config.tls = config
+        .mqtt
+        .tls
+        .as_ref()
+        .map(|t| porchlight_broker::TlsConfig {
+            listen: SocketAddr::new(config.mqtt.bind, t.port),
+            cert_path: t.cert.clone(),
+            key_path: t.key.clone(),
+            ca_path: t.ca.clone(),
+            require_client_cert: t.require_client_cert,
+        });
+    let gatekeeper = Arc::new(mqtt::StoreGatekeeper::new(store, audit));
+    porchlight_broker::Broker::start(broker_config, gatekeeper)
+        .await
+        .map_err(|e| match e {
+            porchlight_broker::Error::PortInUse(addr) => Error::PortInUse {
+                service: if addr.port() == port {
+                    "MQTT"
+                } else {
+                    "MQTT TLS"
+                },
+                addr: addr.ip(),
+                port: addr.port(),
+                flag: if addr.port() == port {
+                    "--mqtt-port"
+                } else {
+                    "mqtt.tls.port in config.toml"
+                },
+            },
+            other => Error::Broker(other.to_string()),
+        })
 }
 
 /// First start: create `admin` with `PORCHLIGHT_ADMIN_PASSWORD` or a random password.

@@ -1,0 +1,232 @@
+//! Wiring the embedded broker to the store: the [`Gatekeeper`] that checks MQTT logins against
+//! our accounts and device keys, and turns broker events into audit rows.
+//!
+//! An MQTT login is a user name plus either one of that user's device keys (`pld_…`, checked
+//! by SHA-256 lookup: cheap, and removing the device revokes it) or the account password
+//! (argon2id: costly, so at most [`MAX_CONCURRENT_HASHES`] run at once). Repeated failures per
+//! (address, user name) are refused without checking, like web logins.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use porchlight_broker::{AuditEvent, Credentials, Gatekeeper, Identity, Refusal};
+use porchlight_domain::throttle::{Throttle, ThrottlePolicy};
+use porchlight_store::{AuditEntry, AuditKind, Store};
+use tokio::sync::Semaphore;
+
+use crate::BrokerControl;
+use crate::audit_sink::AuditSink;
+
+/// Password hashes are 64 MiB each: bound the memory and CPU a CONNECT storm can take.
+const MAX_CONCURRENT_HASHES: usize = 2;
+
+pub struct StoreGatekeeper {
+    store: Store,
+    audit: AuditSink,
+    /// Failed MQTT logins per (peer address, user name).
+    throttle: Mutex<Throttle<(IpAddr, String)>>,
+    /// Limits concurrent argon2 verifications.
+    hashing: Semaphore,
+}
+
+impl StoreGatekeeper {
+    pub fn new(store: Store, audit: AuditSink) -> Self {
+        StoreGatekeeper {
+            store,
+            audit,
+            throttle: Mutex::new(Throttle::new(ThrottlePolicy::default())),
+            hashing: Semaphore::new(MAX_CONCURRENT_HASHES),
+        }
+    }
+
+    async fn check(&self, c: &Credentials, username: &str) -> Result<Identity, Refusal> {
+        // A client certificate verified against our CA identifies the user by its CN.
+        if c.cert_cn.is_some() {
+            let user = self
+                .store
+                .find_user(username)
+                .await
+                .map_err(|_| Refusal::NotAuthorized)?;
+            return Ok(Identity {
+                user_id: user.id,
+                username: user.username,
+                role: user.role,
+                device_id: None,
+            });
+        }
+        let password = match &c.password {
+            Some(p) if !p.is_empty() => p,
+            _ => return Err(Refusal::BadCredentials),
+        };
+        if password.starts_with(b"pld_") {
+            if let Ok(Some((user, device))) = self.store.verify_device_key(username, password).await
+            {
+                let store = self.store.clone();
+                let device_id = device.id;
+                tokio::spawn(async move {
+                    let _ = store.touch_device(device_id, SystemTime::now()).await;
+                });
+                return Ok(Identity {
+                    user_id: user.id,
+                    username: user.username,
+                    role: user.role,
+                    device_id: Some(device.id),
+                });
+            }
+        }
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| Refusal::NotAuthorized)?;
+        match self.store.verify_login(username, password).await {
+            Ok(Some(user)) => Ok(Identity {
+                user_id: user.id,
+                username: user.username,
+                role: user.role,
+                device_id: None,
+            }),
+            Ok(None) => Err(Refusal::BadCredentials),
+            Err(e) => {
+                tracing::error!(error = %e, "MQTT login check failed");
+                Err(Refusal::NotAuthorized)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Gatekeeper for StoreGatekeeper {
+    async fn authenticate(&self, c: &Credentials) -> Result<Identity, Refusal> {
+        let username = c
+            .cert_cn
+            .clone()
+            .or_else(|| c.username.clone())
+            .unwrap_or_default();
+        let key = (c.peer.ip(), username.clone());
+        let now = SystemTime::now();
+        let throttled = self
+            .throttle
+            .lock()
+            .map(|t| t.wait_time(&key, now).is_some())
+            .unwrap_or(false);
+        if throttled {
+            tracing::warn!(peer = %c.peer, %username, "MQTT login refused: too many failed attempts");
+            return Err(Refusal::BadCredentials);
+        }
+        let result = self.check(c, &username).await;
+        if let Ok(mut t) = self.throttle.lock() {
+            match &result {
+                Ok(_) => t.record_success(&key),
+                Err(_) => {
+                    t.forget_stale(now);
+                    t.record_failure(&key, now);
+                }
+            }
+        }
+        result
+    }
+
+    fn record(&self, event: AuditEvent) {
+        self.audit.record(audit_entry(event));
+    }
+}
+
+fn audit_entry(event: AuditEvent) -> AuditEntry {
+    let blank = |at, kind, reason: String| AuditEntry {
+        id: 0,
+        at,
+        kind,
+        peer: None,
+        client_id: None,
+        username: None,
+        protocol: None,
+        code: None,
+        reason,
+        detail: None,
+    };
+    match event {
+        AuditEvent::Connect {
+            at,
+            peer,
+            client_id,
+            username,
+            protocol,
+            code,
+            reason,
+        } => AuditEntry {
+            peer: Some(peer.to_string()),
+            client_id: Some(client_id),
+            username,
+            protocol: Some(protocol),
+            code: Some(u16::from(code)),
+            ..blank(at, AuditKind::MqttConnect, reason)
+        },
+        AuditEvent::Disconnect {
+            at,
+            peer,
+            client_id,
+            username,
+            reason,
+        } => AuditEntry {
+            peer: Some(peer.to_string()),
+            client_id: Some(client_id),
+            username,
+            ..blank(at, AuditKind::MqttDisconnect, reason)
+        },
+        AuditEvent::PublishDenied {
+            at,
+            client_id,
+            username,
+            topic,
+        } => AuditEntry {
+            client_id: Some(client_id),
+            username,
+            detail: Some(topic),
+            ..blank(
+                at,
+                AuditKind::MqttPublishDenied,
+                "publish refused by ACL".into(),
+            )
+        },
+        AuditEvent::SubscribeDenied {
+            at,
+            client_id,
+            username,
+            filter,
+        } => AuditEntry {
+            client_id: Some(client_id),
+            username,
+            detail: Some(filter),
+            ..blank(
+                at,
+                AuditKind::MqttSubscribeDenied,
+                "subscription refused by ACL".into(),
+            )
+        },
+    }
+}
+
+/// The HTTP side's view of the broker.
+pub struct BrokerHandle(pub Arc<porchlight_broker::Broker>);
+
+#[async_trait]
+impl BrokerControl for BrokerHandle {
+    async fn disconnect_device(&self, device_id: i64) -> usize {
+        self.0.disconnect_device(device_id).await
+    }
+
+    async fn disconnect_user(&self, user_id: i64) -> usize {
+        self.0.disconnect_user(user_id).await
+    }
+
+    fn is_running(&self) -> bool {
+        self.0.is_running()
+    }
+
+    fn connection_count(&self) -> usize {
+        self.0.connection_count()
+    }
+}
