@@ -5,5 +5,6 @@
 //! `tests/`.
 
 mod accounts;
+mod mqtt;
 mod serve;
 mod support;

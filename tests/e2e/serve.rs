@@ -296,3 +296,73 @@ fn user_and_device_commands_script_accounts() {
     let out = run(&["user", "remove", "admin"], None);
     assert!(!out.status.success(), "the last admin must stay");
 }
+
+#[test]
+fn mqtt_logins_never_put_passwords_or_keys_in_the_log() {
+    let mut s = spawn(
+        tempfile::tempdir().unwrap(),
+        &["--http-port", "0", "--mqtt-port", "0"],
+    );
+    let admin_password = s
+        .stdout
+        .join("")
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("password:")
+                .map(|p| p.trim().to_owned())
+        })
+        .unwrap();
+    let port = runtime(s.dir.path())["mqtt_port"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let out = Command::new(porchlight_bin())
+        .arg("--data-dir")
+        .arg(s.dir.path())
+        .args(["device", "add", "admin", "laptop"])
+        .env("PORCHLIGHT_LOG", "off")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MQTT password: "))
+        .unwrap()
+        .to_owned();
+    let wrong = "wrong-password-1234";
+    for (version, password) in [
+        ("mqttv31", key.as_str()),
+        ("mqttv311", admin_password.as_str()),
+        ("mqttv5", wrong),
+    ] {
+        let out = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-V",
+                version,
+                "-u",
+                "admin",
+                "-P",
+                password,
+            ])
+            .args(["-t", "porchlight/test", "-m", "x"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.success(), password != wrong, "{version}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut s.child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains("MQTT"),
+        "the debug log should mention MQTT activity: {log}"
+    );
+    for secret in [key.as_str(), admin_password.as_str(), wrong] {
+        assert!(!log.contains(secret), "a secret leaked into the log");
+    }
+}

@@ -11,7 +11,8 @@ pub const ADMIN_PASSWORD: &str = "test admin password";
 /// A running server in a temporary data dir; shut it down with [`TestServer::stop`].
 pub struct TestServer {
     pub running: Running,
-    pub dir: tempfile::TempDir,
+    /// Kept so the data dir lives as long as the server.
+    pub _dir: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -35,7 +36,7 @@ impl TestServer {
         )];
         let config = Config::load_from(&options, env).unwrap();
         let running = porchlight_server::start(config).await.unwrap();
-        TestServer { running, dir }
+        TestServer { running, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {
