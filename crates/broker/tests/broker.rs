@@ -384,8 +384,10 @@ async fn good_password_connects_and_is_audited() {
             username,
             protocol,
             peer,
+            reason,
             ..
         }) => {
+            assert_eq!(reason, "accepted");
             assert_eq!(username.as_deref(), Some("alice"));
             assert_eq!(protocol, 4);
             assert!(peer.ip().is_loopback());
