@@ -23,13 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::Type;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
+pub use bytes::Bytes;
 pub use porchlight_domain::acl::{Identity, Role};
 
 use crate::bus::BusImpl;
