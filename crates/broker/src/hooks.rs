@@ -253,7 +253,8 @@ impl Handler for HookHandler {
                 let result = self.authenticate(ci).await;
                 (false, Some(HookResult::AuthResult(result)))
             }
-            Parameter::ClientConnack(ci, reason) => {
+            // rmqtt 0.24 runs this hook for accepted CONNECTs only.
+            Parameter::ClientConnack(ci, _) => {
                 let id = ci.id();
                 self.takeovers.release(id);
                 tracing::info!(client_id = %id.client_id, username = ?ci.username(), peer = %peer_of(id), "MQTT client connected");
@@ -264,7 +265,7 @@ impl Handler for HookHandler {
                     username: ci.username().map(|u| u.to_string()),
                     protocol: ci.proto_ver(),
                     code: 0,
-                    reason: format!("{reason:?}"),
+                    reason: "accepted".into(),
                 });
                 (true, acc)
             }

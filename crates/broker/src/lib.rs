@@ -23,13 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::Type;
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
+pub use bytes::Bytes;
 pub use porchlight_domain::acl::{Identity, Role};
 
 use crate::bus::BusImpl;
@@ -46,7 +46,8 @@ pub struct BrokerConfig {
     pub max_payload: usize,
     /// Time a new connection has to send its CONNECT.
     pub connect_timeout: Duration,
-    /// Where the broker may keep state. Currently unused: retained messages live in memory.
+    /// Where the broker keeps retained messages (`retained.json`, written every 2 s when
+    /// changed and at shutdown). Created if missing.
     pub data_dir: PathBuf,
     /// An additional MQTT-over-TLS listener.
     pub tls: Option<TlsConfig>,
@@ -259,6 +260,8 @@ pub struct Broker {
     tls_local_addr: Option<SocketAddr>,
     running: Arc<AtomicBool>,
     task: JoinHandle<()>,
+    retainer: Arc<retain::Retainer>,
+    flusher: JoinHandle<()>,
 }
 
 impl fmt::Debug for Broker {
@@ -285,7 +288,8 @@ impl Broker {
             .build()
             .await;
 
-        *scx.extends.retain_mut().await = Box::new(retain::Retainer::new());
+        let retainer = retain::Retainer::open(config.data_dir.clone()).await;
+        *scx.extends.retain_mut().await = Box::new(retain::Shared(retainer.clone()));
 
         let state = Arc::new(State::new(gatekeeper, config.max_payload));
         let bus = Arc::new(BusImpl::new(scx.clone(), state.clone()));
@@ -345,6 +349,15 @@ impl Broker {
             }
             flag.store(false, Ordering::SeqCst);
         });
+        let flusher = tokio::spawn({
+            let retainer = retainer.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(retain::FLUSH_EVERY).await;
+                    retainer.flush().await;
+                }
+            }
+        });
         tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
         Ok(Broker {
             scx,
@@ -354,6 +367,8 @@ impl Broker {
             tls_local_addr,
             running,
             task,
+            retainer,
+            flusher,
         })
     }
 
@@ -399,6 +414,8 @@ impl Broker {
         self.running.store(false, Ordering::SeqCst);
         self.task.abort();
         let kicked = self.kick_where(|_| true).await;
+        self.flusher.abort();
+        self.retainer.flush().await;
         tracing::info!(local_addr = %self.local_addr, kicked, "MQTT broker stopped");
     }
 
@@ -427,7 +444,9 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // Without `shutdown`, retained-message changes of the last flush interval are lost.
         self.task.abort();
+        self.flusher.abort();
     }
 }
 

@@ -384,8 +384,10 @@ async fn good_password_connects_and_is_audited() {
             username,
             protocol,
             peer,
+            reason,
             ..
         }) => {
+            assert_eq!(reason, "accepted");
             assert_eq!(username.as_deref(), Some("alice"));
             assert_eq!(protocol, 4);
             assert!(peer.ip().is_loopback());
@@ -1377,6 +1379,127 @@ async fn home_assistant_subscribe_burst() {
     assert_eq!(
         ha.expect_publish().await.topic,
         "homeassistant/sensor/e77/state"
+    );
+    broker.shutdown().await;
+}
+
+/// Not a correctness test: `cargo test --release -p porchlight-broker --test broker
+/// ingest_throughput -- --ignored --nocapture` prints how fast OwnTracks-sized publishes
+/// reach a `Bus::consume` receiver.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn ingest_throughput() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut inbound = broker.bus().consume("owntracks/+/+", 1024);
+    let payload = r#"{"_type":"location","acc":12,"alt":40,"batt":81,"bs":1,"conn":"w","created_at":1700000000,"lat":52.520008,"lon":13.404954,"m":1,"t":"u","tid":"ph","tst":1700000000,"vac":3,"vel":0}"#;
+    let clients = 4;
+    let per_client = 25_000;
+    let mut pubs = Vec::new();
+    for c in 0..clients {
+        let mut o = options(addr, &format!("bench-{c}"), "admin");
+        o.set_inflight(1000);
+        let client = Client::spawn(o);
+        pubs.push(client);
+    }
+    for c in &mut pubs {
+        c.expect_connack().await;
+    }
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in pubs.iter().enumerate() {
+        let client = client.client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_client {
+                client
+                    .publish(
+                        format!("owntracks/u{c}/phone"),
+                        QoS::AtMostOnce,
+                        false,
+                        payload,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    let total = clients * per_client;
+    for i in 0..total {
+        if recv_inbound(&mut inbound).await.is_none() {
+            panic!("stalled after {i}");
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{total} publishes in {secs:.2}s = {:.0}/s",
+        total as f64 / secs
+    );
+    for t in tasks {
+        t.await.unwrap();
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_survive_a_restart() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("mqtt"));
+    let broker = Broker::start(config.clone(), FakeGatekeeper::new())
+        .await
+        .unwrap();
+    let addr = broker.local_addr();
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    for (topic, payload) in [
+        ("owntracks/alice/phone", "here"),
+        ("owntracks/alice/gone", "x"),
+    ] {
+        alice
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .unwrap();
+    }
+    // clearing a retained message: empty retained payload
+    alice
+        .client
+        .publish("owntracks/alice/gone", QoS::AtLeastOnce, true, "")
+        .await
+        .unwrap();
+    let mut acks = 0;
+    while acks < 3 {
+        if let Some(Ok(Packet::PubAck(_))) = alice.next().await {
+            acks += 1;
+        }
+    }
+    let bus = broker.bus();
+    bus.publish(
+        "porchlight/alarm/state",
+        Bytes::from_static(b"disarmed"),
+        1,
+        true,
+    )
+    .await
+    .unwrap();
+    broker.shutdown().await;
+    assert!(dir.path().join("mqtt/retained.json").exists());
+
+    let broker = Broker::start(config, FakeGatekeeper::new()).await.unwrap();
+    let addr = broker.local_addr();
+    let mut admin = Client::connect(addr, "admin", "admin").await;
+    admin.subscribe("#", QoS::AtLeastOnce).await;
+    let mut got = Vec::new();
+    while let Some(p) = admin.next_publish_within(Duration::from_millis(500)).await {
+        assert!(p.retain);
+        got.push((p.topic, String::from_utf8_lossy(&p.payload).into_owned()));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("owntracks/alice/phone".to_string(), "here".to_string()),
+            ("porchlight/alarm/state".to_string(), "disarmed".to_string()),
+        ]
     );
     broker.shutdown().await;
 }
