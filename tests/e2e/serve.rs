@@ -366,3 +366,78 @@ fn mqtt_logins_never_put_passwords_or_keys_in_the_log() {
         assert!(!log.contains(secret), "a secret leaked into the log");
     }
 }
+
+#[test]
+fn a_device_removed_by_the_cli_loses_its_live_session() {
+    let mut s = spawn(
+        tempfile::tempdir().unwrap(),
+        &["--http-port", "0", "--mqtt-port", "0"],
+    );
+    let port = runtime(s.dir.path())["mqtt_port"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let cli = |args: &[&str]| {
+        Command::new(porchlight_bin())
+            .arg("--data-dir")
+            .arg(s.dir.path())
+            .args(args)
+            .env("PORCHLIGHT_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["device", "add", "admin", "tablet"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MQTT password: "))
+        .unwrap()
+        .to_owned();
+    // A live subscriber session of that device, as a long-running mosquitto_sub.
+    let mut sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-u",
+            "admin",
+            "-P",
+            &key,
+            "-t",
+            "porchlight/#",
+        ])
+        .args(["-i", "tablet-sub"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sub.try_wait().unwrap().is_none(),
+        "mosquitto_sub should be connected"
+    );
+
+    assert!(
+        cli(&["device", "remove", "admin", "tablet"])
+            .status
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut ended = false;
+    while Instant::now() < deadline {
+        if sub.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !ended {
+        let _ = sub.kill();
+    }
+    assert!(
+        ended,
+        "the removed device's session must be closed within seconds"
+    );
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
+}

@@ -215,7 +215,7 @@ fn start_mosquitto(dir: &Path, publishers: usize) -> Result<(Child, Target)> {
         dir.join("mosquitto.conf"),
         format!(
             "{user_line}listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
-             persistence false\nmax_queued_messages 1000000\nlog_dest none\n",
+             persistence false\nmax_queued_messages 1000000\nmax_inflight_messages 32\nlog_dest none\n",
             passwd.display(),
             dir.join("acl").display()
         ),

@@ -74,6 +74,11 @@ impl State {
             .collect()
     }
 
+    /// Every identity that currently owns a session.
+    pub(crate) fn identities(&self) -> Vec<Identity> {
+        self.live().values().map(|l| l.identity.clone()).collect()
+    }
+
     pub(crate) fn forget(&self, id: &Id) {
         let mut live = self.live();
         if live.get(&*id.client_id).is_some_and(|l| l.id == *id) {

@@ -46,6 +46,11 @@ pub struct BrokerConfig {
     pub max_payload: usize,
     /// Time a new connection has to send its CONNECT.
     pub connect_timeout: Duration,
+    /// Messages queued per session for a subscriber that is slower than its publishers (or
+    /// offline with a persistent session); beyond this rmqtt drops them.
+    pub max_queued_messages: usize,
+    /// Unacknowledged QoS 1/2 messages in flight per session.
+    pub max_inflight: u16,
     /// Where the broker keeps retained messages (`retained.json`, written every 2 s when
     /// changed and at shutdown). Created if missing.
     pub data_dir: PathBuf,
@@ -61,6 +66,8 @@ impl BrokerConfig {
             max_connections: 1024,
             max_payload: 256 * 1024,
             connect_timeout: Duration::from_secs(10),
+            max_queued_messages: 10_000,
+            max_inflight: 32,
             data_dir,
             tls: None,
         }
@@ -399,6 +406,11 @@ impl Broker {
         self.kick_where(|id| id.user_id == user_id).await
     }
 
+    /// The identities that currently own a session (connected or persistent).
+    pub fn live_identities(&self) -> Vec<Identity> {
+        self.state.identities()
+    }
+
     /// Number of connected MQTT clients.
     pub fn connection_count(&self) -> usize {
         usize::try_from(self.scx.connections.count()).unwrap_or(0)
@@ -464,6 +476,10 @@ fn listener_builder(config: &BrokerConfig, addr: SocketAddr, name: &str) -> Buil
         .max_connections(config.max_connections.max(1))
         .max_packet_size(u32::try_from(max_packet).unwrap_or(u32::MAX))
         .handshake_timeout(config.connect_timeout)
+        .max_mqueue_len(config.max_queued_messages.max(1))
+        .max_inflight(
+            std::num::NonZeroU16::new(config.max_inflight).unwrap_or(std::num::NonZeroU16::MIN),
+        )
 }
 
 fn bind_error(addr: SocketAddr, e: &rmqtt::Error) -> Error {

@@ -64,6 +64,8 @@ pub struct MqttConfig {
     pub max_payload: usize,
     /// Seconds a new connection has to send CONNECT.
     pub connect_timeout_secs: u64,
+    /// Messages queued per session for a slow or offline subscriber before dropping.
+    pub max_queued_messages: usize,
     /// An additional MQTT-over-TLS listener.
     pub tls: Option<MqttTlsConfig>,
 }
@@ -106,6 +108,7 @@ impl Default for MqttConfig {
             max_connections: 1024,
             max_payload: 256 * 1024,
             connect_timeout_secs: 10,
+            max_queued_messages: 10_000,
             tls: None,
         }
     }

@@ -83,6 +83,8 @@ pub struct Running {
     store: Store,
     /// The embedded broker (shared with the HTTP handlers until they stop).
     broker: Option<Arc<porchlight_broker::Broker>>,
+    /// Closes sessions of devices/users removed outside this process; aborted at shutdown.
+    sweep: Option<JoinHandle<()>>,
     /// Tells the HTTP server to stop accepting and finish in-flight requests.
     http_stop: oneshot::Sender<()>,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -117,6 +119,10 @@ impl Running {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP server ended with an error"),
             Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        }
+        if let Some(sweep) = self.sweep {
+            sweep.abort();
+            let _ = sweep.await;
         }
         if let Some(broker) = self.broker {
             match Arc::try_unwrap(broker) {
@@ -157,6 +163,9 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         None => None,
     };
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
+    let sweep = broker
+        .clone()
+        .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b));
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -180,6 +189,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         initial_admin,
         store,
         broker,
+        sweep,
         http_stop,
         http_task,
         audit_writer,

@@ -230,3 +230,47 @@ impl BrokerControl for BrokerHandle {
         self.0.connection_count()
     }
 }
+
+/// How often live MQTT sessions are checked against the accounts in the database.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Ends MQTT sessions whose device or user no longer exists. Removals through the HTTP API
+/// disconnect at once; this catches removals made elsewhere, such as `porchlight device remove`
+/// run in another process against the same database.
+pub fn spawn_revocation_sweep(
+    store: Store,
+    broker: Arc<porchlight_broker::Broker>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let live = broker.live_identities();
+            if live.is_empty() {
+                continue;
+            }
+            let (users, devices) = match (store.list_users().await, store.list_devices(None).await)
+            {
+                (Ok(u), Ok(d)) => (
+                    u.into_iter()
+                        .map(|u| u.id)
+                        .collect::<std::collections::HashSet<_>>(),
+                    d.into_iter()
+                        .map(|d| d.id)
+                        .collect::<std::collections::HashSet<_>>(),
+                ),
+                _ => continue,
+            };
+            for identity in live {
+                if !users.contains(&identity.user_id) {
+                    let n = broker.disconnect_user(identity.user_id).await;
+                    tracing::info!(username = %identity.username, sessions = n, "MQTT sessions of a removed user closed");
+                } else if let Some(device) = identity.device_id.filter(|d| !devices.contains(d)) {
+                    let n = broker.disconnect_device(device).await;
+                    tracing::info!(username = %identity.username, device, sessions = n, "MQTT sessions of a removed device closed");
+                }
+            }
+        }
+    })
+}
