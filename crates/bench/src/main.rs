@@ -66,6 +66,13 @@ struct Outcome {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORCHLIGHT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if args.payload < 8 {
         bail!("--payload must be at least 8 bytes");
     }
@@ -143,10 +150,17 @@ async fn start_porchlight(
         bind: Some([127, 0, 0, 1].into()),
         ..Default::default()
     };
-    let env = [(
-        "PORCHLIGHT_ADMIN_PASSWORD".to_owned(),
-        "bench admin password".to_owned(),
-    )];
+    // The same per-session queue as the Mosquitto side, so that neither drops in the flood.
+    let env = [
+        (
+            "PORCHLIGHT_ADMIN_PASSWORD".to_owned(),
+            "bench admin password".to_owned(),
+        ),
+        (
+            "PORCHLIGHT_MQTT__MAX_QUEUED_MESSAGES".to_owned(),
+            "1000000".to_owned(),
+        ),
+    ];
     let config = porchlight_server::Config::load_from(&options, env)?;
     let running = porchlight_server::start(config).await?;
     let addr = running.mqtt_addr.context("the broker did not start")?;
@@ -358,9 +372,9 @@ async fn flood(target: &Target, qos: QoS, args: &Args, origin: Instant) -> Resul
     }
     let mut latencies = Vec::with_capacity(total);
     let mut last = start;
-    // Stop when everything arrived or nothing arrived for 3 s (dropped messages).
+    // Stop when everything arrived or nothing arrived for 5 s (dropped messages).
     while latencies.len() < total {
-        match tokio::time::timeout(Duration::from_secs(3), rx.recv()).await {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
             Ok(Some((at, p))) => {
                 if let Some(sent) = sent_at(&p, origin) {
                     latencies.push(at.duration_since(sent).as_secs_f64() * 1e6);

@@ -39,6 +39,8 @@ pub(crate) struct State {
     max_payload: usize,
     live: Mutex<HashMap<String, Live>>,
     pub(crate) consumers: Consumers,
+    /// Messages rmqtt dropped (queue full, expired, session gone): for logs and health.
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -48,7 +50,19 @@ impl State {
             max_payload,
             live: Mutex::new(HashMap::new()),
             consumers: Consumers::default(),
+            dropped: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Counts one dropped message; returns the total so far.
+    pub(crate) fn note_dropped(&self) -> u64 {
+        self.dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, Live>> {
@@ -315,6 +329,18 @@ impl Handler for HookHandler {
                     retain: publish.retain,
                 };
                 self.state.consumers.dispatch(inbound).await;
+                (true, acc)
+            }
+            Parameter::MessageDropped(to, from, publish, reason) => {
+                let total = self.state.note_dropped();
+                // Every drop is a lost message for someone: say so, but not 10,000 times.
+                if total.is_power_of_two() {
+                    tracing::warn!(
+                        to = ?to.as_ref().map(|t| t.client_id.to_string()),
+                        from = %from.id.client_id, topic = %publish.topic, %reason, total,
+                        "MQTT message dropped"
+                    );
+                }
                 (true, acc)
             }
             _ => (true, acc),

@@ -310,6 +310,7 @@ impl Broker {
             Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
             Type::MessagePublish,
+            Type::MessageDropped,
         ] {
             register.add(typ, Box::new(handler.clone())).await;
         }
@@ -409,6 +410,11 @@ impl Broker {
     /// The identities that currently own a session (connected or persistent).
     pub fn live_identities(&self) -> Vec<Identity> {
         self.state.identities()
+    }
+
+    /// Messages the broker dropped since it started (full queues, expiry, ended sessions).
+    pub fn dropped_messages(&self) -> u64 {
+        self.state.dropped()
     }
 
     /// Number of connected MQTT clients.

@@ -211,6 +211,7 @@ async fn start_broker(
     broker_config.max_payload = config.mqtt.max_payload;
     broker_config.connect_timeout =
         std::time::Duration::from_secs(config.mqtt.connect_timeout_secs);
+    broker_config.max_queued_messages = config.mqtt.max_queued_messages;
     broker_config.tls = config
         .mqtt
         .tls
@@ -222,6 +223,7 @@ async fn start_broker(
             ca_path: t.ca.clone(),
             require_client_cert: t.require_client_cert,
         });
+    tracing::debug!(?broker_config, "starting the MQTT broker");
     let gatekeeper = Arc::new(mqtt::StoreGatekeeper::new(store, audit));
     porchlight_broker::Broker::start(broker_config, gatekeeper)
         .await
