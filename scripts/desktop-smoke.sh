@@ -44,14 +44,12 @@ done
 export DISPLAY=":$(head -n1 "$work/display")"
 
 # A throwaway data dir and OS-chosen ports, so the test never touches real data or ports.
-export PORCHLIGHT_DATA_DIR="${SMOKE_DATA_DIR:-$work/data}"
-export PORCHLIGHT_HTTP_PORT="${PORCHLIGHT_HTTP_PORT:-0}"
-export PORCHLIGHT_MQTT_PORT="${PORCHLIGHT_MQTT_PORT:-0}"
-mkdir -p "$PORCHLIGHT_DATA_DIR"
+data_dir="${SMOKE_DATA_DIR:-$work/data}"
+mkdir -p "$data_dir"
 # There is no GPU under Xvfb: keep WebKitGTK on its plain software paths.
 export WEBKIT_DISABLE_COMPOSITING_MODE=1 WEBKIT_DISABLE_DMABUF_RENDERER=1
 
-"$binary" >"$work/app.log" 2>&1 &
+"$binary" --data-dir "$data_dir" --http-port 0 --mqtt-port 0 >"$work/app.log" 2>&1 &
 app_pid=$!
 
 sleep "$seconds"

@@ -10,7 +10,20 @@ use std::process::ExitCode;
 
 #[cfg(feature = "desktop")]
 fn main() -> ExitCode {
-    match porchlight_desktop::run() {
+    use porchlight_desktop::{Invocation, USAGE, parse_args};
+
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Invocation::Open(options)) => options,
+        Ok(Invocation::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("porchlight-desktop: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match porchlight_desktop::run(options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("porchlight-desktop: {error}");

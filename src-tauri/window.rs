@@ -22,16 +22,20 @@ pub const MAIN_WINDOW: &str = "main";
 #[derive(Default)]
 struct ServerSlot(Mutex<Option<Running>>);
 
-/// Runs the desktop app until its window is closed.
-pub fn run() -> tauri::Result<()> {
+/// Runs the desktop app until its window is closed; `options` are the command-line overrides.
+pub fn run(options: LoadOptions) -> tauri::Result<()> {
     init_logging();
     let context: Context<Wry> = tauri::generate_context!();
-    run_app(tauri::Builder::default(), context)
+    run_app(tauri::Builder::default(), context, options)
 }
 
 /// Builds the app on any runtime and runs its event loop; the server is stopped on exit.
-pub fn run_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri::Result<()> {
-    let app = build_app(builder, context)?;
+pub fn run_app<R: Runtime>(
+    builder: Builder<R>,
+    context: Context<R>,
+    options: LoadOptions,
+) -> tauri::Result<()> {
+    let app = build_app(builder, context, options)?;
     app.run(|handle, event| {
         if let RunEvent::Exit = event {
             stop_server(handle);
@@ -42,11 +46,15 @@ pub fn run_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri::R
 
 /// Builds the app: starts the server and opens the main window (the UI, or the splash page
 /// showing why the server could not start). Does not run the event loop.
-pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri::Result<App<R>> {
+pub fn build_app<R: Runtime>(
+    builder: Builder<R>,
+    context: Context<R>,
+    options: LoadOptions,
+) -> tauri::Result<App<R>> {
     builder
         .manage(ServerSlot::default())
-        .setup(|app| {
-            open_main_window(app)?;
+        .setup(move |app| {
+            open_main_window(app, &options)?;
             Ok(())
         })
         .build(context)
@@ -57,8 +65,8 @@ pub fn build_app<R: Runtime>(builder: Builder<R>, context: Context<R>) -> tauri:
 /// Startup blocks setup on purpose: it is opening the database and binding two ports, and the
 /// window should be created already pointing at the UI rather than flash a splash page first.
 /// A failure is shown in the window (the committed splash page), never a crash.
-fn open_main_window<R: Runtime>(app: &mut App<R>) -> tauri::Result<()> {
-    let window = match tauri::async_runtime::block_on(start_server()) {
+fn open_main_window<R: Runtime>(app: &mut App<R>, options: &LoadOptions) -> tauri::Result<()> {
+    let window = match tauri::async_runtime::block_on(start_server(options)) {
         Ok(running) => {
             let url = ui_url(running.http_addr);
             tracing::info!(%url, "server started, opening the UI");
@@ -83,9 +91,9 @@ fn open_main_window<R: Runtime>(app: &mut App<R>) -> tauri::Result<()> {
     Ok(())
 }
 
-/// The same start as `porchlight serve`: config from defaults, file and env; no CLI overrides.
-async fn start_server() -> anyhow::Result<Running> {
-    let config = Config::load(&LoadOptions::default()).context("loading the configuration")?;
+/// The same start as `porchlight serve`: defaults, config file, env, then `options`.
+async fn start_server(options: &LoadOptions) -> anyhow::Result<Running> {
+    let config = Config::load(options).context("loading the configuration")?;
     porchlight_server::start(config)
         .await
         .context("starting the server")
@@ -108,4 +116,37 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A second init (e.g. from tests) keeps the first subscriber; that is fine.
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+#[cfg(all(test, feature = "desktop-test"))]
+mod tests {
+    use super::*;
+
+    /// With the mock runtime: setup never fails, and opens the one window either on the
+    /// server's UI or, when the server cannot start (today's stub always fails), on the splash.
+    #[test]
+    fn setup_opens_the_main_window_on_the_ui_or_the_splash() {
+        let data_dir = tempfile::tempdir().unwrap();
+        let options = LoadOptions {
+            data_dir: Some(data_dir.path().to_owned()),
+            http_port: Some(0),
+            mqtt_port: Some(-1),
+        };
+        let context = tauri::test::mock_context(tauri::test::noop_assets());
+        let mut app = build_app(tauri::test::mock_builder(), context, options).unwrap();
+        // Setup runs with the event loop; one iteration of the mock loop is enough.
+        #[allow(deprecated)]
+        app.run_iteration(|_, _| {});
+
+        let window = app.get_webview_window(MAIN_WINDOW).unwrap();
+        let url = window.url().unwrap();
+        let on_ui = url.scheme() == "http"
+            && url.host_str() == Some("127.0.0.1")
+            && url.port().is_some_and(|port| port != 0)
+            && url.path() == "/";
+        // The app's own assets: tauri://localhost on Linux/macOS, http://tauri.localhost on Windows.
+        let on_splash = url.scheme() == "tauri" || url.host_str() == Some("tauri.localhost");
+        assert!(on_ui || on_splash, "unexpected URL {url}");
+        stop_server(app.handle());
+    }
 }
