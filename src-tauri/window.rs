@@ -54,7 +54,11 @@ pub fn build_app<R: Runtime>(
     builder
         .manage(ServerSlot::default())
         .setup(move |app| {
-            open_main_window(app, &options)?;
+            if let Err(error) = open_main_window(app, &options) {
+                // The event loop never runs, so there will be no Exit event to stop it.
+                stop_server(app.handle());
+                return Err(error.into());
+            }
             Ok(())
         })
         .build(context)
