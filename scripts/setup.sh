@@ -11,16 +11,26 @@ apt_packages=(
   librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev pkg-config
   # Peers for tests: Debian's Mosquitto broker and clients; a display and screenshots
   mosquitto mosquitto-clients xvfb imagemagick x11-utils
+  # A real browser for the UI test (driven by playwright-core from npm)
+  chromium
 )
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
+# Node.js runs the browser test; use the machine's if it has one (it may not be Debian's).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing apt packages: ${need_apt[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -d ui/browser-test/node_modules/playwright-core ]; then
+  echo "== installing playwright-core (npm; no browser download: Debian's chromium is used)"
+  (cd ui/browser-test && npm ci --no-audit --no-fund)
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

@@ -31,8 +31,12 @@ cargo build -p porchlight --locked
 step "tests"
 cargo test --locked
 
+step "web UI in a real browser (chromium, against the real server)"
+(cd ui/browser-test && PORCHLIGHT_BIN="$CARGO_TARGET_DIR/debug/porchlight" node run.mjs)
+
 step "desktop shell (Tauri, feature 'desktop')"
-cargo clippy -p porchlight-desktop --features desktop --locked -- -D warnings
+cargo clippy -p porchlight-desktop --features desktop-test --all-targets --locked -- -D warnings
+cargo test -p porchlight-desktop --lib --features desktop-test --locked
 cargo build -p porchlight-desktop --features desktop --locked
 bash scripts/desktop-smoke.sh "$CARGO_TARGET_DIR/debug/porchlight-desktop"
 

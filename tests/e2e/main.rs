@@ -4,6 +4,9 @@
 //! One test binary on purpose (link once, run in parallel); add modules here, not new files in
 //! `tests/`.
 
+// Test helpers fail by panicking: that is how a test reports a broken expectation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod accounts;
 mod mqtt;
 mod serve;

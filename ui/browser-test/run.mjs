@@ -1,27 +1,68 @@
-// Browser test of the built UI: login errors, disabled button, sign in, navigation, reload,
-// sign out; plus screenshots at phone and desktop sizes. Run after scripts/build-ui.sh:
+// Browser test of the built UI against the real server: login errors, disabled button, sign
+// in, navigation, reload, sign out; plus screenshots at phone and desktop sizes.
+// Run after scripts/build-ui.sh and `cargo build -p porchlight`:
 //   cd ui/browser-test && npm install && npm test
-// Env: CHROMIUM (default /usr/bin/chromium), SHOTS (screenshot dir, default /tmp/porchlight-ui).
-import { mkdir } from "node:fs/promises";
+// Env: PORCHLIGHT_BIN (default $CARGO_TARGET_DIR/debug/porchlight), CHROMIUM (default
+// /usr/bin/chromium), SHOTS (screenshot dir, default /tmp/porchlight-ui).
+import { spawn } from "node:child_process";
+import { mkdtemp, mkdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startFakeServer, USER } from "./fake-api.mjs";
 
-const dist = fileURLToPath(new URL("../dist/", import.meta.url));
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const bin =
+  process.env.PORCHLIGHT_BIN ??
+  join(process.env.CARGO_TARGET_DIR ?? join(root, "target"), "debug", "porchlight");
 const shots = process.env.SHOTS ?? "/tmp/porchlight-ui";
 await mkdir(shots, { recursive: true });
 
-const server = await startFakeServer(dist);
-const base = `http://127.0.0.1:${server.address().port}/`;
+// The real headless server on a free port, with a fresh data dir and a known admin password.
+const USER = { username: "admin", password: "browser test password" };
+const dataDir = await mkdtemp(join(tmpdir(), "porchlight-ui-"));
+const server = spawn(
+  bin,
+  ["serve", "--data-dir", dataDir, "--http-port", "0", "--mqtt-port", "-1", "--bind", "127.0.0.1"],
+  { env: { ...process.env, PORCHLIGHT_ADMIN_PASSWORD: USER.password, PORCHLIGHT_LOG: "warn" }, stdio: ["ignore", "ignore", "inherit"] },
+);
+const serverExit = new Promise((resolve) => server.on("exit", resolve));
+let runtime;
+for (let i = 0; i < 300 && !runtime; i += 1) {
+  try {
+    runtime = JSON.parse(await readFile(join(dataDir, "runtime.json"), "utf8"));
+  } catch {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+if (!runtime) throw new Error(`${bin} did not start (no runtime.json)`);
+const base = `http://127.0.0.1:${runtime.http_port}/`;
+
+// Fails logins for one account until the server throttles it (answers 429), so that the UI's
+// next attempt, right after, meets a real 429.
+async function throttle(username) {
+  for (let i = 0; i < 20; i += 1) {
+    const r = await fetch(`${base}api/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username, password: "wrong wrong wrong" }),
+    });
+    if (r.status === 429) return;
+  }
+  throw new Error("the server never throttled");
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox"],
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 
 let failures = 0;
+let passed = 0;
 async function check(name, body) {
   try {
     await body();
+    passed += 1;
     console.log(`ok   ${name}`);
   } catch (error) {
     failures += 1;
@@ -55,7 +96,7 @@ for (const [label, viewport] of [["desktop", { width: 1280, height: 800 }], ["ph
     await password.press("Enter");
     await page.getByRole("button", { name: "Signing in…" }).waitFor({ timeout: 2_000 });
     expectEqual(await submit.isDisabled(), true, "button disabled while signing in");
-    expectEqual((await alert.textContent({ timeout: 5_000 })).trim(), "Wrong username or password.", "alert");
+    expectEqual((await alert.textContent({ timeout: 5_000 })).trim(), "Wrong user name or password.", "alert");
     expectEqual(await submit.isDisabled(), false, "button enabled again");
     expectEqual(await password.inputValue(), "", "password cleared after failure");
   });
@@ -63,8 +104,9 @@ for (const [label, viewport] of [["desktop", { width: 1280, height: 800 }], ["ph
   await check(`${label}: 429 shows the server's message`, async () => {
     await username.fill("locked");
     await password.fill("x");
+    await throttle("locked");
     await submit.click();
-    await page.getByText("Too many attempts. Try again in 5 minutes.").waitFor({ timeout: 5_000 });
+    await page.getByText(/too many failed attempts/i).waitFor({ timeout: 5_000 });
     await page.screenshot({ path: `${shots}/${label}-login-error.png` });
   });
 
@@ -111,6 +153,11 @@ await check("no uncaught page errors", async () => {
 });
 
 await browser.close();
-server.close();
-console.log(failures ? `${failures} failed` : `all passed; screenshots in ${shots}`);
+server.kill("SIGTERM");
+const code = await serverExit;
+await check("the server stops cleanly on SIGTERM", async () => expectEqual(code, 0, "exit code"));
+await rm(dataDir, { recursive: true, force: true });
+// The plain closing line CI reads: "N passed, N failed".
+console.log(`${passed} passed, ${failures} failed`);
+console.log(failures ? "" : `screenshots in ${shots}`);
 process.exit(failures ? 1 : 0);

@@ -360,7 +360,8 @@ async fn flood(target: &Target, qos: QoS, args: &Args, origin: Instant) -> Resul
     let size = args.payload;
     let messages = args.messages;
     let mut tasks = Vec::new();
-    for (client, topic) in pubs.iter().cloned() {
+    for (client, topic) in &pubs {
+        let (client, topic) = (client.clone(), topic.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..messages {
                 client

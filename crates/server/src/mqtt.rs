@@ -60,21 +60,20 @@ impl StoreGatekeeper {
             Some(p) if !p.is_empty() => p,
             _ => return Err(Refusal::BadCredentials),
         };
-        if password.starts_with(b"pld_") {
-            if let Ok(Some((user, device))) = self.store.verify_device_key(username, password).await
-            {
-                let store = self.store.clone();
-                let device_id = device.id;
-                tokio::spawn(async move {
-                    let _ = store.touch_device(device_id, SystemTime::now()).await;
-                });
-                return Ok(Identity {
-                    user_id: user.id,
-                    username: user.username,
-                    role: user.role,
-                    device_id: Some(device.id),
-                });
-            }
+        if password.starts_with(b"pld_")
+            && let Ok(Some((user, device))) = self.store.verify_device_key(username, password).await
+        {
+            let store = self.store.clone();
+            let device_id = device.id;
+            tokio::spawn(async move {
+                let _ = store.touch_device(device_id, SystemTime::now()).await;
+            });
+            return Ok(Identity {
+                user_id: user.id,
+                username: user.username,
+                role: user.role,
+                device_id: Some(device.id),
+            });
         }
         let _permit = self
             .hashing

@@ -144,10 +144,10 @@ impl Store {
                 _ => open_reader(&inner.path)?,
             };
             let result = job(&conn);
-            if let Ok(mut pool) = inner.readers.lock() {
-                if pool.len() < MAX_IDLE_READERS {
-                    pool.push(conn);
-                }
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < MAX_IDLE_READERS
+            {
+                pool.push(conn);
             }
             result
         })

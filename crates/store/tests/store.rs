@@ -1,5 +1,8 @@
 //! Store behaviour on a real SQLite file.
 
+// Test helpers fail by panicking: that is how a test reports a broken expectation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, SystemTime};
 
 use porchlight_domain::Role;

@@ -12,23 +12,31 @@ use serde_json::json;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("sign in first")]
+    #[error("Sign in first.")]
     Unauthorized,
-    #[error("wrong user name or password")]
+    #[error("Wrong user name or password.")]
     BadLogin,
-    #[error("you are not allowed to do that")]
+    #[error("You are not allowed to do that.")]
     Forbidden,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("too many failed attempts; try again in {0} seconds")]
+    #[error("Too many failed attempts. Try again in {}.", in_seconds(*.0))]
     Throttled(u64),
-    #[error("internal error")]
+    #[error("Porchlight had an internal error; see its log.")]
     Internal(String),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+fn in_seconds(secs: u64) -> String {
+    if secs == 1 {
+        "1 second".into()
+    } else {
+        format!("{secs} seconds")
+    }
+}
 
 impl From<porchlight_store::Error> for ApiError {
     fn from(e: porchlight_store::Error) -> Self {
@@ -57,10 +65,10 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
-        if let ApiError::Throttled(secs) = self {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let ApiError::Throttled(secs) = self
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }
