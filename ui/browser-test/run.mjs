@@ -21,10 +21,12 @@ await mkdir(shots, { recursive: true });
 // The real headless server on a free port, with a fresh data dir and a known admin password.
 const USER = { username: "admin", password: "browser test password" };
 const dataDir = await mkdtemp(join(tmpdir(), "porchlight-ui-"));
+const serverEnv = { ...process.env, PORCHLIGHT_ADMIN_PASSWORD: USER.password, PORCHLIGHT_LOG: "warn" };
+delete serverEnv.PORCHLIGHT_BIN;
 const server = spawn(
   bin,
   ["serve", "--data-dir", dataDir, "--http-port", "0", "--mqtt-port", "-1", "--bind", "127.0.0.1"],
-  { env: { ...process.env, PORCHLIGHT_ADMIN_PASSWORD: USER.password, PORCHLIGHT_LOG: "warn" }, stdio: ["ignore", "ignore", "inherit"] },
+  { env: serverEnv, stdio: ["ignore", "ignore", "inherit"] },
 );
 const serverExit = new Promise((resolve) => server.on("exit", resolve));
 let runtime;

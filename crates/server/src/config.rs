@@ -268,7 +268,9 @@ fn apply_env(table: &mut toml::Table, key: &str, value: &str) -> Result<(), Erro
     };
     let (last, parents) = path.split_last().ok_or_else(unknown)?;
     if parents.is_empty() {
-        return Err(unknown());
+        // Not a `SECTION__KEY` name: some other program's variable, or a typo. Say so, go on.
+        tracing::warn!("ignoring the environment variable {key}: it is not a config setting");
+        return Ok(());
     }
     let mut node = table;
     for part in parents {
@@ -369,10 +371,12 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("mqtt.port"), "{err}");
-        let err = Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_NOPE", "1")]))
+        let err = Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_MQTT__NOPE", "1")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("PORCHLIGHT_NOPE"), "{err}");
+        assert!(err.contains("nope"), "{err}");
+        // A variable that is no config key at all is ignored (with a warning), not fatal.
+        assert!(Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_NOPE", "1")])).is_ok());
         let err = Config::load_from(
             &opts(dir.path()),
             env(&[("PORCHLIGHT_HTTP__PORT", "eighty")]),
