@@ -106,6 +106,33 @@ pub fn startup_error_script(message: &str) -> String {
     format!("window.__PORCHLIGHT_STARTUP_ERROR = {literal};")
 }
 
+/// A script for the UI window on the very first start: shows the generated admin password in
+/// a banner over the page (the desktop user has no terminal to read it from). It lives only in
+/// this window's memory: never written to disk, gone when the app closes.
+pub fn first_run_script(username: &str, password: &str) -> String {
+    let username = js_string_literal(username);
+    let password = js_string_literal(password);
+    format!(
+        r#"document.addEventListener("DOMContentLoaded", () => {{
+  if (sessionStorage.getItem("porchlight-first-run-seen")) return;
+  const box = document.createElement("div");
+  box.setAttribute("role", "alertdialog");
+  box.setAttribute("aria-label", "Your Porchlight account");
+  box.style.cssText = "position:fixed;inset:auto 1rem 1rem 1rem;z-index:1000;padding:1rem;border-radius:8px;background:#fff8e6;border:1px solid #c26a00;font:15px system-ui,sans-serif;color:#222;box-shadow:0 4px 16px rgba(0,0,0,.2)";
+  const title = document.createElement("strong");
+  title.textContent = "Porchlight created your account. Write the password down: it is shown only now.";
+  const creds = document.createElement("p");
+  creds.style.cssText = "font-family:monospace;font-size:16px;margin:.5rem 0";
+  creds.textContent = "user: " + {username} + "   password: " + {password};
+  const done = document.createElement("button");
+  done.textContent = "I have written it down";
+  done.onclick = () => {{ sessionStorage.setItem("porchlight-first-run-seen", "1"); box.remove(); }};
+  box.append(title, creds, done);
+  document.body.append(box);
+}});"#
+    )
+}
+
 /// `message` as a JSON (and so JavaScript) string literal, escaping `<` too so the text can
 /// never close a `<script>` element.
 fn js_string_literal(message: &str) -> String {
@@ -210,6 +237,14 @@ mod tests {
             ui_url("192.168.1.5:80".parse().unwrap()),
             "http://192.168.1.5:80/"
         );
+    }
+
+    #[test]
+    fn first_run_script_shows_escaped_credentials() {
+        let script = first_run_script("admin", "p\"</script>w");
+        assert!(script.contains(r#""p\"\u003c/script>w""#), "{script}");
+        assert!(script.contains(r#""admin""#));
+        assert!(!script.contains("</script>"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use porchlight_server::{Config, LoadOptions, Running};
 use tauri::{App, AppHandle, Builder, Context, Manager, RunEvent, Runtime, WebviewUrl};
 use tauri::{WebviewWindowBuilder, Wry};
 
-use crate::{startup_error_script, ui_url};
+use crate::{first_run_script, startup_error_script, ui_url};
 
 /// The label of the one window; `src-tauri/capabilities/main.json` refers to it.
 pub const MAIN_WINDOW: &str = "main";
@@ -74,12 +74,23 @@ fn open_main_window<R: Runtime>(app: &mut App<R>, options: &LoadOptions) -> taur
         Ok(running) => {
             let url = ui_url(running.http_addr);
             tracing::info!(%url, "server started, opening the UI");
+            // A desktop user never sees stdout: show the generated first password in the window.
+            let first_run = running.initial_admin.as_ref().and_then(|a| {
+                Some(first_run_script(
+                    &a.username,
+                    a.generated_password.as_ref()?.expose(),
+                ))
+            });
             // Stored before anything else can fail, so exit still shuts the server down.
             if let Ok(mut slot) = app.state::<ServerSlot>().0.lock() {
                 *slot = Some(running);
             }
             let url = url.parse().map_err(tauri::Error::InvalidUrl)?;
-            WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::External(url))
+            let builder = WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::External(url));
+            match first_run {
+                Some(script) => builder.initialization_script(script),
+                None => builder,
+            }
         }
         Err(error) => {
             tracing::error!("the server could not start: {error:#}");
@@ -126,8 +137,7 @@ fn init_logging() {
 mod tests {
     use super::*;
 
-    /// With the mock runtime: setup never fails, and opens the one window either on the
-    /// server's UI or, when the server cannot start (today's stub always fails), on the splash.
+    /// With the mock runtime: setup starts the real server and opens the one window on its UI.
     #[test]
     fn setup_opens_the_main_window_on_the_ui_or_the_splash() {
         let data_dir = tempfile::tempdir().unwrap();
@@ -135,6 +145,8 @@ mod tests {
             data_dir: Some(data_dir.path().to_owned()),
             http_port: Some(0),
             mqtt_port: Some(-1),
+            bind: Some([127, 0, 0, 1].into()),
+            ..LoadOptions::default()
         };
         let context = tauri::test::mock_context(tauri::test::noop_assets());
         let mut app = build_app(tauri::test::mock_builder(), context, options).unwrap();
@@ -150,7 +162,10 @@ mod tests {
             && url.path() == "/";
         // The app's own assets: tauri://localhost on Linux/macOS, http://tauri.localhost on Windows.
         let on_splash = url.scheme() == "tauri" || url.host_str() == Some("tauri.localhost");
-        assert!(on_ui || on_splash, "unexpected URL {url}");
+        assert!(
+            on_ui,
+            "the window should show the server's UI, not {url} (splash: {on_splash})"
+        );
         stop_server(app.handle());
     }
 }
