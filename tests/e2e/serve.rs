@@ -135,6 +135,36 @@ fn a_busy_port_is_one_clear_line_naming_the_flag() {
 }
 
 #[test]
+fn a_busy_mqtt_port_names_the_mqtt_flag() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(porchlight_bin())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--mqtt-port",
+            &port,
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("PORCHLIGHT_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&port) && err.contains("--mqtt-port"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no password may be printed for a failed start"
+    );
+}
+
+#[test]
 fn bad_config_is_refused_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.toml"), "[mqtt]\nport = \"many\"\n").unwrap();

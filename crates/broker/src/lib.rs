@@ -316,6 +316,11 @@ impl Broker {
         }
         register.start().await;
 
+        // rmqtt builds its TLS config with an explicit aws-lc-rs provider; installing it as the
+        // process default too, at start and unconditionally, keeps every other rustls user in
+        // the process (which may see both aws-lc-rs and ring enabled) from failing to pick one.
+        // A second install (another broker in the process) is a harmless no-op.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let listener = listener_builder(&config, config.listen, "porchlight/tcp")
             .bind()
             .map_err(|e| bind_error(config.listen, &e))?;
@@ -325,10 +330,6 @@ impl Broker {
         let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
         let mut tls_local_addr = None;
         if let Some(tls) = &config.tls {
-            // rmqtt builds its TLS config with an explicit aws-lc-rs provider; installing it
-            // as the process default too keeps other rustls users in the process (which may
-            // see both aws-lc-rs and ring enabled) from failing to pick one.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
             let listener = listener_builder(&config, tls.listen, "porchlight/tls")
                 .tls_cert(Some(path(&tls.cert_path)))

@@ -149,12 +149,10 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             .await
             .map_err(|e| Error::Broker(e.to_string()))??
     };
-    // Bind before creating the first admin: a start that fails on a busy port must not create
-    // an account whose generated password nobody saw.
+    // Bind both ports before creating the first admin: a start that fails on a busy port must
+    // not create an account whose generated password nobody saw.
     let http_listener = bind(config.http.bind, config.http.port, "HTTP", "--http-port").await?;
     let http_addr = local_addr(&http_listener)?;
-    let initial_admin = ensure_admin(&store, &config).await?;
-
     let (audit, audit_writer) = audit_sink::AuditSink::start(store.clone());
     let broker = match config.mqtt_port() {
         Some(port) => Some(Arc::new(
@@ -162,6 +160,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         )),
         None => None,
     };
+    let initial_admin = ensure_admin(&store, &config).await?;
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
     let sweep = broker
         .clone()
