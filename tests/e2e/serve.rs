@@ -50,6 +50,27 @@ fn spawn(dir: tempfile::TempDir, args: &[&str]) -> Serve {
     }
 }
 
+/// Runs `porchlight --data-dir DIR ARGS…` to completion with logging off, feeding `stdin`.
+fn porchlight(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(porchlight_bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env("PORCHLIGHT_LOG", "off")
+        .env_remove("PORCHLIGHT_ADMIN_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        std::io::Write::write_all(&mut input, text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 fn runtime(dir: &std::path::Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("runtime.json")).unwrap()).unwrap()
 }
@@ -109,8 +130,9 @@ fn a_busy_port_is_one_clear_line_naming_the_flag() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(porchlight_bin())
-        .args([
+    let out = porchlight(
+        dir.path(),
+        &[
             "serve",
             "--bind",
             "127.0.0.1",
@@ -118,12 +140,9 @@ fn a_busy_port_is_one_clear_line_naming_the_flag() {
             "-1",
             "--http-port",
             &port,
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("PORCHLIGHT_LOG", "off")
-        .output()
-        .unwrap();
+        ],
+        None,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -139,8 +158,9 @@ fn a_busy_mqtt_port_names_the_mqtt_flag() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(porchlight_bin())
-        .args([
+    let out = porchlight(
+        dir.path(),
+        &[
             "serve",
             "--bind",
             "127.0.0.1",
@@ -148,12 +168,9 @@ fn a_busy_mqtt_port_names_the_mqtt_flag() {
             "0",
             "--mqtt-port",
             &port,
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("PORCHLIGHT_LOG", "off")
-        .output()
-        .unwrap();
+        ],
+        None,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -168,13 +185,7 @@ fn a_busy_mqtt_port_names_the_mqtt_flag() {
 fn bad_config_is_refused_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.toml"), "[mqtt]\nport = \"many\"\n").unwrap();
-    let out = Command::new(porchlight_bin())
-        .args(["serve", "--bind", "127.0.0.1"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("PORCHLIGHT_LOG", "off")
-        .output()
-        .unwrap();
+    let out = porchlight(dir.path(), &["serve", "--bind", "127.0.0.1"], None);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mqtt.port"), "{err}");
@@ -191,8 +202,9 @@ fn a_database_from_a_newer_porchlight_is_refused_at_start() {
         )
         .unwrap();
     }
-    let out = Command::new(porchlight_bin())
-        .args([
+    let out = porchlight(
+        dir.path(),
+        &[
             "serve",
             "--bind",
             "127.0.0.1",
@@ -200,12 +212,9 @@ fn a_database_from_a_newer_porchlight_is_refused_at_start() {
             "0",
             "--mqtt-port",
             "-1",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("PORCHLIGHT_LOG", "off")
-        .output()
-        .unwrap();
+        ],
+        None,
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -217,29 +226,7 @@ fn a_database_from_a_newer_porchlight_is_refused_at_start() {
 #[test]
 fn user_and_device_commands_script_accounts() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = Command::new(porchlight_bin());
-        cmd.arg("--data-dir")
-            .arg(dir.path())
-            .args(args)
-            .env("PORCHLIGHT_LOG", "off");
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        } else {
-            drop(child.stdin.take());
-        }
-        child.wait_with_output().unwrap()
-    };
+    let run = |args: &[&str], stdin: Option<&str>| porchlight(dir.path(), args, stdin);
     // Before the first start there is no database: a clear error.
     let out = run(&["user", "list"], None);
     assert!(!out.status.success());
@@ -251,29 +238,7 @@ fn user_and_device_commands_script_accounts() {
     );
     terminate(&mut s.child);
     let dir_path = s.dir.path().to_owned();
-    let run = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = Command::new(porchlight_bin());
-        cmd.arg("--data-dir")
-            .arg(&dir_path)
-            .args(args)
-            .env("PORCHLIGHT_LOG", "off");
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        } else {
-            drop(child.stdin.take());
-        }
-        child.wait_with_output().unwrap()
-    };
+    let run = |args: &[&str], stdin: Option<&str>| porchlight(&dir_path, args, stdin);
     let out = run(
         &["user", "add", "alice", "--password-stdin"],
         Some("alice password 1\n"),
@@ -347,13 +312,7 @@ fn mqtt_logins_never_put_passwords_or_keys_in_the_log() {
         .as_u64()
         .unwrap()
         .to_string();
-    let out = Command::new(porchlight_bin())
-        .arg("--data-dir")
-        .arg(s.dir.path())
-        .args(["device", "add", "admin", "laptop"])
-        .env("PORCHLIGHT_LOG", "off")
-        .output()
-        .unwrap();
+    let out = porchlight(s.dir.path(), &["device", "add", "admin", "laptop"], None);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let key = text
         .lines()
@@ -407,15 +366,7 @@ fn a_device_removed_by_the_cli_loses_its_live_session() {
         .as_u64()
         .unwrap()
         .to_string();
-    let cli = |args: &[&str]| {
-        Command::new(porchlight_bin())
-            .arg("--data-dir")
-            .arg(s.dir.path())
-            .args(args)
-            .env("PORCHLIGHT_LOG", "off")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| porchlight(s.dir.path(), args, None);
     let out = cli(&["device", "add", "admin", "tablet"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let key = text
