@@ -40,6 +40,9 @@ struct Args {
     /// Round trips in the ping phase.
     #[arg(long, default_value_t = 2_000)]
     pings: usize,
+    /// Unacknowledged QoS 1 messages in flight per client, on both brokers.
+    #[arg(long, default_value_t = 32)]
+    inflight: u16,
     /// Skip Mosquitto (when it is not installed).
     #[arg(long)]
     no_mosquitto: bool,
@@ -84,18 +87,18 @@ async fn run(args: Args) -> Result<()> {
     let origin = Instant::now();
     let dir = tempfile::tempdir()?;
 
-    let (porchlight, ours) = start_porchlight(dir.path(), args.publishers).await?;
+    let (porchlight, ours) = start_porchlight(dir.path(), args.publishers, args.inflight).await?;
     let mut mosquitto = None;
     let mut targets = vec![ours];
     if !args.no_mosquitto {
-        let (child, target) = start_mosquitto(dir.path(), args.publishers)?;
+        let (child, target) = start_mosquitto(dir.path(), args.publishers, args.inflight)?;
         mosquitto = Some(child);
         targets.push(target);
     }
 
     println!(
-        "publishers={} messages/publisher={} payload={}B pings={}",
-        args.publishers, args.messages, args.payload, args.pings
+        "publishers={} messages/publisher={} payload={}B pings={} inflight={}",
+        args.publishers, args.messages, args.payload, args.pings, args.inflight
     );
     let mut results = Vec::new();
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
@@ -142,6 +145,7 @@ async fn run(args: Args) -> Result<()> {
 async fn start_porchlight(
     dir: &Path,
     publishers: usize,
+    inflight: u16,
 ) -> Result<(porchlight_server::Running, Target)> {
     let options = porchlight_server::LoadOptions {
         data_dir: Some(dir.join("porchlight")),
@@ -150,8 +154,13 @@ async fn start_porchlight(
         bind: Some([127, 0, 0, 1].into()),
         ..Default::default()
     };
-    // The same per-session queue as the Mosquitto side, so that neither drops in the flood.
+    // The same per-session queue and inflight window as the Mosquitto side, so that neither
+    // drops in the flood and both pace deliveries alike.
     let env = [
+        (
+            "PORCHLIGHT_MQTT__MAX_INFLIGHT".to_owned(),
+            inflight.to_string(),
+        ),
         (
             "PORCHLIGHT_ADMIN_PASSWORD".to_owned(),
             "bench admin password".to_owned(),
@@ -191,7 +200,7 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn start_mosquitto(dir: &Path, publishers: usize) -> Result<(Child, Target)> {
+fn start_mosquitto(dir: &Path, publishers: usize, inflight: u16) -> Result<(Child, Target)> {
     let dir = dir.join("mosquitto");
     std::fs::create_dir_all(&dir)?;
     let port = free_port()?;
@@ -229,7 +238,7 @@ fn start_mosquitto(dir: &Path, publishers: usize) -> Result<(Child, Target)> {
         dir.join("mosquitto.conf"),
         format!(
             "{user_line}listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
-             persistence false\nmax_queued_messages 1000000\nmax_inflight_messages 32\nlog_dest none\n",
+             persistence false\nmax_queued_messages 1000000\nmax_inflight_messages {inflight}\nlog_dest none\n",
             passwd.display(),
             dir.join("acl").display()
         ),

@@ -66,6 +66,8 @@ pub struct MqttConfig {
     pub connect_timeout_secs: u64,
     /// Messages queued per session for a slow or offline subscriber before dropping.
     pub max_queued_messages: usize,
+    /// Unacknowledged QoS 1/2 messages in flight to each client.
+    pub max_inflight: u16,
     /// An additional MQTT-over-TLS listener.
     pub tls: Option<MqttTlsConfig>,
 }
@@ -109,6 +111,7 @@ impl Default for MqttConfig {
             max_payload: 256 * 1024,
             connect_timeout_secs: 10,
             max_queued_messages: 10_000,
+            max_inflight: 32,
             tls: None,
         }
     }

@@ -211,6 +211,7 @@ async fn start_broker(
     broker_config.connect_timeout =
         std::time::Duration::from_secs(config.mqtt.connect_timeout_secs);
     broker_config.max_queued_messages = config.mqtt.max_queued_messages;
+    broker_config.max_inflight = config.mqtt.max_inflight;
     broker_config.tls = config
         .mqtt
         .tls
