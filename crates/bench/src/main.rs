@@ -8,6 +8,9 @@
 //!   Throughput = messages received / (last receive − first send).
 //! - **ping**: one publisher sends one message, waits for the subscriber to get it, repeats:
 //!   publish→deliver latency without queueing (p50/p99).
+//! - **ingest** (Porchlight only): the same publishers send OwnTracks location JSON at QoS 1
+//!   and the app consumes it in-process through `Bus::consume`, the path location storage
+//!   uses: consumed messages/s.
 //!
 //! Payload: 8 bytes send time (ns since the bench started) + padding, `--payload` bytes in all.
 //! Nothing here leaves the loopback interface.
@@ -138,6 +141,11 @@ async fn run(args: Args) -> Result<()> {
         let _ = child.kill();
         let _ = child.wait();
     }
+    let ingest = ingest(&porchlight, &targets[0], &args).await?;
+    println!(
+        "porchlight  in-process ingest (Bus::consume, qos1 OwnTracks JSON): {:>9.0} msg/s ({}/{} consumed)",
+        ingest.msgs_per_sec, ingest.received, ingest.sent
+    );
     porchlight.shutdown().await;
     Ok(())
 }
@@ -313,6 +321,9 @@ async fn connect(
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let _ = tx.send((Instant::now(), p.payload.to_vec()));
                 }
+                // DISCONNECT sent: drop the event loop, which closes the socket, so the session
+                // really ends (the broker waits for the client to close after a DISCONNECT).
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(r) = ready.take() {
@@ -448,5 +459,60 @@ async fn ping(target: &Target, qos: QoS, args: &Args, origin: Instant) -> Result
         msgs_per_sec: 0.0,
         p50_us: percentile(&latencies, 0.50),
         p99_us: percentile(&latencies, 0.99),
+    })
+}
+
+/// N publishers flood OwnTracks-like JSON at QoS 1; the app side consumes through the `Bus`.
+async fn ingest(
+    running: &porchlight_server::Running,
+    target: &Target,
+    args: &Args,
+) -> Result<Outcome> {
+    let bus = running.bus().context("the broker is disabled")?;
+    let mut inbound = bus.consume("owntracks/+/+", 4096);
+    let mut pubs = Vec::new();
+    for (i, login) in target.publishers.iter().enumerate() {
+        let (client, _) = connect(target.addr, login, &format!("ingest-pub{i}"), None).await?;
+        pubs.push((client, format!("owntracks/{}/phone", login.0)));
+    }
+    let total = pubs.len() * args.messages;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (client, topic) in &pubs {
+        let (client, topic) = (client.clone(), topic.clone());
+        let messages = args.messages;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..messages {
+                let payload = format!(
+                    r#"{{"_type":"location","lat":52.37{i:05},"lon":4.90{i:05},"tst":{},"acc":12,"batt":87,"tid":"ph","t":"u"}}"#,
+                    1_764_000_000 + i
+                );
+                client.publish(topic.as_str(), QoS::AtLeastOnce, false, payload).await?;
+            }
+            Ok::<_, rumqttc::ClientError>(())
+        }));
+    }
+    let mut received = 0;
+    let mut last = start;
+    while received < total {
+        match tokio::time::timeout(Duration::from_secs(5), inbound.recv()).await {
+            Ok(Some(_)) => {
+                received += 1;
+                last = Instant::now();
+            }
+            _ => break,
+        }
+    }
+    for t in tasks {
+        t.await??;
+    }
+    for (client, _) in &pubs {
+        let _ = client.disconnect().await;
+    }
+    Ok(Outcome {
+        sent: total,
+        received,
+        msgs_per_sec: received as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
+        ..Outcome::default()
     })
 }
