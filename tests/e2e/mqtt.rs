@@ -336,6 +336,30 @@ async fn removing_a_device_closes_its_session_and_refuses_its_next_connect() {
         again,
         Connack::Refused(ConnectReturnCode::BadUserNamePassword)
     );
+
+    // The audit log tells the story: accepted, disconnected (kicked), refused.
+    eventually(|| async {
+        let rows = audit_rows(&s, &admin).await;
+        let mine = |kind: &str| {
+            rows.iter()
+                .filter(|r| r["kind"] == kind && r["client_id"] == "alice-phone")
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let codes: Vec<_> = mine("mqtt_connect")
+            .iter()
+            .map(|r| r["code"].as_u64())
+            .collect();
+        let disconnects = mine("mqtt_disconnect");
+        (codes.contains(&Some(0))
+            && codes.contains(&Some(4))
+            && !disconnects.is_empty()
+            && disconnects
+                .iter()
+                .all(|r| !r["reason"].as_str().unwrap_or("").is_empty()))
+        .then_some(())
+    })
+    .await;
     s.stop().await;
 }
 
@@ -355,6 +379,17 @@ async fn a_phone_reconnecting_at_once_with_its_client_id_always_gets_in() {
         assert_eq!(result, Connack::Accepted, "round {round}");
         previous = client;
     }
+    eventually(|| async {
+        let rows = audit_rows(&s, &admin).await;
+        let accepted = rows
+            .iter()
+            .filter(|r| {
+                r["kind"] == "mqtt_connect" && r["client_id"] == "alicephone" && r["code"] == 0
+            })
+            .count();
+        (accepted == 20).then_some(())
+    })
+    .await;
     s.stop().await;
 }
 
@@ -537,5 +572,48 @@ async fn health_reports_the_broker() {
         .unwrap();
     assert_eq!(health["broker"], "running");
     assert_eq!(health["status"], "healthy");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn home_assistant_will_is_published_when_its_socket_just_closes() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let ha_key = user_with_device(&s, &admin, "hass", "homeassistant").await;
+    let mut watcher = Mqtt::expect(&s, "watcher", "admin", ADMIN_PASSWORD).await;
+    assert!(matches!(
+        watcher.subscribe("homeassistant/status").await,
+        SubscribeReasonCode::Success(_)
+    ));
+
+    // Home Assistant's own client: 3.1.1, clean session, keep-alive 60 s, will "offline".
+    let addr = s.mqtt_addr();
+    let mut o = MqttOptions::new("homeassistant-core", addr.ip().to_string(), addr.port());
+    o.set_credentials("hass", &ha_key);
+    o.set_keep_alive(Duration::from_secs(60));
+    o.set_last_will(rumqttc::LastWill::new(
+        "homeassistant/status",
+        "offline",
+        QoS::AtMostOnce,
+        false,
+    ));
+    let (client, mut eventloop) = AsyncClient::new(o, 10);
+    let task = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+        .publish("homeassistant/status", QoS::AtMostOnce, false, "online")
+        .await
+        .unwrap();
+    assert_eq!(
+        watcher.next_publish(WAIT).await,
+        Some(("homeassistant/status".into(), "online".into()))
+    );
+    // HA stops by closing the socket, without DISCONNECT.
+    task.abort();
+    let _ = task.await;
+    drop(client);
+    assert_eq!(
+        watcher.next_publish(WAIT).await,
+        Some(("homeassistant/status".into(), "offline".into()))
+    );
     s.stop().await;
 }
