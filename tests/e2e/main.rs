@@ -11,3 +11,4 @@ mod accounts;
 mod mqtt;
 mod serve;
 mod support;
+mod tls;

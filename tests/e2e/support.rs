@@ -22,7 +22,13 @@ impl TestServer {
     }
 
     pub async fn start_with(mqtt_port: Option<i32>) -> TestServer {
+        TestServer::start_with_config(mqtt_port, "").await
+    }
+
+    /// Starts with `config_toml` as the data dir's `config.toml`.
+    pub async fn start_with_config(mqtt_port: Option<i32>, config_toml: &str) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), config_toml).unwrap();
         let options = LoadOptions {
             data_dir: Some(dir.path().to_owned()),
             http_port: Some(0),

@@ -78,6 +78,8 @@ pub struct InitialAdmin {
 pub struct Running {
     pub http_addr: SocketAddr,
     pub mqtt_addr: Option<SocketAddr>,
+    /// The MQTT-over-TLS listener, when `[mqtt.tls]` is configured.
+    pub mqtt_tls_addr: Option<SocketAddr>,
     /// Set on the first start with an empty database.
     pub initial_admin: Option<InitialAdmin>,
     store: Store,
@@ -162,6 +164,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     };
     let initial_admin = ensure_admin(&store, &config).await?;
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
+    let mqtt_tls_addr = broker.as_ref().and_then(|b| b.tls_local_addr());
     let sweep = broker
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b));
@@ -180,11 +183,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     }));
 
     let runtime_file = config.data_dir.join("runtime.json");
-    write_runtime(&runtime_file, http_addr, mqtt_addr)?;
+    write_runtime(&runtime_file, http_addr, mqtt_addr, mqtt_tls_addr)?;
     tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, data_dir = %config.data_dir.display(), "Porchlight is running");
     Ok(Running {
         http_addr,
         mqtt_addr,
+        mqtt_tls_addr,
         initial_admin,
         store,
         broker,
@@ -293,11 +297,17 @@ fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, Error> {
 }
 
 /// `runtime.json`: the ports actually bound (useful with port 0), for scripts and tests.
-fn write_runtime(path: &Path, http: SocketAddr, mqtt: Option<SocketAddr>) -> Result<(), Error> {
+fn write_runtime(
+    path: &Path,
+    http: SocketAddr,
+    mqtt: Option<SocketAddr>,
+    mqtt_tls: Option<SocketAddr>,
+) -> Result<(), Error> {
     let body = serde_json::json!({
         "pid": std::process::id(),
         "http_port": http.port(),
         "mqtt_port": mqtt.map(|a| a.port()),
+        "mqtt_tls_port": mqtt_tls.map(|a| a.port()),
         "http_url": format!("http://127.0.0.1:{}/", http.port()),
     });
     let tmp = path.with_extension("json.tmp");
