@@ -20,6 +20,8 @@ async fn everything_under_api_needs_auth_except_login_and_health() {
         let body: Value = r.json().await.unwrap();
         assert!(body["error"].is_string(), "{path}: {body}");
     }
+    let r = c.post(s.url("/api/logout")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "logout without a session");
     let health = c.get(s.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let body: Value = health.json().await.unwrap();

@@ -211,8 +211,13 @@ pub async fn login(
     Ok(response)
 }
 
-/// `POST /api/logout`: ends the browser session (a no-op without one).
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+/// `POST /api/logout`: ends the caller's browser session (like every `/api` call but login, it
+/// needs a valid session or token; a token caller has no session to end).
+pub async fn logout(
+    State(state): State<AppState>,
+    _caller: CurrentUser,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     if let Some(token) = session_cookie(&headers) {
         state.store.delete_session(token).await?;
     }
