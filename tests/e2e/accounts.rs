@@ -1,5 +1,6 @@
 //! Web login, sessions, API tokens and account administration over real HTTP.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::{ADMIN_PASSWORD, TestServer, client, eventually};
@@ -214,89 +215,63 @@ async fn api_tokens_are_shown_once_work_as_bearer_and_can_be_revoked() {
 async fn admins_manage_users_and_users_cannot() {
     let s = TestServer::start_with(None).await;
     let admin = s.admin().await;
-    let r = admin
-        .post(s.url("/api/users"))
-        .json(&json!({ "username": "alice" }))
-        .send()
-        .await
-        .unwrap();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let new_alice = json!({ "username": "alice" });
+
+    let r = s
+        .call(&admin, Method::POST, "/api/users", Some(&new_alice))
+        .await;
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     let alice_pw = created["password"].as_str().unwrap().to_owned();
     assert_eq!(created["user"]["role"], "user");
-
-    let dup = admin
-        .post(s.url("/api/users"))
-        .json(&json!({ "username": "alice" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dup.status(), 409);
-    let bad = admin
-        .post(s.url("/api/users"))
-        .json(&json!({ "username": "Bad/Name" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
+    let dup = s
+        .call(&admin, Method::POST, "/api/users", Some(&new_alice))
+        .await;
+    assert_eq!(status(dup), 409);
+    let bad = json!({ "username": "Bad/Name" });
+    assert_eq!(
+        status(s.call(&admin, Method::POST, "/api/users", Some(&bad)).await),
+        400
+    );
 
     let alice = s.signed_in("alice", &alice_pw).await;
-    assert_eq!(
-        alice
-            .get(s.url("/api/users"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        alice
-            .get(s.url("/api/audit"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    let r = alice
-        .put(s.url("/api/users/admin/password"))
-        .json(&json!({ "password": "taking over admin" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = alice
-        .put(s.url("/api/users/alice/password"))
-        .json(&json!({ "password": "alice new password" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    for path in ["/api/users", "/api/audit"] {
+        assert_eq!(
+            status(s.call(&alice, Method::GET, path, None).await),
+            403,
+            "{path}"
+        );
+    }
+    let takeover = json!({ "password": "taking over admin" });
+    let r = s
+        .call(
+            &alice,
+            Method::PUT,
+            "/api/users/admin/password",
+            Some(&takeover),
+        )
+        .await;
+    assert_eq!(status(r), 403);
+    let own = json!({ "password": "alice new password" });
+    let r = s
+        .call(&alice, Method::PUT, "/api/users/alice/password", Some(&own))
+        .await;
+    assert_eq!(status(r), 204);
     // Changing the password ends existing sessions.
     assert_eq!(
-        alice.get(s.url("/api/me")).send().await.unwrap().status(),
+        status(s.call(&alice, Method::GET, "/api/me", None).await),
         401
     );
     s.signed_in("alice", "alice new password").await;
 
-    assert_eq!(
-        admin
-            .delete(s.url("/api/users/alice"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    assert_eq!(
-        admin
-            .delete(s.url("/api/users/admin"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    let r = s
+        .call(&admin, Method::DELETE, "/api/users/alice", None)
+        .await;
+    assert_eq!(status(r), 204);
+    let r = s
+        .call(&admin, Method::DELETE, "/api/users/admin", None)
+        .await;
+    assert_eq!(status(r), 400, "the last admin stays");
     s.stop().await;
 }

@@ -127,58 +127,24 @@ async fn first_start_prints_the_admin_password_once_and_never_logs_it() {
 
 #[test]
 fn a_busy_port_is_one_clear_line_naming_the_flag() {
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = busy.local_addr().unwrap().port().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let out = porchlight(
-        dir.path(),
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--mqtt-port",
-            "-1",
-            "--http-port",
-            &port,
-        ],
-        None,
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains(&port) && err.contains("--http-port"), "{err}");
-    assert!(
-        out.stdout.is_empty(),
-        "no password may be printed for a failed start"
-    );
-}
-
-#[test]
-fn a_busy_mqtt_port_names_the_mqtt_flag() {
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = busy.local_addr().unwrap().port().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let out = porchlight(
-        dir.path(),
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--mqtt-port",
-            &port,
-        ],
-        None,
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains(&port) && err.contains("--mqtt-port"), "{err}");
-    assert!(
-        out.stdout.is_empty(),
-        "no password may be printed for a failed start"
-    );
+    for (flag, other) in [
+        ("--http-port", "--mqtt-port"),
+        ("--mqtt-port", "--http-port"),
+    ] {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = busy.local_addr().unwrap().port().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let args = ["serve", "--bind", "127.0.0.1", other, "0", flag, &port];
+        let out = porchlight(dir.path(), &args, None);
+        assert!(!out.status.success(), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(&port) && err.contains(flag), "{err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{flag}: no password may be printed for a failed start"
+        );
+    }
 }
 
 #[test]

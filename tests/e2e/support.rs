@@ -66,6 +66,22 @@ impl TestServer {
         client
     }
 
+    /// One API call with `client` (its cookies), optionally with a JSON body.
+    pub async fn call(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> reqwest::Response {
+        let request = client.request(method, self.url(path));
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+
     pub async fn admin(&self) -> reqwest::Client {
         self.signed_in("admin", ADMIN_PASSWORD).await
     }
