@@ -370,27 +370,13 @@ async fn flood(target: &Target, qos: QoS, args: &Args, origin: Instant) -> Resul
         Some(qos),
     )
     .await?;
-    let mut pubs = Vec::new();
-    for (i, login) in target.publishers.iter().enumerate() {
-        let (client, _) = connect(target.addr, login, &format!("{tag}-pub{i}"), None).await?;
-        pubs.push((client, format!("owntracks/{}/bench", login.0)));
-    }
-    let total = pubs.len() * args.messages;
+    let total = target.publishers.len() * args.messages;
     let start = Instant::now();
     let size = args.payload;
-    let messages = args.messages;
-    let mut tasks = Vec::new();
-    for (client, topic) in &pubs {
-        let (client, topic) = (client.clone(), topic.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..messages {
-                client
-                    .publish(topic.as_str(), qos, false, payload(size, origin))
-                    .await?;
-            }
-            Ok::<_, rumqttc::ClientError>(())
-        }));
-    }
+    let publishers = Publishers::start(target, &tag, "bench", qos, args.messages, move |_| {
+        payload(size, origin)
+    })
+    .await?;
     let mut latencies = Vec::with_capacity(total);
     let mut last = start;
     // Stop when everything arrived or nothing arrived for 5 s (dropped messages).
@@ -405,15 +391,10 @@ async fn flood(target: &Target, qos: QoS, args: &Args, origin: Instant) -> Resul
             _ => break,
         }
     }
-    for t in tasks {
-        t.await??;
-    }
+    publishers.finish().await?;
     let received = latencies.len();
     latencies.sort_by(f64::total_cmp);
     let secs = last.duration_since(start).as_secs_f64().max(1e-9);
-    for (client, _) in &pubs {
-        let _ = client.disconnect().await;
-    }
     let _ = sub.disconnect().await;
     Ok(Outcome {
         sent: total,
@@ -470,28 +451,16 @@ async fn ingest(
 ) -> Result<Outcome> {
     let bus = running.bus().context("the broker is disabled")?;
     let mut inbound = bus.consume("owntracks/+/+", 4096);
-    let mut pubs = Vec::new();
-    for (i, login) in target.publishers.iter().enumerate() {
-        let (client, _) = connect(target.addr, login, &format!("ingest-pub{i}"), None).await?;
-        pubs.push((client, format!("owntracks/{}/phone", login.0)));
-    }
-    let total = pubs.len() * args.messages;
+    let total = target.publishers.len() * args.messages;
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for (client, topic) in &pubs {
-        let (client, topic) = (client.clone(), topic.clone());
-        let messages = args.messages;
-        tasks.push(tokio::spawn(async move {
-            for i in 0..messages {
-                let payload = format!(
-                    r#"{{"_type":"location","lat":52.37{i:05},"lon":4.90{i:05},"tst":{},"acc":12,"batt":87,"tid":"ph","t":"u"}}"#,
-                    1_764_000_000 + i
-                );
-                client.publish(topic.as_str(), QoS::AtLeastOnce, false, payload).await?;
-            }
-            Ok::<_, rumqttc::ClientError>(())
-        }));
-    }
+    let publishers = Publishers::start(target, "ingest", "phone", QoS::AtLeastOnce, args.messages, |i| {
+        format!(
+            r#"{{"_type":"location","lat":52.37{i:05},"lon":4.90{i:05},"tst":{},"acc":12,"batt":87,"tid":"ph","t":"u"}}"#,
+            1_764_000_000 + i
+        )
+        .into_bytes()
+    })
+    .await?;
     let mut received = 0;
     let mut last = start;
     while received < total {
@@ -503,16 +472,65 @@ async fn ingest(
             _ => break,
         }
     }
-    for t in tasks {
-        t.await??;
-    }
-    for (client, _) in &pubs {
-        let _ = client.disconnect().await;
-    }
+    publishers.finish().await?;
     Ok(Outcome {
         sent: total,
         received,
         msgs_per_sec: received as f64 / last.duration_since(start).as_secs_f64().max(1e-9),
         ..Outcome::default()
     })
+}
+
+/// One connected client per publisher login, each publishing `messages` payloads to
+/// `owntracks/<user>/<device>` from its own task.
+struct Publishers {
+    clients: Vec<AsyncClient>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), rumqttc::ClientError>>>,
+}
+
+impl Publishers {
+    async fn start(
+        target: &Target,
+        tag: &str,
+        device: &str,
+        qos: QoS,
+        messages: usize,
+        make_payload: impl Fn(usize) -> Vec<u8> + Clone + Send + 'static,
+    ) -> Result<Publishers> {
+        let mut clients = Vec::new();
+        for (i, login) in target.publishers.iter().enumerate() {
+            let (client, _) = connect(target.addr, login, &format!("{tag}-pub{i}"), None).await?;
+            clients.push((client, format!("owntracks/{}/{device}", login.0)));
+        }
+        let tasks = clients
+            .iter()
+            .map(|(client, topic)| {
+                let (client, topic, make_payload) =
+                    (client.clone(), topic.clone(), make_payload.clone());
+                tokio::spawn(async move {
+                    for i in 0..messages {
+                        client
+                            .publish(topic.as_str(), qos, false, make_payload(i))
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        Ok(Publishers {
+            clients: clients.into_iter().map(|(c, _)| c).collect(),
+            tasks,
+        })
+    }
+
+    /// Waits until every message was handed to its client, then disconnects them.
+    async fn finish(self) -> Result<()> {
+        for t in self.tasks {
+            t.await??;
+        }
+        for client in &self.clients {
+            let _ = client.disconnect().await;
+        }
+        Ok(())
+    }
 }
