@@ -52,6 +52,8 @@ pub enum Error {
     },
     #[error("MQTT broker: {0}")]
     Broker(String),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What the HTTP side needs from the broker, without knowing its internals.
@@ -149,7 +151,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         let path = db_path.clone();
         tokio::task::spawn_blocking(move || Store::open(&path))
             .await
-            .map_err(|e| Error::Broker(e.to_string()))??
+            .map_err(|e| Error::Internal(format!("opening the database: {e}")))??
     };
     // Bind both ports before creating the first admin: a start that fails on a busy port must
     // not create an account whose generated password nobody saw.
