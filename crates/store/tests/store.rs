@@ -246,43 +246,25 @@ async fn sessions_slide_and_expire_after_seven_idle_days() {
     let t0 = SystemTime::now();
     let token = store.create_session(alice.id, None, t0).await.unwrap();
 
+    let signed_in = |token: String, at: SystemTime| {
+        let store = store.clone();
+        async move {
+            store
+                .session_user(&token, at, policy)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    let t = || token.expose().to_owned();
+
     // Used every 6 days, it lives on past 7 days from creation.
-    assert!(
-        store
-            .session_user(token.expose(), t0 + day * 6, policy)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .session_user(token.expose(), t0 + day * 12, policy)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(signed_in(t(), t0 + day * 6).await);
+    assert!(signed_in(t(), t0 + day * 12).await);
     // Idle for 7 days: gone, and stays gone.
-    assert!(
-        store
-            .session_user(token.expose(), t0 + day * 19, policy)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .session_user(token.expose(), t0 + day * 12, policy)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .session_user("forged", t0, policy)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!signed_in(t(), t0 + day * 19).await);
+    assert!(!signed_in(t(), t0 + day * 12).await);
+    assert!(!signed_in("forged".into(), t0).await);
 }
 
 #[tokio::test]
