@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/porchlight/target}"
-bash scripts/setup.sh
+bash scripts/setup.sh run
 bash scripts/build-ui.sh release
 cargo build --release -p porchlight --locked
 exec "$CARGO_TARGET_DIR/release/porchlight" serve "$@"

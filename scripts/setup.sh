@@ -1,25 +1,48 @@
 #!/usr/bin/env bash
-# Installs what building and testing Porchlight needs on Debian 12, skipping what is present.
-# Idempotent; safe to run on every CI run.
+# Installs what building (and, with `test`, testing) Porchlight needs on Debian 12, skipping
+# what is present. Idempotent; safe to run on every CI run.
+#
+# Usage: scripts/setup.sh [run|test]   (default: test)
+#   run   what building and running the headless server needs: a C toolchain (SQLite and the
+#         TLS library are compiled from source), the wasm32 target and wasm-bindgen-cli for the
+#         web UI. Nothing else: no browser, no WebKitGTK, no display server.
+#   test  all of `run`, plus the test toolchain: WebKitGTK (desktop build), Mosquitto and its
+#         clients, Xvfb and ImageMagick (desktop window test), Chromium and playwright-core
+#         (browser test), Node.js.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
+mode="${1:-test}"
+case "$mode" in
+  run | test) ;;
+  *) echo "usage: $0 [run|test]" >&2; exit 64 ;;
+esac
+
 apt_packages=(
-  # Tauri desktop shell (WebKitGTK)
-  libwebkit2gtk-4.1-dev build-essential libxdo-dev libssl-dev libayatana-appindicator3-dev
-  librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev pkg-config
-  # Peers for tests: Debian's Mosquitto broker and clients; a display and screenshots
-  mosquitto mosquitto-clients xvfb imagemagick x11-utils
-  # A real browser for the UI test (driven by playwright-core from npm)
-  chromium
+  # Compiling bundled SQLite and aws-lc (rustls) needs a C compiler.
+  build-essential pkg-config
 )
+if [ "$mode" = test ]; then
+  apt_packages+=(
+    # Tauri desktop shell (WebKitGTK)
+    libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev
+    librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
+    # Peers for tests: Debian's Mosquitto broker and clients; a display and screenshots
+    mosquitto mosquitto-clients xvfb imagemagick x11-utils
+    # A real browser for the UI test (driven by playwright-core from npm)
+    chromium
+  )
+fi
+
+need_apt=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
-# Node.js runs the browser test; use the machine's if it has one (it may not be Debian's).
-command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
-command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+if [ "$mode" = test ]; then
+  # Node.js runs the browser test; use the machine's if it has one (it may not be Debian's).
+  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing apt packages: ${need_apt[*]}"
   SUDO=""
@@ -28,7 +51,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [ ! -d ui/browser-test/node_modules/playwright-core ]; then
+if [ "$mode" = test ] && [ ! -d ui/browser-test/node_modules/playwright-core ]; then
   echo "== installing playwright-core (npm; no browser download: Debian's chromium is used)"
   (cd ui/browser-test && npm ci --no-audit --no-fund)
 fi

@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { echo; echo "== $* ($(date +%H:%M:%S))"; }
 
 step "setup"
-bash scripts/setup.sh
+bash scripts/setup.sh test
 
 step "rustfmt"
 cargo fmt --all -- --check
