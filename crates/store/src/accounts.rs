@@ -7,65 +7,38 @@ use porchlight_domain::account::{validate_device_name, validate_password, valida
 use porchlight_domain::secret::Secret;
 use porchlight_domain::session::{SessionCheck, SessionPolicy};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde::Serialize;
 
 use crate::hashing::{decoy_hash, hash_password, random_secret, secret_hash, verify_password};
 use crate::{Error, Result, Store, from_unix_ms, unix_ms};
 
 /// An account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
     pub username: String,
     pub role: Role,
-    #[serde(with = "ms")]
     pub created_at: SystemTime,
 }
 
 /// An MQTT identity belonging to a user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     pub id: i64,
     pub user_id: i64,
     pub username: String,
     pub name: String,
-    #[serde(with = "ms")]
     pub created_at: SystemTime,
-    #[serde(with = "ms_opt")]
     pub last_seen_at: Option<SystemTime>,
 }
 
 /// An API token's public facts (the token itself is shown once, at creation).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
     pub id: i64,
     pub user_id: i64,
     pub name: String,
-    #[serde(with = "ms")]
     pub created_at: SystemTime,
-    #[serde(with = "ms_opt")]
     pub last_used_at: Option<SystemTime>,
-}
-
-mod ms {
-    pub fn serialize<S: serde::Serializer>(
-        t: &std::time::SystemTime,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_i64(crate::unix_ms(*t))
-    }
-}
-
-mod ms_opt {
-    pub fn serialize<S: serde::Serializer>(
-        t: &Option<std::time::SystemTime>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_some(&crate::unix_ms(*t)),
-            None => s.serialize_none(),
-        }
-    }
 }
 
 const USER_COLUMNS: &str = "id, username, role, created_at";

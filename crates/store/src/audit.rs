@@ -4,13 +4,11 @@
 use std::time::SystemTime;
 
 use rusqlite::params;
-use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store, from_unix_ms, unix_ms};
 
 /// What an audit row records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditKind {
     MqttConnect,
     MqttDisconnect,
@@ -44,11 +42,10 @@ impl AuditKind {
 }
 
 /// One audit row. `code` is the MQTT CONNACK/SUBACK code or the HTTP status sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     /// Assigned by the store; 0 for entries not yet written.
     pub id: i64,
-    #[serde(serialize_with = "ser_ms")]
     pub at: SystemTime,
     pub kind: AuditKind,
     pub peer: Option<String>,
@@ -59,10 +56,6 @@ pub struct AuditEntry {
     pub reason: String,
     /// The topic or filter for publish/subscribe rows.
     pub detail: Option<String>,
-}
-
-fn ser_ms<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_i64(unix_ms(*t))
 }
 
 impl Store {

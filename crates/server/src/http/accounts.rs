@@ -7,13 +7,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use porchlight_domain::Role;
 use porchlight_domain::secret::Secret;
-use porchlight_store::{ApiToken, AuditEntry, Device, User, random_password};
+use porchlight_store::random_password;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{Admin, CurrentUser};
 use super::error::{ApiError, ApiJson, ApiResult};
+use super::views::{ApiTokenView, AuditEntryView, DeviceView, UserView, views};
 
 #[derive(Deserialize)]
 pub struct NewToken {
@@ -23,8 +24,8 @@ pub struct NewToken {
 pub async fn list_tokens(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> ApiResult<Json<Vec<ApiToken>>> {
-    Ok(Json(state.store.list_api_tokens(user.id).await?))
+) -> ApiResult<Json<Vec<ApiTokenView>>> {
+    Ok(Json(views(&state.store.list_api_tokens(user.id).await?)))
 }
 
 pub async fn create_token(
@@ -36,7 +37,7 @@ pub async fn create_token(
     tracing::info!(username = %user.username, token = %token.masked(), "API token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token.expose(), "info": meta })),
+        Json(json!({ "token": token.expose(), "info": ApiTokenView::from(&meta) })),
     ))
 }
 
@@ -49,8 +50,8 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_users(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<User>>> {
-    Ok(Json(state.store.list_users().await?))
+pub async fn list_users(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<UserView>>> {
+    Ok(Json(views(&state.store.list_users().await?)))
 }
 
 #[derive(Deserialize)]
@@ -82,7 +83,7 @@ pub async fn create_user(
         .create_user(&req.username, req.role, &password)
         .await?;
     tracing::info!(by = %admin.username, username = %user.username, role = ?user.role, "user created");
-    let mut body = json!({ "user": user });
+    let mut body = json!({ "user": UserView::from(&user) });
     if generated {
         body["password"] = json!(password.expose());
     }
@@ -128,9 +129,9 @@ pub async fn set_password(
 pub async fn list_devices(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> ApiResult<Json<Vec<Device>>> {
+) -> ApiResult<Json<Vec<DeviceView>>> {
     let scope = (user.role != Role::Admin).then_some(user.id);
-    Ok(Json(state.store.list_devices(scope).await?))
+    Ok(Json(views(&state.store.list_devices(scope).await?)))
 }
 
 #[derive(Deserialize)]
@@ -154,7 +155,9 @@ pub async fn add_device(
     tracing::info!(by = %caller.username, owner = %owner, device = %device.name, key = %key.masked(), "device added");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "device": device, "mqtt_username": owner, "mqtt_password": key.expose() })),
+        Json(
+            json!({ "device": DeviceView::from(&device), "mqtt_username": owner, "mqtt_password": key.expose() }),
+        ),
     ))
 }
 
@@ -186,7 +189,8 @@ pub async fn audit(
     State(state): State<AppState>,
     _: Admin,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Vec<AuditEntry>>> {
+) -> ApiResult<Json<Vec<AuditEntryView>>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(state.store.audit_page(limit, q.before).await?))
+    let page = state.store.audit_page(limit, q.before).await?;
+    Ok(Json(page.into_iter().map(AuditEntryView::from).collect()))
 }

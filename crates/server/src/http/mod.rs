@@ -7,6 +7,7 @@ mod accounts;
 mod assets;
 mod auth;
 mod error;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,121 @@
+//! The JSON shapes of the API's account resources.
+//!
+//! The store's row types are not the API: they carry no serde derives, so a new column can
+//! never leak into a response by accident, and a change of storage keeps the JSON stable.
+//! Times are Unix milliseconds, as everywhere in the API.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use porchlight_domain::Role;
+use porchlight_store::{ApiToken, AuditEntry, Device, User};
+use serde::Serialize;
+
+/// Unix milliseconds (times before 1970 clamp to 0).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// An account, as listed to admins.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+    pub role: Role,
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username.clone(),
+            role: u.role,
+            created_at: unix_ms(u.created_at),
+        }
+    }
+}
+
+/// An MQTT device of a user.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub id: i64,
+    pub user_id: i64,
+    pub username: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_seen_at: Option<i64>,
+}
+
+impl From<&Device> for DeviceView {
+    fn from(d: &Device) -> Self {
+        DeviceView {
+            id: d.id,
+            user_id: d.user_id,
+            username: d.username.clone(),
+            name: d.name.clone(),
+            created_at: unix_ms(d.created_at),
+            last_seen_at: d.last_seen_at.map(unix_ms),
+        }
+    }
+}
+
+/// An API token's public facts (the token itself appears once, in the creating response).
+#[derive(Debug, Serialize)]
+pub struct ApiTokenView {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+impl From<&ApiToken> for ApiTokenView {
+    fn from(t: &ApiToken) -> Self {
+        ApiTokenView {
+            id: t.id,
+            user_id: t.user_id,
+            name: t.name.clone(),
+            created_at: unix_ms(t.created_at),
+            last_used_at: t.last_used_at.map(unix_ms),
+        }
+    }
+}
+
+/// One audit row.
+#[derive(Debug, Serialize)]
+pub struct AuditEntryView {
+    pub id: i64,
+    pub at: i64,
+    pub kind: &'static str,
+    pub peer: Option<String>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub protocol: Option<u8>,
+    pub code: Option<u16>,
+    pub reason: String,
+    pub detail: Option<String>,
+}
+
+impl From<AuditEntry> for AuditEntryView {
+    fn from(e: AuditEntry) -> Self {
+        AuditEntryView {
+            id: e.id,
+            at: unix_ms(e.at),
+            kind: e.kind.as_str(),
+            peer: e.peer,
+            client_id: e.client_id,
+            username: e.username,
+            protocol: e.protocol,
+            code: e.code,
+            reason: e.reason,
+            detail: e.detail,
+        }
+    }
+}
+
+/// Maps a list of store rows to their views.
+pub fn views<'a, T: 'a, V: From<&'a T>>(rows: &'a [T]) -> Vec<V> {
+    rows.iter().map(V::from).collect()
+}
