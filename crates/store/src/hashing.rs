@@ -229,10 +229,11 @@ pub(crate) async fn with_hash_slot<T: Send + 'static>(
 
 /// Credentials that passed argon2 recently.
 ///
-/// Each entry is keyed by SHA-256(process key ‖ user name length ‖ user name ‖ password) with
-/// a random key made at start, so the memory holds no password and no digest that could be
-/// checked offline without the key. An entry also keeps the PHC string the password matched:
-/// it counts only while the account still has that hash.
+/// Each entry is keyed by SHA-256(process key ‖ user name ‖ PHC string ‖ password), each part
+/// but the last length-prefixed, with a random key made at start: the memory holds no password
+/// and no digest that could be checked offline without the key, and since the PHC string the
+/// password matched is part of the digest, an entry counts only while the account still has
+/// that hash (and two databases in one process never share an entry).
 #[derive(Debug)]
 pub(crate) struct RememberedLogins {
     key: [u8; 32],
@@ -242,7 +243,6 @@ pub(crate) struct RememberedLogins {
 #[derive(Debug)]
 struct Remembered {
     username: String,
-    phc: String,
     verified_at: SystemTime,
 }
 
@@ -256,11 +256,13 @@ impl RememberedLogins {
         }
     }
 
-    fn digest(&self, username: &str, password: &[u8]) -> [u8; 32] {
+    fn digest(&self, username: &str, password: &[u8], phc: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.key);
-        h.update((username.len() as u64).to_be_bytes());
-        h.update(username.as_bytes());
+        for part in [username, phc] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
         h.update(password);
         h.finalize().into()
     }
@@ -281,8 +283,8 @@ impl RememberedLogins {
         now: SystemTime,
     ) -> bool {
         self.entries
-            .get(&self.digest(username, password))
-            .is_some_and(|e| e.username == username && e.phc == phc && Self::fresh(e, now))
+            .get(&self.digest(username, password, phc))
+            .is_some_and(|e| e.username == username && Self::fresh(e, now))
     }
 
     /// Is any credential of `username` remembered?
@@ -294,7 +296,7 @@ impl RememberedLogins {
 
     /// Notes that `password` for `username` just matched `phc`.
     pub(crate) fn remember(&mut self, username: &str, password: &[u8], phc: &str, now: SystemTime) {
-        let digest = self.digest(username, password);
+        let digest = self.digest(username, password, phc);
         if !self.entries.contains_key(&digest) && self.entries.len() >= MAX_REMEMBERED {
             self.entries.retain(|_, e| Self::fresh(e, now));
             if self.entries.len() >= MAX_REMEMBERED
@@ -311,7 +313,6 @@ impl RememberedLogins {
             digest,
             Remembered {
                 username: username.to_owned(),
-                phc: phc.to_owned(),
                 verified_at: now,
             },
         );
@@ -430,17 +431,22 @@ mod tests {
         assert!(!r.matches("ha2", b"right password", "$phc-1", at(60)));
         // The account's hash changed (a new password): the old one no longer counts.
         assert!(!r.matches("ha", b"right password", "$phc-2", at(60)));
+        // Another database in the process with the same user name and password has its own.
+        r.remember("ha", b"right password", "$phc-other-db", at(0));
+        assert!(r.matches("ha", b"right password", "$phc-1", at(60)));
+        assert!(r.matches("ha", b"right password", "$phc-other-db", at(60)));
         assert!(!r.matches("ha", b"right password", "$phc-1", at(12 * 3600)));
         assert!(!r.knows("ha", at(12 * 3600)));
         r.forget("ha");
         assert!(!r.matches("ha", b"right password", "$phc-1", at(60)));
         // The digest is keyed per process: another instance derives another digest.
         assert_ne!(
-            RememberedLogins::new().digest("ha", b"right password"),
-            r.digest("ha", b"right password")
+            RememberedLogins::new().digest("ha", b"right password", "$phc-1"),
+            r.digest("ha", b"right password", "$phc-1")
         );
         // User name and password cannot be shifted into each other.
-        assert_ne!(r.digest("ab", b"c"), r.digest("a", b"bc"));
+        assert_ne!(r.digest("ab", b"c", "$p"), r.digest("a", b"bc", "$p"));
+        assert_ne!(r.digest("a", b"b", "$pc"), r.digest("a", b"cb", "$p"));
     }
 
     #[test]
