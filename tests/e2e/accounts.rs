@@ -253,15 +253,20 @@ async fn admins_manage_users_and_users_cannot() {
         )
         .await;
     assert_eq!(status(r), 403);
-    let own = json!({ "password": "alice new password" });
+    let alice_elsewhere = s.signed_in("alice", &alice_pw).await;
+    let own = json!({ "password": "alice new password", "current_password": alice_pw });
     let r = s
         .call(&alice, Method::PUT, "/api/users/alice/password", Some(&own))
         .await;
     assert_eq!(status(r), 204);
-    // Changing the password ends existing sessions.
+    // Changing the password ends the other sessions (the caller's own stays).
+    assert_eq!(
+        status(s.call(&alice_elsewhere, Method::GET, "/api/me", None).await),
+        401
+    );
     assert_eq!(
         status(s.call(&alice, Method::GET, "/api/me", None).await),
-        401
+        200
     );
     s.signed_in("alice", "alice new password").await;
 

@@ -8,7 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod guessing;
 mod mqtt;
+mod password_change;
 mod serve;
+mod sessions;
 mod support;
 mod tls;

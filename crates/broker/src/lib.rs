@@ -30,7 +30,7 @@ use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
 pub use bytes::Bytes;
-pub use porchlight_domain::acl::{Identity, Role};
+pub use porchlight_domain::acl::{Identity, LoginMethod, Role};
 
 use crate::bus::BusImpl;
 use crate::hooks::{HookHandler, State};
@@ -406,6 +406,14 @@ impl Broker {
     /// too); returns how many were connected.
     pub async fn disconnect_user(&self, user_id: i64) -> usize {
         self.kick_where(|id| id.user_id == user_id).await
+    }
+
+    /// Close every session of user `user_id` that logged in with the account password (a
+    /// password change ends them); device-key and certificate sessions stay. Returns how many
+    /// were connected.
+    pub async fn disconnect_password_logins(&self, user_id: i64) -> usize {
+        self.kick_where(|id| id.user_id == user_id && id.login == LoginMethod::Password)
+            .await
     }
 
     /// The identities that currently own a session (connected or persistent).

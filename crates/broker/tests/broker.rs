@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use porchlight_broker::{
-    AuditEvent, Broker, BrokerConfig, Credentials, Error, Gatekeeper, Identity, Inbound, Refusal,
-    Role,
+    AuditEvent, Broker, BrokerConfig, Credentials, Error, Gatekeeper, Identity, Inbound,
+    LoginMethod, Refusal, Role,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +40,11 @@ impl FakeGatekeeper {
                 username: name.into(),
                 role,
                 device_id,
+                login: if device_id.is_some() {
+                    LoginMethod::DeviceKey
+                } else {
+                    LoginMethod::Password
+                },
             };
             users.insert(name.to_string(), (format!("{name}-pw"), identity));
         };

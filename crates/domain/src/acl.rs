@@ -72,6 +72,19 @@ impl FromStr for Role {
     }
 }
 
+/// How a broker connection proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginMethod {
+    /// The account password: a password change ends such sessions.
+    Password,
+    /// One of the user's device keys (`pld_…`): removing the device ends such sessions; a
+    /// password change does not.
+    DeviceKey,
+    /// A client certificate verified against the configured CA (its CN names the user).
+    Certificate,
+}
+
 /// Who a broker connection authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -80,6 +93,8 @@ pub struct Identity {
     pub role: Role,
     /// Set when the connection authenticated with a device credential.
     pub device_id: Option<i64>,
+    /// How the connection logged in.
+    pub login: LoginMethod,
 }
 
 /// Top-level topic prefixes the Home Assistant role may use.
@@ -178,6 +193,7 @@ mod tests {
             username: username.into(),
             role,
             device_id: None,
+            login: LoginMethod::Password,
         }
     }
 

@@ -9,4 +9,4 @@ pub mod secret;
 pub mod session;
 pub mod throttle;
 
-pub use acl::{Identity, Role};
+pub use acl::{Identity, LoginMethod, Role};

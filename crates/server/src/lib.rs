@@ -13,11 +13,12 @@
 mod audit_sink;
 pub mod config;
 mod http;
+mod login;
 mod mqtt;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use porchlight_domain::Role;
 use porchlight_domain::secret::Secret;
@@ -63,6 +64,9 @@ pub trait BrokerControl: Send + Sync {
     async fn disconnect_device(&self, device_id: i64) -> usize;
     /// Ends live MQTT sessions of every device of a user.
     async fn disconnect_user(&self, user_id: i64) -> usize;
+    /// Ends the live MQTT sessions of a user that logged in with the account password (after
+    /// a password change); device-key and certificate sessions stay.
+    async fn disconnect_password_logins(&self, user_id: i64) -> usize;
     fn is_running(&self) -> bool;
     fn connection_count(&self) -> usize;
 }
@@ -158,9 +162,10 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let http_listener = bind(config.http.bind, config.http.port, "HTTP", "--http-port").await?;
     let http_addr = local_addr(&http_listener)?;
     let (audit, audit_writer) = audit_sink::AuditSink::start(store.clone());
+    let logins = Arc::new(login::LoginGate::new(store.clone()));
     let broker = match config.mqtt_port() {
         Some(port) => Some(Arc::new(
-            start_broker(&config, port, store.clone(), audit.clone()).await?,
+            start_broker(&config, port, store.clone(), audit.clone(), logins.clone()).await?,
         )),
         None => None,
     };
@@ -176,7 +181,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             .clone()
             .map(|b| Arc::new(mqtt::BrokerHandle(b)) as Arc<dyn BrokerControl>),
         audit,
-        throttles: Arc::new(Mutex::new(http::LoginThrottles::default())),
+        logins,
         sessions: Default::default(),
     };
     let (http_stop, stop_rx) = oneshot::channel::<()>();
@@ -207,6 +212,7 @@ async fn start_broker(
     port: u16,
     store: Store,
     audit: audit_sink::AuditSink,
+    logins: Arc<login::LoginGate>,
 ) -> Result<porchlight_broker::Broker, Error> {
     let mut broker_config = porchlight_broker::BrokerConfig::new(
         SocketAddr::new(config.mqtt.bind, port),
@@ -230,7 +236,7 @@ async fn start_broker(
             require_client_cert: t.require_client_cert,
         });
     tracing::debug!(?broker_config, "starting the MQTT broker");
-    let gatekeeper = Arc::new(mqtt::StoreGatekeeper::new(store, audit));
+    let gatekeeper = Arc::new(mqtt::StoreGatekeeper::new(store, audit, logins));
     porchlight_broker::Broker::start(broker_config, gatekeeper)
         .await
         .map_err(|e| match e {

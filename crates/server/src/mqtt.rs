@@ -2,60 +2,65 @@
 //! our accounts and device keys, and turns broker events into audit rows.
 //!
 //! An MQTT login is a user name plus either one of that user's device keys (`pld_…`, checked
-//! by SHA-256 lookup: cheap, and removing the device revokes it) or the account password
-//! (argon2id: costly, so at most [`MAX_CONCURRENT_HASHES`] run at once). Repeated failures per
-//! (address, user name) are refused without checking, like web logins.
+//! by SHA-256 lookup: cheap, and removing the device revokes it; such logins never wait for
+//! the password limits) or the account password, checked by the server's shared
+//! [`LoginGate`] exactly like a web login (attempts counted per address and per user name
+//! before argon2 runs, one process-wide argon2 limit, recently verified credentials
+//! remembered). Each accepted identity says how it logged in ([`LoginMethod`]), so a password
+//! change can end the password sessions and leave the device-key ones.
 
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use porchlight_broker::{AuditEvent, Credentials, Gatekeeper, Identity, Refusal};
-use porchlight_domain::throttle::{Throttle, ThrottlePolicy};
-use porchlight_store::{AuditEntry, AuditKind, Store};
-use tokio::sync::Semaphore;
+use porchlight_broker::{AuditEvent, Credentials, Gatekeeper, Identity, LoginMethod, Refusal};
+use porchlight_store::{AuditEntry, AuditKind, Store, User};
 
 use crate::BrokerControl;
 use crate::audit_sink::AuditSink;
-
-/// Password hashes are 64 MiB each: bound the memory and CPU a CONNECT storm can take.
-const MAX_CONCURRENT_HASHES: usize = 2;
+use crate::login::{LoginGate, LoginRefused};
 
 pub struct StoreGatekeeper {
     store: Store,
     audit: AuditSink,
-    /// Failed MQTT logins per (peer address, user name).
-    throttle: Mutex<Throttle<(IpAddr, String)>>,
-    /// Limits concurrent argon2 verifications.
-    hashing: Semaphore,
+    /// The password policy shared with the web login (throttles, argon2 limit, memory of
+    /// verified credentials).
+    logins: Arc<LoginGate>,
+}
+
+fn identity(user: User, device_id: Option<i64>, login: LoginMethod) -> Identity {
+    Identity {
+        user_id: user.id,
+        username: user.username,
+        role: user.role,
+        device_id,
+        login,
+    }
 }
 
 impl StoreGatekeeper {
-    pub fn new(store: Store, audit: AuditSink) -> Self {
+    pub fn new(store: Store, audit: AuditSink, logins: Arc<LoginGate>) -> Self {
         StoreGatekeeper {
             store,
             audit,
-            throttle: Mutex::new(Throttle::new(ThrottlePolicy::default())),
-            hashing: Semaphore::new(MAX_CONCURRENT_HASHES),
+            logins,
         }
     }
+}
 
-    async fn check(&self, c: &Credentials, username: &str) -> Result<Identity, Refusal> {
+#[async_trait]
+impl Gatekeeper for StoreGatekeeper {
+    async fn authenticate(&self, c: &Credentials) -> Result<Identity, Refusal> {
         // A client certificate verified against our CA identifies the user by its CN.
-        if c.cert_cn.is_some() {
+        if let Some(cn) = &c.cert_cn {
             let user = self
                 .store
-                .find_user(username)
+                .find_user(cn)
                 .await
                 .map_err(|_| Refusal::NotAuthorized)?;
-            return Ok(Identity {
-                user_id: user.id,
-                username: user.username,
-                role: user.role,
-                device_id: None,
-            });
+            return Ok(identity(user, None, LoginMethod::Certificate));
         }
+        let username = c.username.as_deref().unwrap_or_default();
         let password = match &c.password {
             Some(p) if !p.is_empty() => p,
             _ => return Err(Refusal::BadCredentials),
@@ -68,64 +73,24 @@ impl StoreGatekeeper {
             tokio::spawn(async move {
                 let _ = store.touch_device(device_id, SystemTime::now()).await;
             });
-            return Ok(Identity {
-                user_id: user.id,
-                username: user.username,
-                role: user.role,
-                device_id: Some(device.id),
-            });
+            return Ok(identity(user, Some(device_id), LoginMethod::DeviceKey));
         }
-        let _permit = self
-            .hashing
-            .acquire()
+        match self
+            .logins
+            .check_password(c.peer.ip(), username, password, SystemTime::now())
             .await
-            .map_err(|_| Refusal::NotAuthorized)?;
-        match self.store.verify_login(username, password).await {
-            Ok(Some(user)) => Ok(Identity {
-                user_id: user.id,
-                username: user.username,
-                role: user.role,
-                device_id: None,
-            }),
-            Ok(None) => Err(Refusal::BadCredentials),
-            Err(e) => {
+        {
+            Ok((user, _)) => Ok(identity(user, None, LoginMethod::Password)),
+            Err(LoginRefused::Wrong) => Err(Refusal::BadCredentials),
+            Err(LoginRefused::Throttled(wait)) => {
+                tracing::warn!(peer = %c.peer, %username, wait_secs = wait.as_secs(), "MQTT login refused: too many attempts");
+                Err(Refusal::BadCredentials)
+            }
+            Err(LoginRefused::Internal(e)) => {
                 tracing::error!(error = %e, "MQTT login check failed");
                 Err(Refusal::NotAuthorized)
             }
         }
-    }
-}
-
-#[async_trait]
-impl Gatekeeper for StoreGatekeeper {
-    async fn authenticate(&self, c: &Credentials) -> Result<Identity, Refusal> {
-        let username = c
-            .cert_cn
-            .clone()
-            .or_else(|| c.username.clone())
-            .unwrap_or_default();
-        let key = (c.peer.ip(), username.clone());
-        let now = SystemTime::now();
-        let throttled = self
-            .throttle
-            .lock()
-            .map(|t| t.wait_time(&key, now).is_some())
-            .unwrap_or(false);
-        if throttled {
-            tracing::warn!(peer = %c.peer, %username, "MQTT login refused: too many failed attempts");
-            return Err(Refusal::BadCredentials);
-        }
-        let result = self.check(c, &username).await;
-        if let Ok(mut t) = self.throttle.lock() {
-            match &result {
-                Ok(_) => t.record_success(&key),
-                Err(_) => {
-                    t.forget_stale(now);
-                    t.record_failure(&key, now);
-                }
-            }
-        }
-        result
     }
 
     fn record(&self, event: AuditEvent) {
@@ -219,6 +184,10 @@ impl BrokerControl for BrokerHandle {
 
     async fn disconnect_user(&self, user_id: i64) -> usize {
         self.0.disconnect_user(user_id).await
+    }
+
+    async fn disconnect_password_logins(&self, user_id: i64) -> usize {
+        self.0.disconnect_password_logins(user_id).await
     }
 
     fn is_running(&self) -> bool {

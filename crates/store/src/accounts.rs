@@ -1,4 +1,8 @@
 //! Users, their MQTT devices, web sessions and API tokens.
+//!
+//! Password checks go through the process-wide argon2 gate and the memory of verified
+//! credentials in [`crate::hashing`]; a password change ends what the old password opened
+//! here (web sessions, API tokens, remembered credentials).
 
 use std::time::SystemTime;
 
@@ -8,7 +12,10 @@ use porchlight_domain::secret::Secret;
 use porchlight_domain::session::{SessionCheck, SessionPolicy};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::hashing::{decoy_hash, hash_password, random_secret, secret_hash, verify_password};
+use crate::hashing::{
+    HashPriority, decoy_hash, hash_password, random_secret, remembered, secret_hash,
+    verify_password, with_hash_slot,
+};
 use crate::{Error, Result, Store, from_unix_ms, unix_ms};
 
 /// An account.
@@ -82,10 +89,51 @@ fn find_user_in(conn: &Connection, username: &str) -> Result<User> {
     })
 }
 
+/// Hashes a new password off the async runtime, within the process-wide argon2 limit.
 async fn hash_off_runtime(password: Secret) -> Result<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| Error::Hashing(e.to_string()))?
+    with_hash_slot(HashPriority::Normal, move || hash_password(&password)).await?
+}
+
+/// What checking a login password found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginCheck {
+    /// Right: argon2 verified it just now.
+    Verified(User),
+    /// Right: the same user name and password passed argon2 against the account's current
+    /// hash within [`crate::REMEMBER_LOGIN_FOR`], so no argon2 ran.
+    Remembered(User),
+    /// Wrong password or unknown user name (or, for [`LoginCheckMode::RememberedOnly`], not
+    /// remembered).
+    Wrong,
+}
+
+impl LoginCheck {
+    /// The account, if the password was right.
+    pub fn user(self) -> Option<User> {
+        match self {
+            LoginCheck::Verified(u) | LoginCheck::Remembered(u) => Some(u),
+            LoginCheck::Wrong => None,
+        }
+    }
+}
+
+/// How far [`Store::check_login`] may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginCheckMode {
+    /// Only the memory of verified credentials: never runs argon2.
+    RememberedOnly,
+    /// The memory, then argon2 (waiting for a slot at this priority).
+    Verify(HashPriority),
+}
+
+/// What a password change ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordChange {
+    pub user: User,
+    /// Web sessions deleted (all of the user's but the one kept).
+    pub sessions_ended: usize,
+    /// API tokens of the user revoked.
+    pub tokens_revoked: usize,
 }
 
 impl Store {
@@ -135,21 +183,51 @@ impl Store {
         self.read(move |c| find_user_in(c, &username)).await
     }
 
-    /// Replaces a user's password and ends their web sessions.
+    /// Replaces a user's password and ends everything the old one opened here: all their web
+    /// sessions and API tokens (see [`Store::change_password`]).
     pub async fn set_password(&self, username: &str, password: &Secret) -> Result<()> {
+        self.change_password(username, password, None, SystemTime::now())
+            .await
+            .map(drop)
+    }
+
+    /// Replaces a user's password at `now`, in one transaction with its effects: the user's web
+    /// sessions end except `keep_session` (the cookie of a user changing their own password,
+    /// who stays signed in there), their API tokens are revoked, and credentials remembered
+    /// for them are forgotten. MQTT sessions are the broker's business: the caller ends those.
+    pub async fn change_password(
+        &self,
+        username: &str,
+        password: &Secret,
+        keep_session: Option<&str>,
+        now: SystemTime,
+    ) -> Result<PasswordChange> {
         validate_password(password.expose())?;
         let phc = hash_off_runtime(password.clone()).await?;
         let username = username.to_owned();
-        self.write(move |conn| {
-            let user = find_user_in(conn, &username)?;
-            conn.execute(
-                "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3",
-                params![phc, unix_ms(SystemTime::now()), user.id],
-            )?;
-            conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user.id])?;
-            Ok(())
-        })
-        .await
+        let keep = keep_session.map(|token| secret_hash(token.as_bytes()));
+        let change = self
+            .write(move |conn| {
+                let user = find_user_in(conn, &username)?;
+                conn.execute(
+                    "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3",
+                    params![phc, unix_ms(now), user.id],
+                )?;
+                let sessions_ended = conn.execute(
+                    "DELETE FROM sessions WHERE user_id = ?1 AND token_hash IS NOT ?2",
+                    params![user.id, keep],
+                )?;
+                let tokens_revoked =
+                    conn.execute("DELETE FROM api_tokens WHERE user_id = ?1", [user.id])?;
+                Ok(PasswordChange {
+                    user,
+                    sessions_ended,
+                    tokens_revoked,
+                })
+            })
+            .await?;
+        remembered().forget(&change.user.username);
+        Ok(change)
     }
 
     /// Removes an account with its devices, sessions and tokens. The last admin cannot be
@@ -172,32 +250,71 @@ impl Store {
             Ok((user, devices))
         })
         .await
+        .inspect(|(user, _)| remembered().forget(&user.username))
     }
 
-    /// Checks a user name and password. Unknown users cost as much time as known ones.
+    /// Checks a user name and password (waiting for an argon2 slot at normal priority).
+    /// Unknown users cost as much time as known ones.
     pub async fn verify_login(&self, username: &str, password: &[u8]) -> Result<Option<User>> {
-        let username = username.to_owned();
+        let mode = LoginCheckMode::Verify(HashPriority::Normal);
+        Ok(self
+            .check_login(username, password, mode, SystemTime::now())
+            .await?
+            .user())
+    }
+
+    /// Checks a user name and password at `now`: first against the credentials that passed
+    /// argon2 recently (no argon2, no slot), then, if `mode` allows, with argon2 within the
+    /// process-wide limit; a right password is remembered. An unknown user name costs an
+    /// argon2 run like a known one. [`Error::Busy`] when too many checks wait already.
+    pub async fn check_login(
+        &self,
+        username: &str,
+        password: &[u8],
+        mode: LoginCheckMode,
+        now: SystemTime,
+    ) -> Result<LoginCheck> {
+        let name = username.to_owned();
         let row = self
             .read(move |c| {
                 Ok(c.query_row(
                     &format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"),
-                    [&username],
+                    [&name],
                     |r| Ok((user_from_row(r)?, r.get::<_, String>(4)?)),
                 )
                 .optional()?)
             })
             .await?;
-        let password = password.to_vec();
-        tokio::task::spawn_blocking(move || match row {
-            Some((user, phc)) => verify_password(&password, &phc).then_some(user),
+        if let Some((user, phc)) = &row
+            && remembered().matches(username, password, phc, now)
+        {
+            return Ok(LoginCheck::Remembered(user.clone()));
+        }
+        let LoginCheckMode::Verify(priority) = mode else {
+            return Ok(LoginCheck::Wrong);
+        };
+        let secret = password.to_vec();
+        let verified = with_hash_slot(priority, move || match row {
+            Some((user, phc)) => verify_password(&secret, &phc).then_some((user, phc)),
             None => {
-                let _ = verify_password(&password, decoy_hash());
+                let _ = verify_password(&secret, decoy_hash());
                 None
             }
         })
-        .await
-        .map_err(|e| Error::Hashing(e.to_string()))
-        .map(Ok)?
+        .await?;
+        Ok(match verified {
+            Some((user, phc)) => {
+                remembered().remember(username, password, &phc, now);
+                LoginCheck::Verified(user)
+            }
+            None => LoginCheck::Wrong,
+        })
+    }
+
+    /// Whether a credential of `username` is remembered at `now` (so a
+    /// [`LoginCheckMode::RememberedOnly`] check could succeed). Cheap: no database, no argon2.
+    pub fn has_remembered_login(&self, username: &str, now: SystemTime) -> bool {
+        remembered().knows(username, now)
     }
 
     /// Adds an MQTT device to a user and returns it with its key, which is shown once.
@@ -497,4 +614,182 @@ fn token_by_id(conn: &Connection, user_id: i64, id: i64) -> Result<ApiToken> {
         what: "API token",
         name: id.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pw(s: &str) -> Secret {
+        Secret::new(s)
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("porchlight.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_password_change_ends_other_sessions_and_tokens_but_keeps_the_callers_session() {
+        let (_dir, store) = open();
+        let alice = store
+            .create_user("alice", Role::User, &pw("alice password 1"))
+            .await
+            .unwrap();
+        let bob = store
+            .create_user("bob", Role::User, &pw("bob password 1"))
+            .await
+            .unwrap();
+        let now = SystemTime::now();
+        let policy = SessionPolicy::default();
+        let mine = store.create_session(alice.id, None, now).await.unwrap();
+        let other = store.create_session(alice.id, None, now).await.unwrap();
+        let bobs = store.create_session(bob.id, None, now).await.unwrap();
+        let (_, token) = store.create_api_token(alice.id, "script").await.unwrap();
+        let (_, bob_token) = store.create_api_token(bob.id, "script").await.unwrap();
+
+        let change = store
+            .change_password("alice", &pw("alice password 2"), Some(mine.expose()), now)
+            .await
+            .unwrap();
+        assert_eq!(change.user.id, alice.id);
+        assert_eq!((change.sessions_ended, change.tokens_revoked), (1, 1));
+        let session = |t: Secret| {
+            let store = store.clone();
+            async move {
+                store
+                    .session_user(t.expose(), now, policy)
+                    .await
+                    .unwrap()
+                    .map(|u| u.username)
+            }
+        };
+        assert_eq!(session(mine.clone()).await.as_deref(), Some("alice"));
+        assert_eq!(session(other).await, None);
+        assert_eq!(session(bobs).await.as_deref(), Some("bob"));
+        assert_eq!(
+            store.api_token_user(token.expose(), now).await.unwrap(),
+            None
+        );
+        assert!(
+            store
+                .api_token_user(bob_token.expose(), now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // An operator's change (no session to keep) ends them all.
+        store
+            .set_password("alice", &pw("alice password 3"))
+            .await
+            .unwrap();
+        assert_eq!(session(mine).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_verified_login_is_remembered_until_the_password_changes() {
+        let (_dir, store) = open();
+        store
+            .create_user("ha", Role::HomeAssistant, &pw("ha password 1"))
+            .await
+            .unwrap();
+        let now = SystemTime::now();
+        let only = LoginCheckMode::RememberedOnly;
+        let verify = LoginCheckMode::Verify(HashPriority::Normal);
+        assert_eq!(
+            store
+                .check_login("ha", b"ha password 1", only, now)
+                .await
+                .unwrap(),
+            LoginCheck::Wrong,
+            "nothing is remembered before argon2 said yes"
+        );
+        assert!(!store.has_remembered_login("ha", now));
+        assert!(matches!(
+            store
+                .check_login("ha", b"ha password 1", verify, now)
+                .await
+                .unwrap(),
+            LoginCheck::Verified(_)
+        ));
+        assert!(store.has_remembered_login("ha", now));
+        assert!(matches!(
+            store.check_login("ha", b"ha password 1", only, now).await.unwrap(),
+            LoginCheck::Remembered(u) if u.username == "ha"
+        ));
+        assert_eq!(
+            store
+                .check_login("ha", b"ha password 2", only, now)
+                .await
+                .unwrap(),
+            LoginCheck::Wrong
+        );
+        let later = now + crate::REMEMBER_LOGIN_FOR;
+        assert_eq!(
+            store
+                .check_login("ha", b"ha password 1", only, later)
+                .await
+                .unwrap(),
+            LoginCheck::Wrong,
+            "remembered for some hours only"
+        );
+
+        store
+            .set_password("ha", &pw("ha password 2"))
+            .await
+            .unwrap();
+        assert!(!store.has_remembered_login("ha", now));
+        assert_eq!(
+            store
+                .check_login("ha", b"ha password 1", verify, now)
+                .await
+                .unwrap(),
+            LoginCheck::Wrong
+        );
+        assert!(matches!(
+            store
+                .check_login("ha", b"ha password 2", verify, now)
+                .await
+                .unwrap(),
+            LoginCheck::Verified(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_password_changed_by_another_process_invalidates_what_this_one_remembers() {
+        let (dir, store) = open();
+        store
+            .create_user("carol", Role::User, &pw("carol password 1"))
+            .await
+            .unwrap();
+        let now = SystemTime::now();
+        let verify = LoginCheckMode::Verify(HashPriority::Normal);
+        store
+            .check_login("carol", b"carol password 1", verify, now)
+            .await
+            .unwrap();
+        // Another handle on the same file (as the CLI would be) writes a new hash directly.
+        let phc = hash_password(&pw("carol password 2")).unwrap();
+        let other = rusqlite::Connection::open(dir.path().join("porchlight.db")).unwrap();
+        other
+            .execute(
+                "UPDATE users SET password_hash = ?1 WHERE username = 'carol'",
+                [phc],
+            )
+            .unwrap();
+        assert_eq!(
+            store
+                .check_login(
+                    "carol",
+                    b"carol password 1",
+                    LoginCheckMode::RememberedOnly,
+                    now
+                )
+                .await
+                .unwrap(),
+            LoginCheck::Wrong
+        );
+    }
 }

@@ -22,9 +22,12 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use accounts::{ApiToken, Device, User};
+pub use accounts::{ApiToken, Device, LoginCheck, LoginCheckMode, PasswordChange, User};
 pub use audit::{AuditEntry, AuditKind};
-pub use hashing::{hash_password, random_password, verify_password};
+pub use hashing::{
+    HashPriority, MAX_CONCURRENT_HASHES, REMEMBER_LOGIN_FOR, hash_password, random_password,
+    verify_password,
+};
 pub use migrate::LATEST_VERSION;
 
 /// Errors from the store. Messages are fit to show an operator; they never contain secrets.
@@ -58,6 +61,9 @@ pub enum Error {
     LastAdmin,
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// Too many password checks are running or waiting (see [`HashPriority`]); try later.
+    #[error("too many password checks at once; try again shortly")]
+    Busy,
     #[error("commit failed: {0}")]
     Commit(String),
     #[error("the store is closed")]

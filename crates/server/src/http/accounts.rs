@@ -2,19 +2,24 @@
 //! (own), and the audit log (admin). Secrets (generated passwords, device keys, tokens) appear
 //! in exactly one response: the one that created them.
 
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use porchlight_domain::Role;
+use porchlight_domain::account::validate_password;
 use porchlight_domain::secret::Secret;
 use porchlight_store::random_password;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{Admin, CurrentUser};
+use super::auth::{Admin, CurrentUser, audit_sign_in, refusal_error, session_cookie};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::views::{ApiTokenView, AuditEntryView, DeviceView, UserView, views};
+use crate::login::LoginRefused;
 
 #[derive(Deserialize)]
 pub struct NewToken {
@@ -106,23 +111,70 @@ pub async fn remove_user(
 #[derive(Deserialize)]
 pub struct NewPassword {
     password: String,
+    /// Required when callers change their own password.
+    current_password: Option<String>,
 }
 
-/// An admin may set anyone's password; a user only their own.
+/// `PUT /api/users/{username}/password`: an admin may set anyone's password, a user only
+/// their own, and changing one's own needs the current password (`current_password`; checked
+/// like a login, throttled alike). The change ends what the old password opened: the user's
+/// web sessions (except the caller's own when they changed their own), their API tokens, and
+/// their MQTT sessions that logged in with the password (device-key sessions stay).
 pub async fn set_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     CurrentUser(caller): CurrentUser,
+    headers: HeaderMap,
     Path(username): Path<String>,
     ApiJson(req): ApiJson<NewPassword>,
 ) -> ApiResult<StatusCode> {
-    if caller.role != Role::Admin && caller.username != username {
+    let own = caller.username == username;
+    if !own && caller.role != Role::Admin {
         return Err(ApiError::Forbidden);
     }
-    state
+    validate_password(&req.password).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let now = SystemTime::now();
+    if own {
+        let Some(current) = req.current_password.filter(|p| !p.is_empty()) else {
+            return Err(ApiError::BadRequest(
+                "To change your own password, give the current one as current_password.".into(),
+            ));
+        };
+        let checked = state
+            .logins
+            .check_password(peer.ip(), &caller.username, current.as_bytes(), now)
+            .await;
+        if let Err(refused) = checked {
+            let error = match refused {
+                LoginRefused::Wrong => ApiError::WrongCurrentPassword,
+                other => refusal_error(other),
+            };
+            let code = match error {
+                ApiError::WrongCurrentPassword => Some(403),
+                ApiError::Throttled(_) => Some(429),
+                _ => None,
+            };
+            if let Some(code) = code {
+                tracing::warn!(%peer, username = %caller.username, "password change refused: current password not accepted");
+                let reason = "password change: current password not accepted";
+                audit_sign_in(&state, peer, &caller.username, code, reason, now);
+            }
+            return Err(error);
+        }
+    }
+    let keep = if own { session_cookie(&headers) } else { None };
+    let change = state
         .store
-        .set_password(&username, &Secret::new(req.password))
+        .change_password(&username, &Secret::new(req.password), keep, now)
         .await?;
-    tracing::info!(by = %caller.username, %username, "password changed");
+    let mqtt_disconnected = match &state.broker {
+        Some(broker) => broker.disconnect_password_logins(change.user.id).await,
+        None => 0,
+    };
+    tracing::info!(
+        by = %caller.username, %username, sessions_ended = change.sessions_ended,
+        tokens_revoked = change.tokens_revoked, mqtt_disconnected, "password changed"
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,45 +1,39 @@
 //! Signing in and out, and finding out who is calling.
 //!
 //! A caller is either a browser with the `porchlight_session` cookie (HttpOnly, SameSite=Strict,
-//! sliding 7-day idle expiry) or a script with `Authorization: Bearer plt_…`. Failed logins
-//! are slowed down per address and per user name, and audited; passwords are never logged.
+//! sliding 7-day idle expiry) or a script with `Authorization: Bearer plt_…`. Passwords are
+//! checked by the server's [`crate::login::LoginGate`], shared with MQTT: every attempt is
+//! counted per address and per user name before argon2 runs, a throttled attempt gets 429 with
+//! `Retry-After`, and failures are audited; passwords are never logged.
+//!
+//! The session cookie slides: every `/api` response to a caller whose session cookie was valid
+//! carries the cookie again with a fresh `Max-Age` ([`slide_session_cookie`]), so the browser's
+//! expiry moves with the server's idle window. It costs a header per response and no database
+//! write (the server writes the session's last use at most once a minute).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use porchlight_domain::Role;
-use porchlight_domain::throttle::{Throttle, ThrottlePolicy};
 use porchlight_store::{AuditEntry, AuditKind, User};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
+use crate::login::LoginRefused;
 
 pub const SESSION_COOKIE: &str = "porchlight_session";
 
-/// Failed-login counters.
-#[derive(Debug)]
-pub struct LoginThrottles {
-    by_peer: Throttle<IpAddr>,
-    by_user: Throttle<String>,
-}
-
-impl Default for LoginThrottles {
-    fn default() -> Self {
-        LoginThrottles {
-            by_peer: Throttle::new(ThrottlePolicy {
-                // A household shares one address behind NAT: be more lenient per address.
-                free_attempts: 20,
-                ..ThrottlePolicy::default()
-            }),
-            by_user: Throttle::new(ThrottlePolicy::default()),
-        }
-    }
-}
+/// Filled by [`CurrentUser`] with the session cookie it accepted, read by
+/// [`slide_session_cookie`] once the handler has answered.
+#[derive(Clone, Default)]
+struct AcceptedSession(Arc<OnceLock<String>>);
 
 /// The signed-in caller.
 #[derive(Debug, Clone)]
@@ -63,7 +57,12 @@ impl FromRequestParts<AppState> for CurrentUser {
             return Err(ApiError::Unauthorized);
         };
         match state.store.session_user(token, now, state.sessions).await? {
-            Some(user) => Ok(CurrentUser(user)),
+            Some(user) => {
+                if let Some(accepted) = parts.extensions.get::<AcceptedSession>() {
+                    let _ = accepted.0.set(token.to_owned());
+                }
+                Ok(CurrentUser(user))
+            }
             None => Err(ApiError::Unauthorized),
         }
     }
@@ -98,7 +97,8 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The session cookie's value in a request, if any.
+pub(super) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -133,6 +133,68 @@ impl From<&User> for Me {
     }
 }
 
+/// The `Set-Cookie` value that gives the browser `token` for `max_age_secs`.
+fn session_cookie_header(token: &str, max_age_secs: u64) -> ApiResult<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}"
+    ))
+    .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Middleware on `/api`: re-sends an accepted session cookie with a fresh `Max-Age` (unless
+/// the handler set the cookie itself, as login and logout do).
+pub async fn slide_session_cookie(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let accepted = AcceptedSession::default();
+    request.extensions_mut().insert(accepted.clone());
+    let mut response = next.run(request).await;
+    if let Some(token) = accepted.0.get()
+        && !response.headers().contains_key(header::SET_COOKIE)
+        && let Ok(value) = session_cookie_header(token, state.sessions.idle_timeout.as_secs())
+    {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// Audits a password attempt over HTTP (a login, or the current password of a password change).
+pub(super) fn audit_sign_in(
+    state: &AppState,
+    peer: SocketAddr,
+    username: &str,
+    code: u16,
+    reason: &str,
+    now: SystemTime,
+) {
+    state.audit.record(AuditEntry {
+        id: 0,
+        at: now,
+        kind: AuditKind::HttpLogin,
+        peer: Some(peer.to_string()),
+        client_id: None,
+        username: Some(username.to_owned()),
+        protocol: None,
+        code: Some(code),
+        reason: reason.to_owned(),
+        detail: None,
+    });
+}
+
+/// Maps a refused password check to the answer: 401, or 429 with `Retry-After`.
+pub(super) fn refusal_error(refused: LoginRefused) -> ApiError {
+    match refused {
+        LoginRefused::Wrong => ApiError::BadLogin,
+        LoginRefused::Throttled(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError::Throttled(secs.max(1))
+        }
+        LoginRefused::Internal(cause) => ApiError::Internal(cause),
+    }
+}
+
 /// `POST /api/login`.
 pub async fn login(
     State(state): State<AppState>,
@@ -141,73 +203,39 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let now = SystemTime::now();
     let username = req.username.trim().to_owned();
-    let audit = |code: u16, reason: &str| {
-        state.audit.record(AuditEntry {
-            id: 0,
-            at: now,
-            kind: AuditKind::HttpLogin,
-            peer: Some(peer.to_string()),
-            client_id: None,
-            username: Some(username.clone()),
-            protocol: None,
-            code: Some(code),
-            reason: reason.to_owned(),
-            detail: None,
-        });
-    };
+    let audit = |code: u16, reason: &str| audit_sign_in(&state, peer, &username, code, reason, now);
 
-    let wait = {
-        let t = state
-            .throttles
-            .lock()
-            .map_err(|_| ApiError::Internal("throttle lock poisoned".into()))?;
-        let a = t.by_peer.wait_time(&peer.ip(), now);
-        let b = t.by_user.wait_time(&username, now);
-        a.max(b)
+    let checked = state
+        .logins
+        .check_password(peer.ip(), &username, req.password.as_bytes(), now)
+        .await;
+    let user = match checked {
+        Ok((user, _)) => user,
+        Err(refused) => {
+            let error = refusal_error(refused);
+            match &error {
+                ApiError::Throttled(_) => {
+                    tracing::warn!(%peer, %username, "web login refused: too many attempts");
+                    audit(429, "refused: too many failed attempts");
+                }
+                ApiError::BadLogin => {
+                    tracing::warn!(%peer, %username, "failed web login");
+                    audit(401, "wrong user name or password");
+                }
+                _ => {}
+            }
+            return Err(error);
+        }
     };
-    if let Some(wait) = wait {
-        audit(429, "refused: too many failed attempts");
-        return Err(ApiError::Throttled(wait.as_secs().max(1)));
-    }
-
-    let user = state
-        .store
-        .verify_login(&username, req.password.as_bytes())
-        .await?;
-    let Some(user) = user else {
-        let failures = {
-            let mut t = state
-                .throttles
-                .lock()
-                .map_err(|_| ApiError::Internal("throttle lock poisoned".into()))?;
-            t.by_peer.record_failure(&peer.ip(), now);
-            t.by_peer.forget_stale(now);
-            t.by_user.forget_stale(now);
-            t.by_user.record_failure(&username, now)
-        };
-        tracing::warn!(%peer, %username, failures, "failed web login");
-        audit(401, "wrong user name or password");
-        return Err(ApiError::BadLogin);
-    };
-    if let Ok(mut t) = state.throttles.lock() {
-        t.by_user.record_success(&username);
-    }
     let token = state
         .store
         .create_session(user.id, Some(peer.to_string()), now)
         .await?;
     audit(200, "signed in");
     tracing::info!(%peer, username = %user.username, "web login");
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        token.expose(),
-        state.sessions.idle_timeout.as_secs()
-    );
+    let cookie = session_cookie_header(token.expose(), state.sessions.idle_timeout.as_secs())?;
     let mut response = axum::Json(Me::from(&user)).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.to_string()))?,
-    );
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 

@@ -18,11 +18,15 @@ pub enum ApiError {
     BadLogin,
     #[error("You are not allowed to do that.")]
     Forbidden,
+    /// A password change by the account's owner gave a wrong current password.
+    #[error("The current password is wrong.")]
+    WrongCurrentPassword,
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("Too many failed attempts. Try again in {}.", in_seconds(*.0))]
+    /// 429 with `Retry-After`: too many password attempts, or too many password checks at once.
+    #[error("Too many sign-in attempts. Try again in {}.", in_seconds(*.0))]
     Throttled(u64),
     #[error("Porchlight had an internal error; see its log.")]
     Internal(String),
@@ -45,6 +49,7 @@ impl From<porchlight_store::Error> for ApiError {
             E::Invalid(_) | E::BadInput(_) | E::LastAdmin => ApiError::BadRequest(e.to_string()),
             E::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
             E::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            E::Busy => ApiError::Throttled(1),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -55,7 +60,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::BadLogin => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::WrongCurrentPassword => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -94,5 +99,23 @@ where
                 Err((status, body).into_response())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttled_answers_429_with_retry_after_and_a_wrong_current_password_403() {
+        let r = ApiError::Throttled(7).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "7");
+        let busy = ApiError::from(porchlight_store::Error::Busy).into_response();
+        assert_eq!(busy.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let wrong = ApiError::WrongCurrentPassword.into_response();
+        assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+        assert!(!wrong.headers().contains_key(header::RETRY_AFTER));
     }
 }

@@ -10,7 +10,7 @@ mod error;
 mod views;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -24,8 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::BrokerControl;
 use crate::audit_sink::AuditSink;
-
-pub use auth::LoginThrottles;
+use crate::login::LoginGate;
 
 /// Everything a handler may use; cheap to clone.
 #[derive(Clone)]
@@ -35,8 +34,9 @@ pub struct AppState {
     /// for health.
     pub broker: Option<Arc<dyn BrokerControl>>,
     pub audit: AuditSink,
-    /// Failed-login counters, per address and per user name.
-    pub throttles: Arc<Mutex<LoginThrottles>>,
+    /// The password policy shared with MQTT logins: attempts counted per address and per
+    /// user name before argon2 runs, the process-wide argon2 limit, remembered credentials.
+    pub logins: Arc<LoginGate>,
     pub sessions: SessionPolicy,
 }
 
@@ -68,7 +68,11 @@ pub fn router(state: AppState) -> Router {
             delete(accounts::remove_device),
         )
         .route("/audit", get(accounts::audit))
-        .layer(DefaultBodyLimit::max(MAX_API_BODY));
+        .layer(DefaultBodyLimit::max(MAX_API_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::slide_session_cookie,
+        ));
     Router::new()
         .route("/health", get(health))
         .nest("/api", api)
