@@ -157,7 +157,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     // not create an account whose generated password nobody saw.
     let http_listener = bind(config.http.bind, config.http.port, "HTTP", "--http-port").await?;
     let http_addr = local_addr(&http_listener)?;
-    let (audit, audit_writer) = audit_sink::AuditSink::start(store.clone());
+    let (audit, audit_writer) =
+        audit_sink::AuditSink::start(store.clone(), config.audit.retention());
     let broker = match config.mqtt_port() {
         Some(port) => Some(Arc::new(
             start_broker(&config, port, store.clone(), audit.clone()).await?,
