@@ -131,3 +131,23 @@ async fn concurrent_writers_all_land_and_a_failing_job_does_not_undo_its_batch()
     store.close().await;
     assert!(matches!(store.write(|_| Ok(())).await, Err(Error::Closed)));
 }
+
+#[tokio::test]
+async fn a_panicking_write_job_fails_alone_and_the_store_stays_healthy() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let result: Result<(), Error> = store
+        .write(|_| -> crate::Result<()> { panic!("a bug in a store method") })
+        .await;
+    assert!(matches!(result, Err(Error::JobPanicked(_))), "{result:?}");
+    assert!(store.is_healthy().await);
+    store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(
+        !store.is_healthy().await,
+        "a stopped writer must make /health fail"
+    );
+}
