@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod crash;
+mod floods;
 mod guessing;
 mod mqtt;
 mod password_change;

@@ -51,8 +51,9 @@ pub struct BrokerConfig {
     pub max_queued_messages: usize,
     /// Unacknowledged QoS 1/2 messages in flight per session.
     pub max_inflight: u16,
-    /// Where the broker keeps retained messages (`retained.json`, written every 2 s when
-    /// changed and at shutdown). Created if missing.
+    /// Where the broker keeps retained messages (`retained.json`, written crash-safely within
+    /// half a second of a change and at shutdown, with the previous copy in
+    /// `retained.json.bak`). Created if missing.
     pub data_dir: PathBuf,
     /// An additional MQTT-over-TLS listener.
     pub tls: Option<TlsConfig>,
@@ -268,6 +269,7 @@ pub struct Broker {
     running: Arc<AtomicBool>,
     task: JoinHandle<()>,
     retainer: Arc<retain::Retainer>,
+    /// Writes retained-message changes to disk; stopped and awaited by `shutdown`.
     flusher: JoinHandle<()>,
 }
 
@@ -358,15 +360,7 @@ impl Broker {
             }
             flag.store(false, Ordering::SeqCst);
         });
-        let flusher = tokio::spawn({
-            let retainer = retainer.clone();
-            async move {
-                loop {
-                    tokio::time::sleep(retain::FLUSH_EVERY).await;
-                    retainer.flush().await;
-                }
-            }
-        });
+        let flusher = tokio::spawn(retainer.clone().flush_loop());
         tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
         Ok(Broker {
             scx,
@@ -437,11 +431,13 @@ impl Broker {
     }
 
     /// Stop listening and close all sessions.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.running.store(false, Ordering::SeqCst);
         self.task.abort();
         let kicked = self.kick_where(|_| true).await;
-        self.flusher.abort();
+        // Let the flusher finish a write in progress, then write what changed since.
+        self.retainer.stop_flusher();
+        let _ = (&mut self.flusher).await;
         self.retainer.flush().await;
         tracing::info!(local_addr = %self.local_addr, kicked, "MQTT broker stopped");
     }
@@ -471,7 +467,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        // Without `shutdown`, retained-message changes of the last flush interval are lost.
+        // Without `shutdown`, retained-message changes of the last flush delay are lost.
         self.task.abort();
         self.flusher.abort();
     }

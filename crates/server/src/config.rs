@@ -42,6 +42,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
+    pub audit: AuditConfig,
     /// `PORCHLIGHT_ADMIN_PASSWORD`: the first admin's password on an empty database.
     pub initial_admin_password: Option<Secret>,
 }
@@ -89,6 +90,29 @@ pub struct MqttTlsConfig {
     pub require_client_cert: bool,
 }
 
+/// `[audit]`: how long the audit log is kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Rows older than this many days are deleted (hourly, in small batches); 0 keeps them
+    /// forever.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention_days: 90 }
+    }
+}
+
+impl AuditConfig {
+    /// How long rows are kept, or `None` to keep them forever.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        (self.retention_days > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(self.retention_days) * 24 * 3600))
+    }
+}
+
 fn default_tls_port() -> u16 {
     8883
 }
@@ -122,6 +146,7 @@ impl Default for MqttConfig {
 struct FileConfig {
     http: HttpConfig,
     mqtt: MqttConfig,
+    audit: AuditConfig,
 }
 
 /// The commented example written on first start.
@@ -179,6 +204,7 @@ impl Config {
             data_dir,
             http: file.http,
             mqtt: file.mqtt,
+            audit: file.audit,
             initial_admin_password: env_get("PORCHLIGHT_ADMIN_PASSWORD")
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
@@ -349,6 +375,30 @@ mod tests {
         let file: FileConfig = toml::from_str(EXAMPLE_CONFIG).unwrap();
         assert_eq!(file.http, HttpConfig::default());
         assert_eq!(file.mqtt, MqttConfig::default());
+        assert_eq!(file.audit, AuditConfig::default());
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_90_days_and_0_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(
+            c.audit.retention(),
+            Some(std::time::Duration::from_secs(90 * 24 * 3600))
+        );
+        let c = Config::load_from(
+            &opts(dir.path()),
+            env(&[("PORCHLIGHT_AUDIT__RETENTION_DAYS", "7")]),
+        )
+        .unwrap();
+        assert_eq!(c.audit.retention_days, 7);
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[audit]\nretention_days = 0\n",
+        )
+        .unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.audit.retention(), None);
     }
 
     #[test]

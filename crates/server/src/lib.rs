@@ -161,7 +161,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     // not create an account whose generated password nobody saw.
     let http_listener = bind(config.http.bind, config.http.port, "HTTP", "--http-port").await?;
     let http_addr = local_addr(&http_listener)?;
-    let (audit, audit_writer) = audit_sink::AuditSink::start(store.clone());
+    let (audit, audit_writer) =
+        audit_sink::AuditSink::start(store.clone(), config.audit.retention());
     let logins = Arc::new(login::LoginGate::new(store.clone()));
     let broker = match config.mqtt_port() {
         Some(port) => Some(Arc::new(
@@ -335,13 +336,17 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            // Not fatal: the database file itself is made 0600 by the store at every open.
+            tracing::error!(dir = %dir.display(), error = %e, "cannot make the data directory owner-only (0700)");
+        }
     }
     Ok(())
 }
 
 /// The database holds password hashes and keys: readable by the owner only. Creating the file
-/// 0600 before SQLite opens it makes SQLite give its -wal and -shm files the same mode.
+/// 0600 before SQLite opens it makes SQLite give its -wal and -shm files the same mode; files
+/// widened later are narrowed again by `Store::open` at every start.
 fn create_private_file(path: &Path) -> Result<(), Error> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);

@@ -1,11 +1,14 @@
 //! The audit log: connection attempts, disconnects, refused publishes and subscriptions, web
 //! logins. Rows carry who/where/what happened and a human reason; never a password.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::params;
 
 use crate::{Result, Store, from_unix_ms, unix_ms};
+
+/// Most rows one purge job deletes (see [`Store::purge_audit`]).
+pub const AUDIT_PURGE_BATCH: u32 = 1000;
 
 /// What an audit row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +88,30 @@ impl Store {
             Ok(())
         })
         .await
+    }
+
+    /// Deletes audit rows older than `now - retention`, [`AUDIT_PURGE_BATCH`] rows per write
+    /// job, until none are left; returns how many were deleted. Each batch is its own short
+    /// job, so logins and other writes interleave with a long purge instead of waiting for it.
+    pub async fn purge_audit(&self, now: SystemTime, retention: Duration) -> Result<u64> {
+        let cutoff = unix_ms(now.checked_sub(retention).unwrap_or(std::time::UNIX_EPOCH));
+        let mut total = 0u64;
+        loop {
+            let deleted = self
+                .write(move |c| {
+                    Ok(c.execute(
+                        "DELETE FROM audit WHERE id IN
+                           (SELECT id FROM audit WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                        params![cutoff, AUDIT_PURGE_BATCH],
+                    )?)
+                })
+                .await?;
+            total += deleted as u64;
+            if deleted < AUDIT_PURGE_BATCH as usize {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Newest first; `before` pages backwards by id.

@@ -2,10 +2,12 @@
 //!
 //! Architecture invariants:
 //! - Only this crate knows SQL. Callers get typed rows and typed errors.
-//! - Every write goes through **one writer thread** ([`Store::write`]). Jobs that queue up while
-//!   a transaction runs are committed together (group commit), each inside its own savepoint so
-//!   one failing job never undoes another. This is what lets location ingest reach tens of
-//!   thousands of rows per second later without lock contention.
+//! - Every write goes through **one writer thread** (`Store::write`, crate-private: callers use
+//!   the typed methods). Jobs that queue up while a transaction runs are committed together
+//!   (group commit), each inside its own savepoint so one failing job never undoes another, and
+//!   each caller gets the true outcome of its own job (see [`writer`]). This is what lets
+//!   location ingest reach tens of thousands of rows per second later without lock contention.
+//! - The database file and its `-wal`/`-shm` files are made owner-only (0600) at every open.
 //! - Reads run on a small pool of read-only connections off the async runtime; with WAL they
 //!   never wait for the writer.
 //! - Migrations are embedded at compile time and applied in order at open, in one transaction;
@@ -15,6 +17,8 @@ mod accounts;
 mod audit;
 mod hashing;
 mod migrate;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::{ApiToken, Device, LoginCheck, LoginCheckMode, PasswordChange, User};
-pub use audit::{AuditEntry, AuditKind};
+pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditKind};
 pub use hashing::{
     HashPriority, MAX_CONCURRENT_HASHES, REMEMBER_LOGIN_FOR, hash_password, random_password,
     verify_password,
@@ -66,6 +70,12 @@ pub enum Error {
     Busy,
     #[error("commit failed: {0}")]
     Commit(String),
+    #[error("cannot begin a write transaction: {0}")]
+    Begin(String),
+    #[error("the write was lost: {0}")]
+    RolledBack(String),
+    #[error("a database job panicked: {0}")]
+    JobPanicked(String),
     #[error("the store is closed")]
     Closed,
 }
@@ -113,6 +123,7 @@ impl Store {
              PRAGMA foreign_keys = ON;",
         )?;
         migrate::apply(&mut conn, path)?;
+        restrict_file_modes(path);
         let writer = writer::spawn(conn)?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -129,7 +140,7 @@ impl Store {
 
     /// Runs `job` on the writer thread inside a transaction (its own savepoint within a group
     /// commit) and returns its result once the transaction is durable.
-    pub async fn write<T, F>(&self, job: F) -> Result<T>
+    pub(crate) async fn write<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -138,7 +149,7 @@ impl Store {
     }
 
     /// Runs `job` on a read-only connection on a blocking thread.
-    pub async fn read<T, F>(&self, job: F) -> Result<T>
+    pub(crate) async fn read<T, F>(&self, job: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -178,6 +189,56 @@ impl Store {
             pool.clear();
         }
     }
+}
+
+/// The database holds password hashes and keys: the file and its `-wal`/`-shm` companions
+/// must be readable by the owner only. They are created that way, but a copy, a restore from
+/// a backup or another tool may have widened them, so every open checks and narrows them.
+///
+/// A file whose mode cannot be fixed (owned by another account, or on a file system without
+/// Unix modes) is reported as an error in the log, and the open goes on: the secrets in it are
+/// hashes, and refusing to start would turn a permission problem into an outage of the
+/// household's hub (its alarm included). The log line names the file and what to run.
+fn restrict_file_modes(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![path.to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(PathBuf::from(name));
+        }
+        for file in files {
+            let mode = match std::fs::metadata(&file) {
+                Ok(m) => m.permissions().mode() & 0o777,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    tracing::error!(file = %file.display(), error = %e, "cannot check the database file's mode");
+                    continue;
+                }
+            };
+            if mode & 0o077 == 0 {
+                continue;
+            }
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(
+                    file = %file.display(),
+                    was = format!("{mode:o}"),
+                    "the database file was readable by others; made it 0600"
+                ),
+                Err(e) => tracing::error!(
+                    file = %file.display(),
+                    mode = format!("{mode:o}"),
+                    error = %e,
+                    "the database file is readable by others and its mode cannot be changed; \
+                     run `chmod 600` on it as its owner"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {

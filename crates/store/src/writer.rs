@@ -2,10 +2,23 @@
 //!
 //! Jobs arrive on a bounded queue. The thread takes the first job, opens a transaction, then
 //! takes whatever else is already queued (up to [`MAX_BATCH`]) into the same transaction, each
-//! job in its own savepoint. After COMMIT every job's caller gets its result; if COMMIT itself
-//! fails every job in the batch gets that error. A full queue makes writers wait (backpressure)
-//! rather than dropping anything.
+//! job in its own savepoint. A full queue makes writers wait (backpressure) rather than
+//! dropping anything.
+//!
+//! Every caller gets the true outcome of its own job:
+//! - a job that fails (or panics: the panic is caught) has its savepoint rolled back and its
+//!   caller gets the error; the other jobs of the batch go on;
+//! - after SQLITE_FULL, SQLITE_IOERR and the like SQLite may have rolled back the whole
+//!   transaction by itself. The thread checks for that after every job: the jobs of the batch
+//!   that already ran lost their work and get [`Error::RolledBack`], and the remaining jobs run
+//!   in a new transaction;
+//! - if `BEGIN` fails, every job of the batch gets that error ([`Error::Begin`]) unrun;
+//! - if `COMMIT` fails, every job of the transaction gets that error ([`Error::Commit`]).
+//!
+//! The thread clears the `running` flag however it ends (a drop guard, so a panic outside a
+//! job counts too): the store then reports itself unhealthy and `/health` answers 503.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -18,12 +31,59 @@ use crate::{Error, Result};
 const QUEUE_DEPTH: usize = 4096;
 const MAX_BATCH: usize = 1024;
 
-/// Completes a job after its batch committed (`Ok`) or failed to commit (`Err`).
-type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+/// How a transaction ended for the jobs that ran in it.
+#[derive(Clone)]
+enum Outcome {
+    Committed,
+    /// `COMMIT` failed; nothing of the transaction is in the file.
+    CommitFailed(String),
+    /// SQLite rolled the transaction back by itself while a later job ran.
+    RolledBack(String),
+}
+
+/// Completes a job once its transaction ended.
+type Completion = Box<dyn FnOnce(Outcome) + Send>;
+
+/// A queued write.
+trait Job: Send {
+    /// Runs the job in its savepoint; the returned completion reports its outcome later.
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// Answers the caller without running the job.
+    fn refuse(self: Box<Self>, error: Error);
+}
+
+struct Typed<T, F> {
+    job: F,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for Typed<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let Typed { job, reply } = *self;
+        let result = in_savepoint(conn, job);
+        Box::new(move |outcome: Outcome| {
+            let result = match outcome {
+                Outcome::Committed => result,
+                // A job that failed on its own keeps its own error.
+                Outcome::CommitFailed(_) | Outcome::RolledBack(_) if result.is_err() => result,
+                Outcome::CommitFailed(e) => Err(Error::Commit(e)),
+                Outcome::RolledBack(e) => Err(Error::RolledBack(e)),
+            };
+            let _ = reply.send(result);
+        })
+    }
+
+    fn refuse(self: Box<Self>, error: Error) {
+        let _ = self.reply.send(Err(error));
+    }
+}
 
 enum Message {
-    Job(Job),
+    Job(Box<dyn Job>),
     /// Stop after the jobs queued before this message; the sender is told when done.
     Close(oneshot::Sender<()>),
 }
@@ -31,21 +91,31 @@ enum Message {
 pub(crate) struct WriterHandle {
     /// Queue into the writer thread. A closed channel means the thread is gone.
     tx: mpsc::Sender<Message>,
-    /// Set by the thread as it exits, read by health checks.
+    /// True while the thread runs; cleared by a drop guard however the thread ends. Read by
+    /// health checks.
     running: Arc<AtomicBool>,
     /// The thread, joined once by `close`.
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// Clears the `running` flag when the writer thread ends, normally or by a panic.
+struct RunningGuard(Arc<AtomicBool>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let running = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&running);
+    let guard = RunningGuard(Arc::clone(&running));
     let thread = std::thread::Builder::new()
         .name("porchlight-db-writer".into())
         .spawn(move || {
+            let _guard = guard;
             writer_loop(conn, rx);
-            flag.store(false, Ordering::SeqCst);
         })
         .map_err(|e| Error::Commit(format!("cannot start the database writer thread: {e}")))?;
     Ok(WriterHandle {
@@ -61,22 +131,12 @@ impl WriterHandle {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = in_savepoint(conn, job);
-            Box::new(move |commit: std::result::Result<(), String>| {
-                let outcome = match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(Error::Commit(e)),
-                };
-                let _ = done_tx.send(outcome);
-            })
-        });
+        let (reply, done) = oneshot::channel::<Result<T>>();
         self.tx
-            .send(Message::Job(job))
+            .send(Message::Job(Box::new(Typed { job, reply })))
             .await
             .map_err(|_| Error::Closed)?;
-        done_rx.await.map_err(|_| Error::Closed)?
+        done.await.map_err(|_| Error::Closed)?
     }
 
     pub(crate) fn is_running(&self) -> bool {
@@ -95,9 +155,16 @@ impl WriterHandle {
     }
 }
 
+/// Runs `job` inside a savepoint, rolled back if the job fails or panics.
 fn in_savepoint<T>(conn: &Connection, job: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     conn.execute_batch("SAVEPOINT job")?;
-    let result = job(conn);
+    // The job's captures are dropped by the unwind; the connection is left as the savepoint
+    // rollback below leaves it, so observing it after a panic is sound.
+    let result = catch_unwind(AssertUnwindSafe(|| job(conn))).unwrap_or_else(|panic| {
+        let what = panic_message(panic.as_ref());
+        tracing::error!(panic = %what, "a database write job panicked; its changes are rolled back");
+        Err(Error::JobPanicked(what))
+    });
     let end = if result.is_ok() {
         conn.execute_batch("RELEASE job")
     } else {
@@ -108,6 +175,14 @@ fn in_savepoint<T>(conn: &Connection, job: impl FnOnce(&Connection) -> Result<T>
         (Err(e), _) => Err(e),
         (Ok(_), Err(e)) => Err(e.into()),
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>) {
@@ -137,7 +212,9 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>) {
     rx.close();
     // Jobs that raced with Close are refused: their callers see `Error::Closed`.
     while let Ok(msg) = rx.try_recv() {
-        drop(msg);
+        if let Message::Job(job) = msg {
+            job.refuse(Error::Closed);
+        }
     }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "WAL checkpoint at close failed");
@@ -148,22 +225,216 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let msg = e.to_string();
-        tracing::error!(error = %msg, "cannot begin a write transaction");
-        // Dropping the jobs unrun drops their reply channels: callers see `Error::Closed`.
-        drop(batch);
-        return;
+/// Runs `batch` in as few transactions as possible: one, unless SQLite rolls a transaction
+/// back by itself, in which case the jobs not yet run go on in a new one.
+fn commit_batch(conn: &Connection, batch: Vec<Box<dyn Job>>) {
+    let mut pending = batch.into_iter();
+    loop {
+        let mut next = pending.next();
+        if next.is_none() {
+            return;
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "cannot begin a write transaction");
+            for job in next.into_iter().chain(pending) {
+                job.refuse(Error::Begin(msg.clone()));
+            }
+            return;
+        }
+        let mut ran: Vec<Completion> = Vec::new();
+        let mut lost = None;
+        while let Some(job) = next.take() {
+            ran.push(job.run(conn));
+            if conn.is_autocommit() {
+                // The transaction is gone: SQLite rolled it back (SQLITE_FULL, IOERR, …).
+                lost = Some(
+                    "SQLite rolled back the transaction after an error (disk full or I/O error?)"
+                        .to_owned(),
+                );
+                break;
+            }
+            next = pending.next();
+        }
+        let outcome = match lost {
+            Some(msg) => {
+                tracing::error!(jobs = ran.len(), "{msg}; those writes are lost");
+                Outcome::RolledBack(msg)
+            }
+            None => match conn.execute_batch("COMMIT") {
+                Ok(()) => Outcome::Committed,
+                Err(e) => {
+                    let msg = e.to_string();
+                    tracing::error!(error = %msg, "commit failed");
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Outcome::CommitFailed(msg)
+                }
+            },
+        };
+        for complete in ran {
+            complete(outcome.clone());
+        }
     }
-    let completions: Vec<Completion> = batch.into_iter().map(|job| job(conn)).collect();
-    let commit = conn.execute_batch("COMMIT").map_err(|e| {
-        let msg = e.to_string();
-        tracing::error!(error = %msg, "commit failed");
-        let _ = conn.execute_batch("ROLLBACK");
-        msg
-    });
-    for complete in completions {
-        complete(commit.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_conn(dir: &tempfile::TempDir) -> (std::path::PathBuf, Connection) {
+        let path = dir.path().join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, body BLOB);",
+        )
+        .unwrap();
+        (path, conn)
+    }
+
+    fn names(path: &std::path::Path) -> Vec<String> {
+        let c = Connection::open(path).unwrap();
+        let mut s = c.prepare("SELECT name FROM t ORDER BY id").unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    fn insert(name: &'static str, body_len: usize) -> impl FnOnce(&Connection) -> Result<()> {
+        move |c: &Connection| {
+            c.execute(
+                "INSERT INTO t (name, body) VALUES (?1, ?2)",
+                rusqlite::params![name, vec![7u8; body_len]],
+            )?;
+            Ok(())
+        }
+    }
+
+    /// Holds the writer inside a job until the returned sender fires, so that the jobs queued
+    /// meanwhile form the next batch together.
+    async fn hold(writer: &Arc<WriterHandle>) -> std::sync::mpsc::Sender<()> {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, entered) = oneshot::channel();
+        let w = Arc::clone(writer);
+        tokio::spawn(async move {
+            w.run(move |_| {
+                let _ = entered_tx.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+        });
+        entered.await.unwrap();
+        release
+    }
+
+    async fn queued(writer: &WriterHandle, n: usize) {
+        while QUEUE_DEPTH - writer.tx.capacity() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = temp_conn(&dir);
+        let writer = Arc::new(spawn(conn).unwrap());
+        let release = hold(&writer).await;
+        let w = Arc::clone(&writer);
+        let before = tokio::spawn(async move { w.run(insert("before", 1)).await });
+        let w = Arc::clone(&writer);
+        let panics = tokio::spawn(async move {
+            w.run(|c: &Connection| -> Result<()> {
+                c.execute("INSERT INTO t (name) VALUES ('panicked')", [])?;
+                panic!("a bug in a job");
+            })
+            .await
+        });
+        queued(&writer, 2).await;
+        release.send(()).unwrap();
+        before.await.unwrap().unwrap();
+        match panics.await.unwrap() {
+            Err(Error::JobPanicked(msg)) => assert!(msg.contains("a bug in a job"), "{msg}"),
+            other => panic!("expected JobPanicked, got {other:?}"),
+        }
+        writer.run(insert("after", 1)).await.unwrap();
+        assert!(writer.is_running());
+        assert_eq!(names(&path), ["before", "after"]);
+        writer.close().await;
+        assert!(!writer.is_running());
+    }
+
+    #[tokio::test]
+    async fn after_sqlite_rolls_back_a_batch_each_caller_learns_what_really_happened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = temp_conn(&dir);
+        // A few pages to spare: small rows fit, a 1 MB row makes SQLITE_FULL, after which
+        // SQLite rolls back the whole transaction (not just the statement).
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.execute_batch(&format!("PRAGMA max_page_count = {}", pages + 8))
+            .unwrap();
+        let writer = Arc::new(spawn(conn).unwrap());
+        let release = hold(&writer).await;
+        let mut tasks = Vec::new();
+        for (name, len) in [("lost", 10), ("too big", 1 << 20), ("kept", 10)] {
+            let w = Arc::clone(&writer);
+            tasks.push(tokio::spawn(async move { w.run(insert(name, len)).await }));
+            queued(&writer, tasks.len()).await;
+        }
+        release.send(()).unwrap();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        assert!(
+            matches!(results[0], Err(Error::RolledBack(_))),
+            "{:?}",
+            results[0]
+        );
+        assert!(
+            matches!(&results[1], Err(Error::Sqlite(e)) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)),
+            "{:?}",
+            results[1]
+        );
+        assert!(results[2].is_ok(), "{:?}", results[2]);
+        assert!(writer.is_running());
+        writer.run(insert("later", 10)).await.unwrap();
+        writer.close().await;
+        // What the writer said was committed is in the file, and nothing else.
+        assert_eq!(names(&path), ["kept", "later"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_begin_reports_the_real_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = temp_conn(&dir);
+        conn.busy_timeout(std::time::Duration::from_millis(50))
+            .unwrap();
+        let writer = spawn(conn).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        match writer.run(insert("blocked", 1)).await {
+            Err(Error::Begin(msg)) => assert!(msg.contains("locked"), "{msg}"),
+            other => panic!("expected Begin, got {other:?}"),
+        }
+        other.execute_batch("ROLLBACK").unwrap();
+        writer.run(insert("free", 1)).await.unwrap();
+        writer.close().await;
+        assert_eq!(names(&path), ["free"]);
+    }
+
+    #[test]
+    fn the_running_flag_clears_however_the_thread_ends() {
+        let running = Arc::new(AtomicBool::new(true));
+        let guard = RunningGuard(Arc::clone(&running));
+        let thread = std::thread::spawn(move || {
+            let _guard = guard;
+            panic!("the writer loop itself failed");
+        });
+        assert!(thread.join().is_err());
+        assert!(!running.load(Ordering::SeqCst));
     }
 }

@@ -1,0 +1,153 @@
+//! Store tests that look inside the file with SQL: they use the crate-private
+//! `Store::read`/`Store::write`, which nothing outside this crate may call.
+
+use std::time::SystemTime;
+
+use porchlight_domain::Role;
+use porchlight_domain::secret::Secret;
+
+use crate::{Error, LATEST_VERSION, Store};
+
+fn pw(s: &str) -> Secret {
+    Secret::new(s)
+}
+
+fn temp_db() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("porchlight.db");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn a_fresh_database_gets_every_migration_and_reopening_changes_nothing() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    store.close().await;
+
+    let store = Store::open(&path).unwrap();
+    let versions = store
+        .read(|c| {
+            let mut s = c.prepare("SELECT version FROM schema_migrations ORDER BY version")?;
+            let v = s
+                .query_map([], |r| r.get::<_, u32>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(v)
+        })
+        .await
+        .unwrap();
+    assert_eq!(versions, (1..=LATEST_VERSION).collect::<Vec<_>>());
+    assert_eq!(
+        store.user_count().await.unwrap(),
+        1,
+        "reopening must keep data"
+    );
+    let mode = store
+        .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))?))
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn passwords_are_stored_as_argon2id_strings_only() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    let stored: String = store
+        .read(|c| Ok(c.query_row("SELECT password_hash FROM users", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$"), "{stored}");
+    assert!(!stored.contains("alice password"));
+}
+
+#[tokio::test]
+async fn api_tokens_are_stored_hashed() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let alice = store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    let (_, token) = store
+        .create_api_token(alice.id, "backup script")
+        .await
+        .unwrap();
+    let stored: String = store
+        .read(|c| Ok(c.query_row("SELECT token_hash FROM api_tokens", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert!(!stored.contains(token.expose()));
+    assert!(
+        store
+            .api_token_user(token.expose(), SystemTime::now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_writers_all_land_and_a_failing_job_does_not_undo_its_batch() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..500i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .write(move |c| {
+                    if i % 50 == 7 {
+                        c.execute("INSERT INTO no_such_table VALUES (1)", [])?;
+                    }
+                    c.execute(
+                        "INSERT INTO audit (at, kind, reason) VALUES (?1, 'mqtt_connect', 'x')",
+                        [i],
+                    )?;
+                    Ok(())
+                })
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 490);
+    let rows: i64 = store
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM audit", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(rows, 490);
+    store.close().await;
+    assert!(matches!(store.write(|_| Ok(())).await, Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn a_panicking_write_job_fails_alone_and_the_store_stays_healthy() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let result: Result<(), Error> = store
+        .write(|_| -> crate::Result<()> { panic!("a bug in a store method") })
+        .await;
+    assert!(matches!(result, Err(Error::JobPanicked(_))), "{result:?}");
+    assert!(store.is_healthy().await);
+    store
+        .create_user("alice", Role::User, &pw("alice password 1"))
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(
+        !store.is_healthy().await,
+        "a stopped writer must make /health fail"
+    );
+}
