@@ -1890,3 +1890,84 @@ async fn too_many_connections_are_audited_as_a_count() {
     // and none of them became a per-connection row
     assert!(gk.connect_codes("c3").is_empty());
 }
+
+/// Connect as alice with client id `client_id` (raw, MQTT 3.1.1), then publish `publishes`
+/// QoS 0 messages to her tree in the same write; returns the CONNACK code and the socket.
+async fn alice_connects_and_publishes(
+    addr: SocketAddr,
+    client_id: &str,
+    publishes: usize,
+) -> (u8, TcpStream) {
+    let mut bytes = RawConnect {
+        level: 4,
+        client_id,
+        user: Some("alice"),
+        password: Some("alice-pw"),
+        will: None,
+    }
+    .encode();
+    for _ in 0..publishes {
+        bytes.extend(raw_publish("owntracks/alice/phone", b"x"));
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let mut ack = [0u8; 4];
+    timeout(Duration::from_secs(30), s.read_exact(&mut ack))
+        .await
+        .expect("CONNACK timeout")
+        .unwrap();
+    (ack[3], s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_refused_after_authentication_does_not_own_the_client_id() {
+    // rmqtt can still refuse a CONNECT our authentication hook allowed. Here: alice's sessions
+    // stall in a publish (a consumer that never reads), so each reconnect waits 5 s for
+    // rmqtt's kick of the previous session; a CONNECT queued behind two such kicks waits
+    // longer than its turn (8 s) and finds rmqtt's per-client-id lock taken: CONNACK 3. That
+    // CONNECT's identity must not become the owner of the client id, or bob could take
+    // alice's session next. Whether a reconnect's new session stalls before the next kick
+    // reaches it is a race, so several reconnects queue up, and the whole is retried.
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    for attempt in 0..3 {
+        let client_id = format!("victim-{attempt}");
+        let stall = broker.bus().consume("owntracks/alice/#", 1);
+        let (code, first) = alice_connects_and_publishes(addr, &client_id, 2).await;
+        assert_eq!(code, 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut reconnects = Vec::new();
+        for _ in 0..6 {
+            let id = client_id.clone();
+            reconnects.push(tokio::spawn(async move {
+                alice_connects_and_publishes(addr, &id, 1).await
+            }));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (last, _s) = alice_connects_and_publishes(addr, &client_id, 0).await;
+        // let the stalled sessions go, and the reconnects finish
+        drop(stall);
+        let mut sockets = vec![first];
+        for r in reconnects {
+            sockets.push(r.await.unwrap().1);
+        }
+        if last != 3 {
+            eprintln!("attempt {attempt}: the last CONNECT got {last}, not 3; again");
+            continue;
+        }
+        // alice's session (a reconnect's) is there: bob may not take it
+        assert_eq!(
+            raw_code(addr, 4, &client_id, Some("bob"), Some("bob-pw")).await,
+            5
+        );
+        assert!(
+            eventually(|| gk.connect_codes(&client_id).last() == Some(&5)).await,
+            "{:?}",
+            gk.connect_codes(&client_id)
+        );
+        drop(sockets);
+        broker.shutdown().await;
+        return;
+    }
+    panic!("no CONNECT was refused after authentication in 3 attempts");
+}
