@@ -8,46 +8,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use crate::raw_mqtt::connect_and_publish;
 use crate::support::ADMIN_PASSWORD;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn put_str(buf: &mut Vec<u8>, s: &[u8]) {
-    buf.extend_from_slice(&(s.len() as u16).to_be_bytes());
-    buf.extend_from_slice(s);
-}
-
-fn packet(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut packet = vec![first];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(body);
-    packet
-}
-
-/// An MQTT 3.1.1 CONNECT (clean session, user name and password) and a QoS 0 PUBLISH.
-fn connect_and_publish(client_id: &str, user: &str, password: &str, topic: &str) -> Vec<u8> {
-    let mut connect = Vec::new();
-    put_str(&mut connect, b"MQTT");
-    connect.extend_from_slice(&[4, 0xC2, 0, 30]);
-    put_str(&mut connect, client_id.as_bytes());
-    put_str(&mut connect, user.as_bytes());
-    put_str(&mut connect, password.as_bytes());
-    let mut publish = Vec::new();
-    put_str(&mut publish, topic.as_bytes());
-    publish.extend_from_slice(b"first");
-    [packet(0x10, &connect), packet(0x30, &publish)].concat()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_wired_at_start_sees_a_publish_made_the_moment_the_port_opens() {

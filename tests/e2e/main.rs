@@ -9,7 +9,9 @@
 
 mod accounts;
 mod bus;
+mod connections;
 mod mqtt;
+mod raw_mqtt;
 mod serve;
 mod support;
 mod tls;
