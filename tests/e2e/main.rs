@@ -8,11 +8,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod bus;
+mod connections;
 mod crash;
 mod floods;
 mod guessing;
 mod mqtt;
 mod password_change;
+mod raw_mqtt;
 mod serve;
 mod sessions;
 mod support;

@@ -1,4 +1,5 @@
-//! The rmqtt hook handler: authentication, ACL, audit and the feed of [`crate::Bus`] consumers.
+//! The rmqtt hook handler: authentication, session ownership, ACL, audit and the feed of
+//! [`crate::Bus`] receivers.
 //!
 //! rmqtt notes (0.24.0):
 //! - `MessagePublish` runs *before* the publish ACL and also sees refused publishes, so
@@ -6,48 +7,80 @@
 //! - A will message is published without any ACL check; its topic is checked at CONNECT.
 //!   Wills reach consumers through `MessagePublish` (with a `LastWill` origin).
 //! - An ACL handler that returns nothing means "allow"; every path here answers explicitly.
-//! - The refused-CONNACK path does not run `ClientConnack`, so refusals are audited here.
+//! - The refused-CONNACK path does not run `ClientConnack`, so refusals are audited here, and
+//!   a CONNECT counts as accepted only once `ClientConnack` runs: authentication records a
+//!   *pending* identity, `ClientConnack` attaches it to the session rmqtt created.
+//! - rmqtt hands an existing session (online, or offline with clean_session=0) to the next
+//!   CONNECT with its client id, subscriptions and queued messages included. So every session
+//!   carries the identity that created it (in its `extra_attrs`), and a CONNECT may reuse a
+//!   client id only if that session is absent or belongs to the same user.
+//! - The session limit is checked before authentication, without telling any hook; the
+//!   `ClientConnect` hook applies the same test just before and counts such refusals.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use porchlight_domain::acl::{self, Identity};
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
+use rmqtt::session::Session;
 use rmqtt::types::{
-    AuthResult, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult,
+    AuthResult, ClientId, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult,
 };
 
 use crate::bus::Consumers;
+use crate::refusals::Refusals;
 use crate::takeover::Takeovers;
-use crate::{AuditEvent, Credentials, Gatekeeper, Inbound, ProtocolLevel, Refusal};
+use crate::{AuditEvent, Credentials, Gatekeeper, Inbound, Origin, ProtocolLevel, Refusal};
 
-/// A session that passed authentication, keyed by client id; kept while rmqtt keeps the
-/// session (also offline), so its owner is known when the client id is reused.
+/// Key of the session's identity in rmqtt's per-session `extra_attrs`.
+const IDENTITY_ATTR: &str = "porchlight.identity";
+
+/// An authenticated CONNECT rmqtt has not accepted within this time never will be.
+const PENDING_LIMIT: Duration = Duration::from_secs(30);
+
+/// The owner of a session rmqtt holds (connected, or offline and persistent).
 struct Live {
     id: Id,
-    identity: Identity,
+    identity: Arc<Identity>,
 }
 
 /// State shared by the hook handler, the bus and the broker handle.
 pub(crate) struct State {
     gatekeeper: Arc<dyn Gatekeeper>,
     max_payload: usize,
+    /// Identities of CONNECTs that passed authentication and wait for rmqtt to accept them
+    /// (`ClientConnack`); never used for anything else.
+    pending: Mutex<HashMap<Id, (Arc<Identity>, Instant)>>,
+    /// Accepted sessions by client id, for kicking by user or device and the revocation sweep.
+    /// Ownership checks read the session's own identity instead.
     live: Mutex<HashMap<String, Live>>,
     pub(crate) consumers: Consumers,
     /// Messages rmqtt dropped (queue full, expired, session gone): for logs and health.
     dropped: std::sync::atomic::AtomicU64,
+    /// "Too many connections" refusals, audited as counts.
+    pub(crate) refusals: Arc<Refusals>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl State {
-    pub(crate) fn new(gatekeeper: Arc<dyn Gatekeeper>, max_payload: usize) -> Self {
+    pub(crate) fn new(
+        gatekeeper: Arc<dyn Gatekeeper>,
+        max_payload: usize,
+        max_connections: usize,
+    ) -> Self {
         Self {
+            refusals: Refusals::new(gatekeeper.clone(), max_connections),
             gatekeeper,
             max_payload,
+            pending: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             consumers: Consumers::default(),
             dropped: std::sync::atomic::AtomicU64::new(0),
@@ -66,18 +99,18 @@ impl State {
     }
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, Live>> {
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.live)
     }
 
-    /// The identity of the connection `id`, if it is the one that authenticated last under
-    /// its client id.
-    fn identity(&self, id: &Id) -> Option<Identity> {
-        self.live()
-            .get(&*id.client_id)
-            .filter(|l| l.id == *id)
-            .map(|l| l.identity.clone())
+    fn add_pending(&self, id: Id, identity: Arc<Identity>) {
+        let now = Instant::now();
+        let mut pending = lock(&self.pending);
+        pending.retain(|_, (_, since)| now.duration_since(*since) < PENDING_LIMIT);
+        pending.insert(id, (identity, now));
+    }
+
+    fn take_pending(&self, id: &Id) -> Option<Arc<Identity>> {
+        lock(&self.pending).remove(id).map(|(identity, _)| identity)
     }
 
     pub(crate) fn live_matching(&self, pred: impl Fn(&Identity) -> bool) -> Vec<Id> {
@@ -90,7 +123,10 @@ impl State {
 
     /// Every identity that currently owns a session.
     pub(crate) fn identities(&self) -> Vec<Identity> {
-        self.live().values().map(|l| l.identity.clone()).collect()
+        self.live()
+            .values()
+            .map(|l| Identity::clone(&l.identity))
+            .collect()
     }
 
     pub(crate) fn forget(&self, id: &Id) {
@@ -103,6 +139,17 @@ impl State {
     fn record(&self, event: AuditEvent) {
         self.gatekeeper.record(event);
     }
+}
+
+/// The identity a session was accepted with (`None` only between rmqtt storing a new session
+/// and our `ClientConnack` hook).
+async fn session_identity(session: &Session) -> Option<Arc<Identity>> {
+    session
+        .extra_attrs
+        .read()
+        .await
+        .get::<Arc<Identity>>(IDENTITY_ATTR)
+        .cloned()
 }
 
 #[derive(Clone)]
@@ -179,17 +226,22 @@ impl HookHandler {
         }
         // Queue behind an earlier CONNECT with this client id (see `takeover`).
         self.takeovers.acquire(&self.scx, ci.id()).await;
-        // rmqtt hands an existing session (online, or offline with clean_session=0) to the
-        // next CONNECT with its client id, subscriptions and queued messages included, without
-        // re-checking them against the ACL. Only the same user may take a session over.
-        let previous = self
-            .state
-            .live()
-            .get(&creds.client_id)
-            .map(|l| (l.id.clone(), l.identity.user_id));
-        if let Some((previous_id, owner)) = previous {
-            let exists = self.scx.extends.shared().await.entry(previous_id).id_same() == Some(true);
-            if exists && owner != identity.user_id {
+        // Any session under this client id, connected or offline, belongs to its owner.
+        let existing = self
+            .scx
+            .extends
+            .shared()
+            .await
+            .entry(ci.id().clone())
+            .session();
+        if let Some(session) = existing {
+            let same_user = match session_identity(&session).await {
+                Some(owner) => owner.user_id == identity.user_id,
+                // Stored a moment ago and not yet tagged (the takeover turn normally rules
+                // this out): the account name it connected with decides.
+                None => session.id.username.as_deref() == Some(identity.username.as_str()),
+            };
+            if !same_user {
                 self.takeovers.release(ci.id());
                 return refuse(
                     Refusal::NotAuthorized,
@@ -197,18 +249,71 @@ impl HookHandler {
                 );
             }
         }
-        self.state.live().insert(
-            creds.client_id.clone(),
-            Live {
-                id: ci.id().clone(),
-                identity,
-            },
-        );
+        // Owner of the session only once rmqtt accepts the CONNECT (`ClientConnack`).
+        self.state.add_pending(ci.id().clone(), Arc::new(identity));
         AuthResult::Allow(false, None)
     }
 
-    async fn check_publish(&self, id: &Id, publish: &rmqtt::types::Publish) -> PublishAclResult {
-        let Some(identity) = self.state.identity(id) else {
+    /// rmqtt accepted the CONNECT of `id` and stored its session: tag the session with the
+    /// identity that authenticated.
+    async fn accepted(&self, id: &Id) {
+        let Some(identity) = self.state.take_pending(id) else {
+            tracing::warn!(client_id = %id.client_id, "accepted connection without identity");
+            return;
+        };
+        let session = self
+            .scx
+            .extends
+            .shared()
+            .await
+            .entry(id.clone())
+            .session()
+            .filter(|s| s.id == *id);
+        let Some(session) = session else {
+            tracing::warn!(client_id = %id.client_id, "accepted connection without session");
+            return;
+        };
+        session
+            .extra_attrs
+            .write()
+            .await
+            .insert(ClientId::from_static(IDENTITY_ATTR), identity.clone());
+        self.state.live().insert(
+            id.client_id.to_string(),
+            Live {
+                id: id.clone(),
+                identity,
+            },
+        );
+    }
+
+    /// The test rmqtt applies right after the `ClientConnect` hook to refuse a CONNECT for
+    /// "too many sessions" (CONNACK 3 / 0x88), without telling any hook.
+    async fn over_session_limit(&self, ci: &ConnectInfo) -> bool {
+        let max = self.scx.mqtt_max_sessions;
+        if max <= 0 || self.scx.sessions.count() < max {
+            return false;
+        }
+        // rmqtt refuses MQTT 5 extended authentication before the limit.
+        if ci.auth_method().is_some() {
+            return false;
+        }
+        !self
+            .scx
+            .extends
+            .shared()
+            .await
+            .entry(ci.id().clone())
+            .exist()
+    }
+
+    async fn check_publish(
+        &self,
+        session: &Session,
+        publish: &rmqtt::types::Publish,
+    ) -> PublishAclResult {
+        let id = &session.id;
+        let Some(identity) = session_identity(session).await else {
             tracing::warn!(client_id = %id.client_id, "publish from a connection without identity");
             return PublishAclResult::rejected(true, Some("no identity".into()));
         };
@@ -228,24 +333,25 @@ impl HookHandler {
             self.state.record(AuditEvent::PublishDenied {
                 at: SystemTime::now(),
                 client_id: id.client_id.to_string(),
-                username: Some(identity.username),
+                username: Some(identity.username.clone()),
                 topic: publish.topic.to_string(),
             });
             return PublishAclResult::rejected(false, None);
         }
-        let inbound = Inbound {
-            topic: publish.topic.to_string(),
-            payload: publish.payload.clone(),
-            username: identity.username,
-            client_id: id.client_id.to_string(),
-            retain: publish.retain,
-        };
-        self.state.consumers.dispatch(inbound).await;
+        self.state
+            .consumers
+            .dispatch(inbound(publish, Origin::Client, Some(identity), id))
+            .await;
         PublishAclResult::allow()
     }
 
-    fn check_subscribe(&self, id: &Id, sub: &rmqtt::types::Subscribe) -> SubscribeAclResult {
-        let identity = self.state.identity(id);
+    async fn check_subscribe(
+        &self,
+        session: &Session,
+        sub: &rmqtt::types::Subscribe,
+    ) -> SubscribeAclResult {
+        let id = &session.id;
+        let identity = session_identity(session).await;
         if let Some(identity) = identity
             .as_ref()
             .filter(|i| acl::may_subscribe(i, &sub.topic_filter))
@@ -257,7 +363,7 @@ impl HookHandler {
         self.state.record(AuditEvent::SubscribeDenied {
             at: SystemTime::now(),
             client_id: id.client_id.to_string(),
-            username: identity.map(|i| i.username),
+            username: identity.map(|i| i.username.clone()),
             filter: sub.topic_filter.to_string(),
         });
         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
@@ -268,6 +374,12 @@ impl HookHandler {
 impl Handler for HookHandler {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         match param {
+            Parameter::ClientConnect(ci) => {
+                if self.over_session_limit(ci).await {
+                    self.state.refusals.note(peer_of(ci.id()));
+                }
+                (true, acc)
+            }
             Parameter::ClientAuthenticate(ci) => {
                 let result = self.authenticate(ci).await;
                 (false, Some(HookResult::AuthResult(result)))
@@ -275,6 +387,7 @@ impl Handler for HookHandler {
             // rmqtt 0.24 runs this hook for accepted CONNECTs only.
             Parameter::ClientConnack(ci, _) => {
                 let id = ci.id();
+                self.accepted(id).await;
                 self.takeovers.release(id);
                 tracing::info!(client_id = %id.client_id, username = ?ci.username(), peer = %peer_of(id), "MQTT client connected");
                 self.state.record(AuditEvent::Connect {
@@ -306,29 +419,27 @@ impl Handler for HookHandler {
                 (true, acc)
             }
             Parameter::ClientSubscribeCheckAcl(session, sub) => {
-                let result = self.check_subscribe(&session.id, sub);
+                let result = self.check_subscribe(session, sub).await;
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
-                let result = self.check_publish(&session.id, publish).await;
+                let result = self.check_publish(session, publish).await;
                 (false, Some(HookResult::PublishAclResult(result)))
             }
-            Parameter::MessagePublish(_, from, publish)
+            Parameter::MessagePublish(session, from, publish)
                 if matches!(from.typ(), FromType::LastWill) =>
             {
-                let inbound = Inbound {
-                    topic: publish.topic.to_string(),
-                    payload: publish.payload.clone(),
-                    username: from
-                        .id
-                        .username
-                        .as_ref()
-                        .map(|u| u.to_string())
-                        .unwrap_or_default(),
-                    client_id: from.id.client_id.to_string(),
-                    retain: publish.retain,
+                let identity = match session {
+                    Some(session) => session_identity(session).await,
+                    None => None,
                 };
-                self.state.consumers.dispatch(inbound).await;
+                if identity.is_none() {
+                    tracing::warn!(client_id = %from.id.client_id, "will message of a session without identity");
+                }
+                self.state
+                    .consumers
+                    .dispatch(inbound(publish, Origin::Will, identity, &from.id))
+                    .await;
                 (true, acc)
             }
             Parameter::MessageDropped(to, from, publish, reason) => {
@@ -345,6 +456,23 @@ impl Handler for HookHandler {
             }
             _ => (true, acc),
         }
+    }
+}
+
+fn inbound(
+    publish: &rmqtt::types::Publish,
+    origin: Origin,
+    identity: Option<Arc<Identity>>,
+    id: &Id,
+) -> Inbound {
+    Inbound {
+        topic: publish.topic.to_string(),
+        payload: publish.payload.clone(),
+        qos: publish.qos.value(),
+        retain: publish.retain,
+        origin,
+        identity,
+        client_id: id.client_id.to_string(),
     }
 }
 

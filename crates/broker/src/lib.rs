@@ -6,12 +6,24 @@
 //! ([`porchlight_domain::acl`]) enforced through rmqtt hooks. The rest of Porchlight talks to
 //! the broker only through [`Broker`] and [`Bus`]; no rmqtt type is part of this API.
 //!
+//! Starting is two steps so the application can attach to the [`Bus`] before any client gets
+//! in: [`Broker::bind`] binds the ports (a busy port fails here) and registers the hooks,
+//! [`BoundBroker::bus`] hands out the bus, and [`BoundBroker::serve`] starts accepting.
+//! Connections made in between wait in the kernel's backlog. [`Broker::start`] does both.
+//!
+//! What reaches the app: every allowed client publish and will message, as an [`Inbound`]
+//! carrying the publisher's authenticated [`Identity`]. [`Bus::consume`] receivers get them
+//! with backpressure (durable consumers such as ingest); [`Bus::watch`] receivers get them
+//! without ever slowing a publisher, and are told how many they missed (live views). Either
+//! can opt in to the app's own publishes ([`Origins::ALL`]).
+//!
 //! Every broker has its own rmqtt `ServerContext`, so several brokers can run in one process
 //! (see the crate tests). rmqtt's only process-wide state we know of is the cached CPU
 //! "busy" flag, which we switch off.
 
 mod bus;
 mod hooks;
+mod refusals;
 mod retain;
 mod takeover;
 
@@ -33,6 +45,7 @@ pub use bytes::Bytes;
 pub use porchlight_domain::acl::{Identity, LoginMethod, Role};
 
 use crate::bus::BusImpl;
+pub use crate::bus::{Watch, Watched};
 use crate::hooks::{HookHandler, State};
 
 /// How the broker listens and what it tolerates.
@@ -40,7 +53,8 @@ use crate::hooks::{HookHandler, State};
 pub struct BrokerConfig {
     /// Plain MQTT listener address; port 0 picks a free port (see [`Broker::local_addr`]).
     pub listen: SocketAddr,
-    /// Most concurrent MQTT sessions; more are refused with CONNACK "server unavailable".
+    /// Most MQTT sessions (connected, or offline and persistent); more are refused with CONNACK
+    /// "server unavailable", and audited as a count ([`AuditEvent::ConnectionsRefused`]).
     pub max_connections: usize,
     /// Largest accepted PUBLISH payload in bytes; a client sending more is disconnected.
     pub max_payload: usize,
@@ -200,7 +214,25 @@ pub enum AuditEvent {
         username: Option<String>,
         filter: String,
     },
+    /// CONNECTs refused because the broker already holds [`BrokerConfig::max_connections`]
+    /// sessions (CONNACK 3, or 0x88 on MQTT 5). rmqtt refuses them before authentication, so
+    /// they are counted, not recorded one by one: one event at the first refusal, then at most
+    /// one per [`REFUSAL_SUMMARY_EVERY`] while refusals go on (and one at shutdown), each with
+    /// the number refused since the previous event.
+    ConnectionsRefused {
+        at: SystemTime,
+        /// Refusals since the previous `ConnectionsRefused` event (at least 1).
+        count: u64,
+        /// The session limit in force.
+        limit: usize,
+        /// The address of the last refused connection of the interval.
+        last_peer: SocketAddr,
+    },
 }
+
+/// How often a flood of "too many connections" refusals is summed up into one
+/// [`AuditEvent::ConnectionsRefused`].
+pub const REFUSAL_SUMMARY_EVERY: Duration = Duration::from_secs(10);
 
 /// Decides who may connect, and receives audit events.
 #[async_trait]
@@ -230,21 +262,60 @@ pub enum Error {
     Publish { topic: String, reason: String },
 }
 
-/// A client publish the broker allowed, as handed to [`Bus::consume`] receivers.
+/// Who put a message on the bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A PUBLISH of a connected client, allowed by its ACL.
+    Client,
+    /// The will message of a client whose connection ended (its topic was checked at CONNECT).
+    Will,
+    /// The application, through [`Bus::publish`].
+    App,
+}
+
+/// Which origins a [`Bus::consume_from`] / [`Bus::watch_from`] receiver gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origins {
+    app: bool,
+}
+
+impl Origins {
+    /// Client publishes and will messages: what [`Bus::consume`] and [`Bus::watch`] get.
+    pub const CLIENTS: Origins = Origins { app: false };
+    /// Client publishes, will messages and the application's own publishes. Opt-in, because a
+    /// service that publishes what it consumes would otherwise feed itself.
+    pub const ALL: Origins = Origins { app: true };
+
+    /// Whether a message of `origin` is for this receiver.
+    pub fn admits(self, origin: Origin) -> bool {
+        origin != Origin::App || self.app
+    }
+}
+
+/// A message on the bus: an allowed client publish, a will message, or (for receivers that
+/// opted in) an application publish. Carries everything a consumer needs, so none has to look
+/// up the publisher per message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inbound {
     pub topic: String,
     pub payload: Bytes,
-    /// The username the publishing connection authenticated as.
-    pub username: String,
-    pub client_id: String,
+    /// 0, 1 or 2, as published.
+    pub qos: u8,
     pub retain: bool,
+    pub origin: Origin,
+    /// The identity the publishing connection authenticated as (user id and name, role, and
+    /// the device when it logged in with a device key); for a will, the identity of the
+    /// connection that left it. `None` for [`Origin::App`].
+    pub identity: Option<Arc<Identity>>,
+    /// The publisher's MQTT client id (`porchlight` for [`Origin::App`]).
+    pub client_id: String,
 }
 
 /// The application's in-process link to the broker.
 #[async_trait]
 pub trait Bus: Send + Sync {
-    /// Publish as the broker itself (no ACL) to MQTT subscribers; `retain` stores it.
+    /// Publish as the broker itself (no ACL) to MQTT subscribers; `retain` stores it. Bus
+    /// receivers that opted in with [`Origins::ALL`] get it too, with [`Origin::App`].
     async fn publish(
         &self,
         topic: &str,
@@ -252,10 +323,108 @@ pub trait Bus: Send + Sync {
         qos: u8,
         retain: bool,
     ) -> Result<(), Error>;
-    /// Receive every allowed client publish (and will message) matching `filter`. Delivery
-    /// applies backpressure: a full receiver stalls the publishing client, nothing is dropped.
-    /// An invalid filter yields a receiver that is already closed.
-    fn consume(&self, filter: &str, capacity: usize) -> tokio::sync::mpsc::Receiver<Inbound>;
+
+    /// A durable consumer: every allowed client publish and will message matching `filter`.
+    /// Delivery applies backpressure: a full receiver stalls the publishing client, nothing is
+    /// dropped. An invalid filter yields a receiver that is already closed.
+    fn consume(&self, filter: &str, capacity: usize) -> tokio::sync::mpsc::Receiver<Inbound> {
+        self.consume_from(filter, capacity, Origins::CLIENTS)
+    }
+
+    /// [`Bus::consume`] with a choice of origins. A consumer that takes [`Origins::ALL`] must
+    /// not await its own [`Bus::publish`] while its receiver is full.
+    fn consume_from(
+        &self,
+        filter: &str,
+        capacity: usize,
+        origins: Origins,
+    ) -> tokio::sync::mpsc::Receiver<Inbound>;
+
+    /// A live view: the same messages as [`Bus::consume`], but lossy. A watcher that falls
+    /// more than `capacity` (rounded up to a power of two) messages behind loses the oldest and
+    /// is told how many ([`Watched::Lagged`]); it never slows a publisher. An invalid filter
+    /// yields a watch that is already closed.
+    fn watch(&self, filter: &str, capacity: usize) -> Watch {
+        self.watch_from(filter, capacity, Origins::CLIENTS)
+    }
+
+    /// [`Bus::watch`] with a choice of origins.
+    fn watch_from(&self, filter: &str, capacity: usize, origins: Origins) -> Watch;
+}
+
+/// A broker whose ports are bound and whose hooks are in place, not yet accepting: attach
+/// to [`BoundBroker::bus`] now, then [`BoundBroker::serve`]. Clients connecting meanwhile
+/// wait in the listen backlog; none is served before `serve`.
+pub struct BoundBroker {
+    scx: ServerContext,
+    state: Arc<State>,
+    bus: Arc<BusImpl>,
+    /// The bound listeners, handed to rmqtt's accept loop by `serve`.
+    server: MqttServer,
+    local_addr: SocketAddr,
+    tls_local_addr: Option<SocketAddr>,
+    retainer: Arc<retain::Retainer>,
+}
+
+impl fmt::Debug for BoundBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundBroker")
+            .field("local_addr", &self.local_addr)
+            .field("tls_local_addr", &self.tls_local_addr)
+            .finish()
+    }
+}
+
+impl BoundBroker {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address of the TLS listener, if one is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addr
+    }
+
+    /// The application's link for publishing and consuming; receivers registered now see
+    /// the first message of the first client.
+    pub fn bus(&self) -> Arc<dyn Bus> {
+        self.bus.clone()
+    }
+
+    /// Start accepting connections.
+    pub fn serve(self) -> Broker {
+        let BoundBroker {
+            scx,
+            state,
+            bus,
+            server,
+            local_addr,
+            tls_local_addr,
+            retainer,
+        } = self;
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = running.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!(error = %e, "MQTT listener stopped");
+            }
+            flag.store(false, Ordering::SeqCst);
+        });
+        let flusher = tokio::spawn(retainer.clone().flush_loop());
+        tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
+        Broker {
+            scx,
+            state,
+            bus,
+            local_addr,
+            tls_local_addr,
+            running,
+            task,
+            retainer,
+            flusher,
+        }
+    }
 }
 
 /// A running broker. Dropping it stops accepting connections; [`Broker::shutdown`] also
@@ -283,11 +452,19 @@ impl fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// Bind the listener and start serving.
+    /// Bind the listeners and start serving: [`Broker::bind`] then [`BoundBroker::serve`].
     pub async fn start(
         config: BrokerConfig,
         gatekeeper: Arc<dyn Gatekeeper>,
     ) -> Result<Broker, Error> {
+        Ok(Broker::bind(config, gatekeeper).await?.serve())
+    }
+
+    /// Bind the listeners and install the hooks, without accepting connections yet.
+    pub async fn bind(
+        config: BrokerConfig,
+        gatekeeper: Arc<dyn Gatekeeper>,
+    ) -> Result<BoundBroker, Error> {
         let max_connections = config.max_connections.max(1);
         let scx = ServerContext::new()
             // The busy check refuses CONNECTs ("server unavailable") when the machine's load
@@ -300,11 +477,12 @@ impl Broker {
         let retainer = retain::Retainer::open(config.data_dir.clone()).await;
         *scx.extends.retain_mut().await = Box::new(retain::Shared(retainer.clone()));
 
-        let state = Arc::new(State::new(gatekeeper, config.max_payload));
+        let state = Arc::new(State::new(gatekeeper, config.max_payload, max_connections));
         let bus = Arc::new(BusImpl::new(scx.clone(), state.clone()));
         let handler = HookHandler::new(scx.clone(), state.clone());
         let register = scx.extends.hook_mgr().register();
         for typ in [
+            Type::ClientConnect,
             Type::ClientAuthenticate,
             Type::ClientConnack,
             Type::ClientDisconnected,
@@ -351,27 +529,14 @@ impl Broker {
             );
             server = server.listener_by_id(listener, 2);
         }
-        let server = server.build();
-        let running = Arc::new(AtomicBool::new(true));
-        let flag = running.clone();
-        let task = tokio::spawn(async move {
-            if let Err(e) = server.run().await {
-                tracing::error!(error = %e, "MQTT listener stopped");
-            }
-            flag.store(false, Ordering::SeqCst);
-        });
-        let flusher = tokio::spawn(retainer.clone().flush_loop());
-        tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
-        Ok(Broker {
+        Ok(BoundBroker {
             scx,
             state,
             bus,
+            server: server.build(),
             local_addr,
             tls_local_addr,
-            running,
-            task,
             retainer,
-            flusher,
         })
     }
 
@@ -434,6 +599,7 @@ impl Broker {
     pub async fn shutdown(mut self) {
         self.running.store(false, Ordering::SeqCst);
         self.task.abort();
+        self.state.refusals.flush();
         let kicked = self.kick_where(|_| true).await;
         // Let the flusher finish a write in progress, then write what changed since.
         self.retainer.stop_flusher();

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use porchlight_broker::{
     AuditEvent, Broker, BrokerConfig, Credentials, Error, Gatekeeper, Identity, Inbound,
-    LoginMethod, Refusal, Role,
+    LoginMethod, Origin, Origins, Refusal, Role, Watched,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,6 +61,11 @@ impl FakeGatekeeper {
 
     fn events(&self) -> Vec<AuditEvent> {
         self.events.lock().unwrap().clone()
+    }
+
+    /// The identity `username` authenticates as, as a Bus message carries it.
+    fn identity(&self, username: &str) -> Option<Arc<Identity>> {
+        Some(Arc::new(self.users[username].1.clone()))
     }
 
     fn connect_codes(&self, client_id: &str) -> Vec<u8> {
@@ -560,7 +565,7 @@ async fn acl_keeps_users_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_sees_allowed_publishes_only_and_reaches_subscribers() {
-    let (broker, _gk, _dir) = start().await;
+    let (broker, gk, _dir) = start().await;
     let addr = broker.local_addr();
     let bus = broker.bus();
     let mut inbound = bus.consume("owntracks/#", 16);
@@ -582,9 +587,11 @@ async fn bus_sees_allowed_publishes_only_and_reaches_subscribers() {
         Inbound {
             topic: "owntracks/alice/phone".into(),
             payload: Bytes::from_static(b"ok"),
-            username: "alice".into(),
-            client_id: "alice-phone".into(),
+            qos: 1,
             retain: true,
+            origin: Origin::Client,
+            identity: gk.identity("alice"),
+            client_id: "alice-phone".into(),
         }
     );
     assert!(
@@ -903,7 +910,11 @@ async fn will_topics_are_checked_at_connect_and_sent_on_unclean_close() {
     );
     let got = recv_inbound(&mut inbound).await.unwrap();
     assert_eq!(&got.payload[..], b"offline");
-    assert_eq!(got.username, "ha");
+    // the will carries the identity of the connection that left it
+    assert_eq!(
+        (got.origin, got.identity, got.client_id.as_str()),
+        (Origin::Will, gk.identity("ha"), "home-assistant")
+    );
     broker.shutdown().await;
 }
 
@@ -1214,7 +1225,7 @@ async fn tls_listener_with_client_certificates() {
         );
         let got = recv_inbound(&mut inbound).await.unwrap();
         assert_eq!(
-            (got.username.as_str(), &got.payload[..]),
+            (got.identity.unwrap().username.as_str(), &got.payload[..]),
             ("alice", version.as_bytes())
         );
     }
@@ -1507,4 +1518,461 @@ async fn retained_messages_survive_a_restart() {
         ]
     );
     broker.shutdown().await;
+}
+
+// ---------------------------------------------------------------- issue 11: takeover, seams, floods
+
+/// Wait for the PUBACK of the last publish of `client` (QoS 1).
+async fn expect_puback(client: &mut Client) {
+    loop {
+        match client.next().await {
+            Some(Ok(Packet::PubAck(_))) => return,
+            Some(Ok(_)) => {}
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+}
+
+/// A persistent (clean session 0) rumqttc client; returns it and its CONNACK.
+async fn persistent(
+    addr: SocketAddr,
+    client_id: &str,
+    user: &str,
+) -> (Client, Option<Result<Packet, String>>) {
+    let mut o = options(addr, client_id, user);
+    o.set_clean_session(false);
+    let mut c = Client::spawn(o);
+    let ack = c.next().await;
+    (c, ack)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connects_do_not_hand_a_persistent_session_to_another_user() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    // alice's persistent session subscribes, goes offline, and a message is queued for it
+    let (mut alice, ack) = persistent(addr, "victim", "alice").await;
+    assert!(matches!(ack, Some(Ok(Packet::ConnAck(_)))), "{ack:?}");
+    alice.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await;
+    alice.disconnect().await;
+    assert!(eventually(|| broker.connection_count() == 0).await);
+    let mut laptop = Client::connect(addr, "alice-laptop", "alice").await;
+    laptop
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "secret")
+        .await
+        .unwrap();
+    expect_puback(&mut laptop).await;
+
+    // refused CONNECTs with the victim's client id: wrong password, a will alice may not
+    // leave, bob with a wrong password, and a bob whose gatekeeper says no
+    let refused = |user, password, will| RawConnect {
+        level: 4,
+        client_id: "victim",
+        user: Some(user),
+        password: Some(password),
+        will,
+    };
+    assert_eq!(refused("alice", "nope", None).send(addr).await.0, 4);
+    let will = Some(("owntracks/bob/phone", &b"x"[..]));
+    assert_eq!(refused("alice", "alice-pw", will).send(addr).await.0, 5);
+    assert_eq!(refused("bob", "nope", None).send(addr).await.0, 4);
+    gk.refuse_all.store(true, Ordering::SeqCst);
+    assert_eq!(refused("bob", "bob-pw", None).send(addr).await.0, 5);
+    gk.refuse_all.store(false, Ordering::SeqCst);
+
+    // bob, with his right password, does not get alice's session or her queued message
+    for clean in [false, true] {
+        let mut o = options(addr, "victim", "bob");
+        o.set_clean_session(clean);
+        let mut bob = Client::spawn(o);
+        match bob.next().await {
+            Some(Ok(Packet::ConnAck(ack))) => {
+                assert!(!ack.session_present, "bob got a session present");
+                let leaked = bob.next_publish_within(Duration::from_millis(500)).await;
+                panic!("bob took over alice's client id (clean {clean}), got {leaked:?}");
+            }
+            Some(Err(e)) => assert!(e.contains("NotAuthorized") || e.contains("refused"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // alice gets her session back, message included
+    let (mut alice, ack) = persistent(addr, "victim", "alice").await;
+    match ack {
+        Some(Ok(Packet::ConnAck(ack))) => assert!(ack.session_present),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(&alice.expect_publish().await.payload[..], b"secret");
+    assert_eq!(gk.connect_codes("victim"), vec![0, 4, 5, 4, 5, 5, 5, 0]);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_session_stays_its_owners_while_its_owner_reconnects() {
+    // alice's phone reconnects again and again with its persistent session while bob keeps
+    // trying its client id: bob never gets in, alice always does.
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let (mut alice, _) = persistent(addr, "phone", "alice").await;
+    alice.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await;
+    for round in 0..10 {
+        let alice_again = persistent(addr, "phone", "alice");
+        let bob = RawConnect {
+            level: 4,
+            client_id: "phone",
+            user: Some("bob"),
+            password: Some("bob-pw"),
+            will: None,
+        };
+        let ((next, ack), (bob_code, _bob)) = tokio::join!(alice_again, bob.send(addr));
+        assert_eq!(bob_code, 5, "round {round}");
+        match ack {
+            Some(Ok(Packet::ConnAck(ack))) => assert!(ack.session_present, "round {round}"),
+            other => panic!("round {round}: {other:?}"),
+        }
+        alice = next;
+    }
+    assert_eq!(
+        alice.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+    broker.shutdown().await;
+}
+
+fn raw_publish(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_str(&mut body, topic.as_bytes());
+    body.extend_from_slice(payload);
+    assert!(body.len() < 128);
+    let mut packet = vec![0x30, body.len() as u8];
+    packet.extend_from_slice(&body);
+    packet
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_attached_before_serving_see_the_first_publish() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    let gk = FakeGatekeeper::new();
+    let bound = Broker::bind(config, gk.clone()).await.unwrap();
+    let addr = bound.local_addr();
+    // the port is bound: a client gets in line and publishes at once
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = RawConnect {
+        level: 4,
+        client_id: "early",
+        user: Some("alice"),
+        password: Some("alice-pw"),
+        will: None,
+    }
+    .encode();
+    bytes.extend(raw_publish("owntracks/alice/phone", b"first"));
+    sock.write_all(&bytes).await.unwrap();
+    // nobody is served yet
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(gk.connect_codes("early").is_empty());
+
+    let mut inbound = bound.bus().consume("owntracks/#", 4);
+    let broker = bound.serve();
+    let got = recv_inbound(&mut inbound).await.unwrap();
+    assert_eq!(
+        (
+            got.payload,
+            got.origin,
+            got.identity,
+            got.client_id.as_str()
+        ),
+        (
+            Bytes::from_static(b"first"),
+            Origin::Client,
+            gk.identity("alice"),
+            "early"
+        )
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_never_reads_does_not_slow_publishers_and_learns_what_it_missed() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let bus = broker.bus();
+    let mut watch = bus.watch("owntracks/#", 16);
+    let mut consumer = bus.consume("owntracks/#", 8);
+    let n = 300;
+    let consumed = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match recv_inbound(&mut consumer).await {
+                Some(m) => got.push(m.payload),
+                None => break,
+            }
+        }
+        got
+    });
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    for i in 0..n {
+        alice
+            .client
+            .publish(
+                "owntracks/alice/phone",
+                QoS::AtLeastOnce,
+                false,
+                i.to_string(),
+            )
+            .await
+            .unwrap();
+        expect_puback(&mut alice).await;
+    }
+    // the durable consumer got every one, in order
+    let consumed = consumed.await.unwrap();
+    let expected: Vec<Bytes> = (0..n).map(|i| Bytes::from(i.to_string())).collect();
+    assert_eq!(consumed, expected);
+    // the watcher kept the last 16 and is told how many it lost
+    assert_eq!(
+        timeout(WAIT, watch.recv()).await.unwrap(),
+        Some(Watched::Lagged(n as u64 - 16))
+    );
+    for i in n - 16..n {
+        match timeout(WAIT, watch.recv()).await.unwrap() {
+            Some(Watched::Message(m)) => assert_eq!(m.payload, i.to_string()),
+            other => panic!("{other:?}"),
+        }
+    }
+    // a watcher that keeps up misses nothing; a dropped one is simply gone
+    let mut live = bus.watch("owntracks/alice/#", 4);
+    drop(bus.watch("owntracks/#", 1));
+    alice
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "live")
+        .await
+        .unwrap();
+    expect_puback(&mut alice).await;
+    match timeout(WAIT, live.recv()).await.unwrap() {
+        Some(Watched::Message(m)) => assert_eq!(&m.payload[..], b"live"),
+        other => panic!("{other:?}"),
+    }
+    // an invalid filter gives a closed watch
+    assert_eq!(bus.watch("a/#/b", 4).recv().await, None);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_publishes_reach_only_receivers_that_ask_for_them() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let bus = broker.bus();
+    let mut plain = bus.consume("porchlight/#", 8);
+    let mut all = bus.consume_from("porchlight/#", 8, Origins::ALL);
+    let mut watch_all = bus.watch_from("porchlight/alarm/#", 8, Origins::ALL);
+    let mut watch_plain = bus.watch("porchlight/#", 8);
+
+    bus.publish(
+        "porchlight/alarm/state",
+        Bytes::from_static(b"armed_away"),
+        1,
+        true,
+    )
+    .await
+    .unwrap();
+    let app = Inbound {
+        topic: "porchlight/alarm/state".into(),
+        payload: Bytes::from_static(b"armed_away"),
+        qos: 1,
+        retain: true,
+        origin: Origin::App,
+        identity: None,
+        client_id: "porchlight".into(),
+    };
+    assert_eq!(recv_inbound(&mut all).await, Some(app.clone()));
+    assert_eq!(
+        timeout(WAIT, watch_all.recv()).await.unwrap(),
+        Some(Watched::Message(app))
+    );
+
+    // a client publish reaches both kinds; the plain ones see it first thing
+    let ha = Client::connect(addr, "ha", "ha").await;
+    ha.client
+        .publish(
+            "porchlight/alarm/command",
+            QoS::AtLeastOnce,
+            false,
+            "disarm",
+        )
+        .await
+        .unwrap();
+    let from_ha = recv_inbound(&mut plain).await.unwrap();
+    assert_eq!(
+        (
+            from_ha.topic.as_str(),
+            from_ha.origin,
+            from_ha.identity.clone()
+        ),
+        (
+            "porchlight/alarm/command",
+            Origin::Client,
+            gk.identity("ha")
+        )
+    );
+    assert_eq!(recv_inbound(&mut all).await, Some(from_ha.clone()));
+    assert_eq!(
+        timeout(WAIT, watch_plain.recv()).await.unwrap(),
+        Some(Watched::Message(from_ha.clone()))
+    );
+    assert_eq!(
+        timeout(WAIT, watch_all.recv()).await.unwrap(),
+        Some(Watched::Message(from_ha))
+    );
+    // and nothing else is waiting for the plain ones
+    assert!(
+        timeout(Duration::from_millis(300), plain.recv())
+            .await
+            .is_err()
+    );
+    assert!(
+        timeout(Duration::from_millis(300), watch_plain.recv())
+            .await
+            .is_err()
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_connections_are_audited_as_a_count() {
+    let (broker, gk, _dir) = start_config(|c| c.max_connections = 2).await;
+    let addr = broker.local_addr();
+    let _a = Client::connect(addr, "a", "alice").await;
+    let _b = Client::connect(addr, "b", "bob").await;
+    for i in 3..=20 {
+        let (level, code) = if i % 2 == 0 { (4, 3) } else { (5, 0x88) };
+        let got = raw_code(addr, level, &format!("c{i}"), Some("ha"), Some("ha-pw")).await;
+        assert_eq!(got, code, "connection {i}");
+    }
+    // taking over an existing client id is not a new session, so not refused or counted
+    let (code, _s) = RawConnect {
+        level: 4,
+        client_id: "a",
+        user: Some("alice"),
+        password: Some("alice-pw"),
+        will: None,
+    }
+    .send(addr)
+    .await;
+    assert_eq!(code, 0);
+    // the first refusal is recorded at once
+    assert!(
+        eventually(|| gk
+            .events()
+            .iter()
+            .any(|e| matches!(e, AuditEvent::ConnectionsRefused { .. })))
+        .await
+    );
+    broker.shutdown().await;
+    let rows: Vec<(u64, usize)> = gk
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            AuditEvent::ConnectionsRefused {
+                count,
+                limit,
+                last_peer,
+                ..
+            } => {
+                assert!(last_peer.ip().is_loopback());
+                Some((count, limit))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        (1..=3).contains(&rows.len()),
+        "one row for the first refusal, one per interval after: {rows:?}"
+    );
+    assert_eq!(rows.iter().map(|(count, _)| count).sum::<u64>(), 18);
+    assert!(rows.iter().all(|(_, limit)| *limit == 2));
+    // and none of them became a per-connection row
+    assert!(gk.connect_codes("c3").is_empty());
+}
+
+/// Connect as alice with client id `client_id` (raw, MQTT 3.1.1), then publish `publishes`
+/// QoS 0 messages to her tree in the same write; returns the CONNACK code and the socket.
+async fn alice_connects_and_publishes(
+    addr: SocketAddr,
+    client_id: &str,
+    publishes: usize,
+) -> (u8, TcpStream) {
+    let mut bytes = RawConnect {
+        level: 4,
+        client_id,
+        user: Some("alice"),
+        password: Some("alice-pw"),
+        will: None,
+    }
+    .encode();
+    for _ in 0..publishes {
+        bytes.extend(raw_publish("owntracks/alice/phone", b"x"));
+    }
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&bytes).await.unwrap();
+    let mut ack = [0u8; 4];
+    timeout(Duration::from_secs(30), s.read_exact(&mut ack))
+        .await
+        .expect("CONNACK timeout")
+        .unwrap();
+    (ack[3], s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_refused_after_authentication_does_not_own_the_client_id() {
+    // rmqtt can still refuse a CONNECT our authentication hook allowed. Here: alice's sessions
+    // stall in a publish (a consumer that never reads), so each reconnect waits 5 s for
+    // rmqtt's kick of the previous session; a CONNECT queued behind two such kicks waits
+    // longer than its turn (8 s) and finds rmqtt's per-client-id lock taken: CONNACK 3. That
+    // CONNECT's identity must not become the owner of the client id, or bob could take
+    // alice's session next. Whether a reconnect's new session stalls before the next kick
+    // reaches it is a race, so several reconnects queue up, and the whole is retried.
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    for attempt in 0..3 {
+        let client_id = format!("victim-{attempt}");
+        let stall = broker.bus().consume("owntracks/alice/#", 1);
+        let (code, first) = alice_connects_and_publishes(addr, &client_id, 2).await;
+        assert_eq!(code, 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut reconnects = Vec::new();
+        for _ in 0..6 {
+            let id = client_id.clone();
+            reconnects.push(tokio::spawn(async move {
+                alice_connects_and_publishes(addr, &id, 1).await
+            }));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (last, _s) = alice_connects_and_publishes(addr, &client_id, 0).await;
+        // let the stalled sessions go, and the reconnects finish
+        drop(stall);
+        let mut sockets = vec![first];
+        for r in reconnects {
+            sockets.push(r.await.unwrap().1);
+        }
+        if last != 3 {
+            eprintln!("attempt {attempt}: the last CONNECT got {last}, not 3; again");
+            continue;
+        }
+        // alice's session (a reconnect's) is there: bob may not take it
+        assert_eq!(
+            raw_code(addr, 4, &client_id, Some("bob"), Some("bob-pw")).await,
+            5
+        );
+        assert!(
+            eventually(|| gk.connect_codes(&client_id).last() == Some(&5)).await,
+            "{:?}",
+            gk.connect_codes(&client_id)
+        );
+        drop(sockets);
+        broker.shutdown().await;
+        return;
+    }
+    panic!("no CONNECT was refused after authentication in 3 attempts");
 }

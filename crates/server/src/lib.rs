@@ -1,9 +1,12 @@
 //! porchlight-server: the composition root.
 //!
 //! [`start`] is the one function that wires Porchlight together, shared by `porchlight serve`
-//! and the desktop shell: it opens the store (applying migrations), makes sure an admin account
-//! exists, binds the HTTP listener and the MQTT broker, and returns a [`Running`] handle whose
-//! [`Running::shutdown`] stops everything in order and flushes the database.
+//! and the desktop shell: it opens the store (applying migrations), binds the HTTP listener and
+//! the MQTT broker, lets the services attach to the bus, makes sure an admin account exists,
+//! opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
+//! stops everything in order and flushes the database. [`start_with`] is the same with extra
+//! services (tests now, OwnTracks ingest and the alarm next): each one is wired on the
+//! [`Wiring`] before any MQTT client is served, so none misses the first message.
 //!
 //! Architecture invariants:
 //! - This crate is the only one that knows every other crate; the others know only the domain.
@@ -27,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, LoadOptions};
-pub use porchlight_broker::{Bus, Inbound};
+pub use porchlight_broker::{Bus, Inbound, Origin, Origins, Watch, Watched};
 pub use porchlight_store as store;
 
 /// Errors from starting or running the server. Each message is one line fit for a terminal.
@@ -145,8 +148,32 @@ impl Running {
     }
 }
 
+/// What a service gets to attach itself with, before any MQTT client is served.
+pub struct Wiring<'a> {
+    pub store: &'a Store,
+    /// `None` when the broker is disabled.
+    pub bus: Option<Arc<dyn Bus>>,
+}
+
+impl std::fmt::Debug for Wiring<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wiring")
+            .field("bus", &self.bus.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Opens the store, starts the broker and the HTTP server.
 pub async fn start(config: Config) -> Result<Running, Error> {
+    start_with(config, |_| {}).await
+}
+
+/// [`start`], with `services` wired on the bus after the ports are bound and before the broker
+/// serves its first client. Services end with the broker (their receivers close).
+pub async fn start_with(
+    config: Config,
+    services: impl FnOnce(&Wiring<'_>),
+) -> Result<Running, Error> {
     create_private_dir(&config.data_dir)?;
     config.write_example_if_missing()?;
     let db_path = config.data_dir.join("porchlight.db");
@@ -164,13 +191,18 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (audit, audit_writer) =
         audit_sink::AuditSink::start(store.clone(), config.audit.retention());
     let logins = Arc::new(login::LoginGate::new(store.clone()));
-    let broker = match config.mqtt_port() {
-        Some(port) => Some(Arc::new(
-            start_broker(&config, port, store.clone(), audit.clone(), logins.clone()).await?,
-        )),
+    let bound = match config.mqtt_port() {
+        Some(port) => {
+            Some(bind_broker(&config, port, store.clone(), audit.clone(), logins.clone()).await?)
+        }
         None => None,
     };
+    services(&Wiring {
+        store: &store,
+        bus: bound.as_ref().map(|b| b.bus()),
+    });
     let initial_admin = ensure_admin(&store, &config).await?;
+    let broker = bound.map(|b| Arc::new(b.serve()));
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
     let mqtt_tls_addr = broker.as_ref().and_then(|b| b.tls_local_addr());
     let sweep = broker
@@ -208,13 +240,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     })
 }
 
-async fn start_broker(
+/// Binds the broker's ports; it serves no client until `serve`.
+async fn bind_broker(
     config: &Config,
     port: u16,
     store: Store,
     audit: audit_sink::AuditSink,
     logins: Arc<login::LoginGate>,
-) -> Result<porchlight_broker::Broker, Error> {
+) -> Result<porchlight_broker::BoundBroker, Error> {
     let mut broker_config = porchlight_broker::BrokerConfig::new(
         SocketAddr::new(config.mqtt.bind, port),
         config.data_dir.join("mqtt"),
@@ -238,7 +271,7 @@ async fn start_broker(
         });
     tracing::debug!(?broker_config, "starting the MQTT broker");
     let gatekeeper = Arc::new(mqtt::StoreGatekeeper::new(store, audit, logins));
-    porchlight_broker::Broker::start(broker_config, gatekeeper)
+    porchlight_broker::Broker::bind(broker_config, gatekeeper)
         .await
         .map_err(|e| match e {
             porchlight_broker::Error::PortInUse(addr) => Error::PortInUse {

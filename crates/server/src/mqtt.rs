@@ -170,6 +170,23 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
                 "subscription refused by ACL".into(),
             )
         },
+        AuditEvent::ConnectionsRefused {
+            at,
+            count,
+            limit,
+            last_peer,
+        } => AuditEntry {
+            peer: Some(last_peer.to_string()),
+            code: Some(3),
+            ..blank(
+                at,
+                AuditKind::MqttConnect,
+                format!(
+                    "{count} connection{} refused: too many connections (limit {limit})",
+                    if count == 1 { "" } else { "s" }
+                ),
+            )
+        },
     }
 }
 
