@@ -108,7 +108,7 @@ for (const [label, viewport] of [["desktop", { width: 1280, height: 800 }], ["ph
     await password.fill("x");
     await throttle("locked");
     await submit.click();
-    await page.getByText(/too many failed attempts/i).waitFor({ timeout: 5_000 });
+    await page.getByText(/too many sign-in attempts\. try again in \d+ seconds?\./i).waitFor({ timeout: 5_000 });
     await page.screenshot({ path: `${shots}/${label}-login-error.png` });
   });
 
