@@ -87,7 +87,12 @@ async fn client_certificates_from_our_ca_log_in_as_their_cn() {
     assert_eq!(rt["mqtt_tls_port"], tls_port);
     s.running
         .store()
-        .create_user("alice", Role::User, &Secret::new("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &Secret::new("alice password 1"),
+            std::time::SystemTime::now(),
+        )
         .await
         .unwrap();
 

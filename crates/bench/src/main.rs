@@ -186,12 +186,21 @@ async fn start_porchlight(
     for i in 0..publishers {
         let name = format!("pub{i}");
         store
-            .create_user(&name, Role::User, &Secret::new("bench password"))
+            .create_user(
+                &name,
+                Role::User,
+                &Secret::new("bench password"),
+                std::time::SystemTime::now(),
+            )
             .await?;
-        let (_, key) = store.add_device(&name, "bench").await?;
+        let (_, key) = store
+            .add_device(&name, "bench", std::time::SystemTime::now())
+            .await?;
         logins.push((name, key.expose().to_owned()));
     }
-    let (_, admin_key) = store.add_device("admin", "bench").await?;
+    let (_, admin_key) = store
+        .add_device("admin", "bench", std::time::SystemTime::now())
+        .await?;
     Ok((
         running,
         Target {

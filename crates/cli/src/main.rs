@@ -242,7 +242,9 @@ async fn user(store: Store, cmd: UserCommand) -> Result<()> {
                 password_stdin,
             } => {
                 let (password, generated) = read_password(password_stdin)?;
-                let user = store.create_user(&username, role, &password).await?;
+                let user = store
+                    .create_user(&username, role, &password, std::time::SystemTime::now())
+                    .await?;
                 println!("added {} ({})", user.username, user.role.as_str());
                 if generated {
                     println!("password: {}", password.expose());
@@ -258,7 +260,9 @@ async fn user(store: Store, cmd: UserCommand) -> Result<()> {
                 password_stdin,
             } => {
                 let (password, generated) = read_password(password_stdin)?;
-                store.set_password(&username, &password).await?;
+                store
+                    .set_password(&username, &password, std::time::SystemTime::now())
+                    .await?;
                 println!("password changed for {username}");
                 if generated {
                     println!("password: {}", password.expose());
@@ -280,7 +284,9 @@ async fn device(store: Store, cmd: DeviceCommand) -> Result<()> {
     let result = async {
         match cmd {
             DeviceCommand::Add { username, name } => {
-                let (device, key) = store.add_device(&username, &name).await?;
+                let (device, key) = store
+                    .add_device(&username, &name, std::time::SystemTime::now())
+                    .await?;
                 println!(
                     "added device {}/{}\nMQTT username: {}\nMQTT password: {}\n\
                      The password is shown only this once.",

@@ -301,7 +301,14 @@ async fn ensure_admin(store: &Store, config: &Config) -> Result<Option<InitialAd
         Some(p) => (p.clone(), false),
         None => (random_password(), true),
     };
-    store.create_user("admin", Role::Admin, &password).await?;
+    store
+        .create_user(
+            "admin",
+            Role::Admin,
+            &password,
+            std::time::SystemTime::now(),
+        )
+        .await?;
     tracing::info!("created the first admin account \"admin\"");
     Ok(Some(InitialAdmin {
         username: "admin".into(),

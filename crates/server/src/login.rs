@@ -157,6 +157,7 @@ mod tests {
                 "gatetest-ha",
                 Role::HomeAssistant,
                 &Secret::new("ha password 1"),
+                SystemTime::now(),
             )
             .await
             .unwrap();

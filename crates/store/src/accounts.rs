@@ -137,15 +137,21 @@ pub struct PasswordChange {
 }
 
 impl Store {
-    /// Creates an account. The password is checked against the policy and hashed off the
-    /// async runtime before the write.
-    pub async fn create_user(&self, username: &str, role: Role, password: &Secret) -> Result<User> {
+    /// Creates an account at `now`. The password is checked against the policy and hashed off
+    /// the async runtime before the write.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        role: Role,
+        password: &Secret,
+        now: SystemTime,
+    ) -> Result<User> {
         validate_username(username)?;
         validate_password(password.expose())?;
         let phc = hash_off_runtime(password.clone()).await?;
         let username = username.to_owned();
+        let now = unix_ms(now);
         self.write(move |conn| {
-            let now = unix_ms(SystemTime::now());
             let inserted = conn.execute(
                 "INSERT INTO users (username, role, password_hash, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (username) DO NOTHING",
@@ -185,8 +191,13 @@ impl Store {
 
     /// Replaces a user's password and ends everything the old one opened here: all their web
     /// sessions and API tokens (see [`Store::change_password`]).
-    pub async fn set_password(&self, username: &str, password: &Secret) -> Result<()> {
-        self.change_password(username, password, None, SystemTime::now())
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &Secret,
+        now: SystemTime,
+    ) -> Result<()> {
+        self.change_password(username, password, None, now)
             .await
             .map(drop)
     }
@@ -255,10 +266,15 @@ impl Store {
 
     /// Checks a user name and password (waiting for an argon2 slot at normal priority).
     /// Unknown users cost as much time as known ones.
-    pub async fn verify_login(&self, username: &str, password: &[u8]) -> Result<Option<User>> {
+    pub async fn verify_login(
+        &self,
+        username: &str,
+        password: &[u8],
+        now: SystemTime,
+    ) -> Result<Option<User>> {
         let mode = LoginCheckMode::Verify(HashPriority::Normal);
         Ok(self
-            .check_login(username, password, mode, SystemTime::now())
+            .check_login(username, password, mode, now)
             .await?
             .user())
     }
@@ -317,8 +333,13 @@ impl Store {
         remembered().knows(username, now)
     }
 
-    /// Adds an MQTT device to a user and returns it with its key, which is shown once.
-    pub async fn add_device(&self, username: &str, name: &str) -> Result<(Device, Secret)> {
+    /// Adds an MQTT device to a user at `now` and returns it with its key, which is shown once.
+    pub async fn add_device(
+        &self,
+        username: &str,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<(Device, Secret)> {
         validate_device_name(name)?;
         let key = random_secret("pld_");
         let hash = secret_hash(key.expose().as_bytes());
@@ -329,7 +350,7 @@ impl Store {
                 let inserted = conn.execute(
                     "INSERT INTO devices (user_id, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (user_id, name) DO NOTHING",
-                    params![user.id, name, hash, unix_ms(SystemTime::now())],
+                    params![user.id, name, hash, unix_ms(now)],
                 )?;
                 if inserted == 0 {
                     return Err(Error::AlreadyExists {
@@ -477,8 +498,13 @@ impl Store {
         .await
     }
 
-    /// Creates an API token for scripts; the token is returned once and stored hashed.
-    pub async fn create_api_token(&self, user_id: i64, name: &str) -> Result<(ApiToken, Secret)> {
+    /// Creates an API token for scripts at `now`; the token is returned once and stored hashed.
+    pub async fn create_api_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<(ApiToken, Secret)> {
         let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 64 {
             return Err(Error::BadInput(
@@ -491,7 +517,7 @@ impl Store {
             .write(move |c| {
                 c.execute(
                     "INSERT INTO api_tokens (user_id, name, token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![user_id, name, hash, unix_ms(SystemTime::now())],
+                    params![user_id, name, hash, unix_ms(now)],
                 )?;
                 let id = c.last_insert_rowid();
                 token_by_id(c, user_id, id)
@@ -634,11 +660,16 @@ mod tests {
     async fn a_password_change_ends_other_sessions_and_tokens_but_keeps_the_callers_session() {
         let (_dir, store) = open();
         let alice = store
-            .create_user("alice", Role::User, &pw("alice password 1"))
+            .create_user(
+                "alice",
+                Role::User,
+                &pw("alice password 1"),
+                SystemTime::now(),
+            )
             .await
             .unwrap();
         let bob = store
-            .create_user("bob", Role::User, &pw("bob password 1"))
+            .create_user("bob", Role::User, &pw("bob password 1"), SystemTime::now())
             .await
             .unwrap();
         let now = SystemTime::now();
@@ -646,8 +677,14 @@ mod tests {
         let mine = store.create_session(alice.id, None, now).await.unwrap();
         let other = store.create_session(alice.id, None, now).await.unwrap();
         let bobs = store.create_session(bob.id, None, now).await.unwrap();
-        let (_, token) = store.create_api_token(alice.id, "script").await.unwrap();
-        let (_, bob_token) = store.create_api_token(bob.id, "script").await.unwrap();
+        let (_, token) = store
+            .create_api_token(alice.id, "script", SystemTime::now())
+            .await
+            .unwrap();
+        let (_, bob_token) = store
+            .create_api_token(bob.id, "script", SystemTime::now())
+            .await
+            .unwrap();
 
         let change = store
             .change_password("alice", &pw("alice password 2"), Some(mine.expose()), now)
@@ -682,7 +719,7 @@ mod tests {
 
         // An operator's change (no session to keep) ends them all.
         store
-            .set_password("alice", &pw("alice password 3"))
+            .set_password("alice", &pw("alice password 3"), SystemTime::now())
             .await
             .unwrap();
         assert_eq!(session(mine).await, None);
@@ -692,7 +729,12 @@ mod tests {
     async fn a_verified_login_is_remembered_until_the_password_changes() {
         let (_dir, store) = open();
         store
-            .create_user("ha", Role::HomeAssistant, &pw("ha password 1"))
+            .create_user(
+                "ha",
+                Role::HomeAssistant,
+                &pw("ha password 1"),
+                SystemTime::now(),
+            )
             .await
             .unwrap();
         let now = SystemTime::now();
@@ -737,7 +779,7 @@ mod tests {
         );
 
         store
-            .set_password("ha", &pw("ha password 2"))
+            .set_password("ha", &pw("ha password 2"), SystemTime::now())
             .await
             .unwrap();
         assert!(!store.has_remembered_login("ha", now));
@@ -761,7 +803,12 @@ mod tests {
     async fn a_password_changed_by_another_process_invalidates_what_this_one_remembers() {
         let (dir, store) = open();
         store
-            .create_user("carol", Role::User, &pw("carol password 1"))
+            .create_user(
+                "carol",
+                Role::User,
+                &pw("carol password 1"),
+                SystemTime::now(),
+            )
             .await
             .unwrap();
         let now = SystemTime::now();

@@ -23,7 +23,12 @@ async fn a_fresh_database_gets_every_migration_and_reopening_changes_nothing() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     store
-        .create_user("alice", Role::User, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     store.close().await;
@@ -57,7 +62,12 @@ async fn passwords_are_stored_as_argon2id_strings_only() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     store
-        .create_user("alice", Role::User, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     let stored: String = store
@@ -73,11 +83,16 @@ async fn api_tokens_are_stored_hashed() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     let alice = store
-        .create_user("alice", Role::User, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     let (_, token) = store
-        .create_api_token(alice.id, "backup script")
+        .create_api_token(alice.id, "backup script", SystemTime::now())
         .await
         .unwrap();
     let stored: String = store
@@ -142,7 +157,12 @@ async fn a_panicking_write_job_fails_alone_and_the_store_stays_healthy() {
     assert!(matches!(result, Err(Error::JobPanicked(_))), "{result:?}");
     assert!(store.is_healthy().await);
     store
-        .create_user("alice", Role::User, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     store.close().await;

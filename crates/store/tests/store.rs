@@ -54,46 +54,51 @@ async fn passwords_verify_and_are_stored_as_argon2id() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     let alice = store
-        .create_user("alice", Role::Admin, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::Admin,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert_eq!(alice.role, Role::Admin);
     assert_eq!(
         store
-            .verify_login("alice", b"alice password 1")
+            .verify_login("alice", b"alice password 1", SystemTime::now())
             .await
             .unwrap(),
         Some(alice.clone())
     );
     assert_eq!(
         store
-            .verify_login("alice", b"alice password 2")
+            .verify_login("alice", b"alice password 2", SystemTime::now())
             .await
             .unwrap(),
         None
     );
     assert_eq!(
         store
-            .verify_login("nobody", b"alice password 1")
+            .verify_login("nobody", b"alice password 1", SystemTime::now())
             .await
             .unwrap(),
         None
     );
 
     store
-        .set_password("alice", &pw("a new password!"))
+        .set_password("alice", &pw("a new password!"), SystemTime::now())
         .await
         .unwrap();
     assert_eq!(
         store
-            .verify_login("alice", b"alice password 1")
+            .verify_login("alice", b"alice password 1", SystemTime::now())
             .await
             .unwrap(),
         None
     );
     assert!(
         store
-            .verify_login("alice", b"a new password!")
+            .verify_login("alice", b"a new password!", SystemTime::now())
             .await
             .unwrap()
             .is_some()
@@ -106,21 +111,38 @@ async fn bad_account_input_gets_clear_errors() {
     let store = Store::open(&path).unwrap();
     assert!(matches!(
         store
-            .create_user("Alice/x", Role::User, &pw("long enough pw"))
+            .create_user(
+                "Alice/x",
+                Role::User,
+                &pw("long enough pw"),
+                SystemTime::now()
+            )
             .await,
         Err(Error::Invalid(_))
     ));
     assert!(matches!(
-        store.create_user("alice", Role::User, &pw("short")).await,
+        store
+            .create_user("alice", Role::User, &pw("short"), SystemTime::now())
+            .await,
         Err(Error::Invalid(_))
     ));
     store
-        .create_user("alice", Role::User, &pw("long enough pw"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("long enough pw"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .create_user("alice", Role::User, &pw("long enough pw"))
+            .create_user(
+                "alice",
+                Role::User,
+                &pw("long enough pw"),
+                SystemTime::now()
+            )
             .await,
         Err(Error::AlreadyExists { .. })
     ));
@@ -135,7 +157,12 @@ async fn the_last_admin_cannot_be_removed() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     store
-        .create_user("admin", Role::Admin, &pw("admin password"))
+        .create_user(
+            "admin",
+            Role::Admin,
+            &pw("admin password"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -143,7 +170,12 @@ async fn the_last_admin_cannot_be_removed() {
         Err(Error::LastAdmin)
     ));
     store
-        .create_user("root", Role::Admin, &pw("root password!"))
+        .create_user(
+            "root",
+            Role::Admin,
+            &pw("root password!"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     store.remove_user("admin").await.unwrap();
@@ -154,14 +186,22 @@ async fn device_keys_authenticate_only_their_owner_until_removed() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     store
-        .create_user("alice", Role::User, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     store
-        .create_user("bob", Role::User, &pw("bob password 11"))
+        .create_user("bob", Role::User, &pw("bob password 11"), SystemTime::now())
         .await
         .unwrap();
-    let (phone, key) = store.add_device("alice", "phone").await.unwrap();
+    let (phone, key) = store
+        .add_device("alice", "phone", SystemTime::now())
+        .await
+        .unwrap();
     assert!(key.expose().starts_with("pld_"));
 
     let (user, device) = store
@@ -178,7 +218,7 @@ async fn device_keys_authenticate_only_their_owner_until_removed() {
             .is_none()
     );
     assert!(matches!(
-        store.add_device("alice", "phone").await,
+        store.add_device("alice", "phone", SystemTime::now()).await,
         Err(Error::AlreadyExists { .. })
     ));
 
@@ -197,7 +237,12 @@ async fn sessions_slide_and_expire_after_seven_idle_days() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     let alice = store
-        .create_user("alice", Role::User, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     let policy = SessionPolicy::default();
@@ -231,11 +276,16 @@ async fn api_tokens_work_until_revoked_and_are_stored_hashed() {
     let (_dir, path) = temp_db();
     let store = Store::open(&path).unwrap();
     let alice = store
-        .create_user("alice", Role::User, &pw("alice password 1"))
+        .create_user(
+            "alice",
+            Role::User,
+            &pw("alice password 1"),
+            SystemTime::now(),
+        )
         .await
         .unwrap();
     let (meta, token) = store
-        .create_api_token(alice.id, "backup script")
+        .create_api_token(alice.id, "backup script", SystemTime::now())
         .await
         .unwrap();
     assert!(token.expose().starts_with("plt_"));
@@ -261,7 +311,12 @@ async fn api_tokens_work_until_revoked_and_are_stored_hashed() {
             .unwrap()
             .is_none()
     );
-    assert!(store.create_api_token(alice.id, "  ").await.is_err());
+    assert!(
+        store
+            .create_api_token(alice.id, "  ", SystemTime::now())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

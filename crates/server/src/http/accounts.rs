@@ -38,7 +38,10 @@ pub async fn create_token(
     CurrentUser(user): CurrentUser,
     ApiJson(req): ApiJson<NewToken>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (meta, token) = state.store.create_api_token(user.id, &req.name).await?;
+    let (meta, token) = state
+        .store
+        .create_api_token(user.id, &req.name, SystemTime::now())
+        .await?;
     tracing::info!(username = %user.username, token = %token.masked(), "API token created");
     Ok((
         StatusCode::CREATED,
@@ -85,7 +88,7 @@ pub async fn create_user(
         .unwrap_or_else(random_password);
     let user = state
         .store
-        .create_user(&req.username, req.role, &password)
+        .create_user(&req.username, req.role, &password, SystemTime::now())
         .await?;
     tracing::info!(by = %admin.username, username = %user.username, role = ?user.role, "user created");
     let mut body = json!({ "user": UserView::from(&user) });
@@ -203,7 +206,10 @@ pub async fn add_device(
     if owner != caller.username && caller.role != Role::Admin {
         return Err(ApiError::Forbidden);
     }
-    let (device, key) = state.store.add_device(&owner, &req.name).await?;
+    let (device, key) = state
+        .store
+        .add_device(&owner, &req.name, SystemTime::now())
+        .await?;
     tracing::info!(by = %caller.username, owner = %owner, device = %device.name, key = %key.masked(), "device added");
     Ok((
         StatusCode::CREATED,
