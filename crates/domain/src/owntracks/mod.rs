@@ -21,6 +21,8 @@ pub mod message;
 pub mod topic;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{DeviceConfig, Endpoint};
