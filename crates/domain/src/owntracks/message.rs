@@ -107,7 +107,8 @@ impl MessageType {
             MessageType::Encrypted => true,
             MessageType::Location | MessageType::Lwt => kind == TopicKind::Device,
             MessageType::Transition => kind == TopicKind::Event,
-            MessageType::Waypoint => kind == TopicKind::Waypoint,
+            // Older app versions published a single waypoint to `/waypoints`.
+            MessageType::Waypoint => matches!(kind, TopicKind::Waypoint | TopicKind::Waypoints),
             MessageType::Waypoints => kind == TopicKind::Waypoints,
             MessageType::Card => kind == TopicKind::Info,
             MessageType::Status => kind == TopicKind::Status,

@@ -464,16 +464,19 @@ fn a_type_on_the_wrong_topic_is_rejected() {
             topic_kind: TopicKind::Info,
         })
     );
-    // Each type is expected on exactly one kind, encrypted on all.
+    // Each type is expected on exactly one kind, except a single waypoint (also on
+    // `/waypoints`, where older apps put it) and encrypted (on all).
     for t in MessageType::ALL {
         let kinds = TopicKind::ALL.iter().filter(|k| t.expected_on(**k)).count();
-        let want = if t == MessageType::Encrypted {
-            TopicKind::ALL.len()
-        } else {
-            1
+        let want = match t {
+            MessageType::Encrypted => TopicKind::ALL.len(),
+            MessageType::Waypoint => 2,
+            _ => 1,
         };
         assert_eq!(kinds, want, "{t}");
     }
+    assert!(MessageType::Waypoint.expected_on(TopicKind::Waypoints));
+    assert!(!MessageType::Waypoints.expected_on(TopicKind::Waypoint));
 }
 
 #[test]
