@@ -5,6 +5,7 @@
 //!   [`Parsed::Empty`] for a zero-length payload, or a [`PayloadError`] naming the reason.
 //! - [`crypto`]: the apps' libsodium secretbox encryption (`_type: encrypted`).
 //! - [`config`]: the `.otrc` configuration and its `owntracks:///config?inline=` URL.
+//! - [`command`]: `_type: cmd` payloads to phones (`reportLocation`, `setWaypoints`, …).
 //!
 //! Architecture invariant: no I/O, no clock, no randomness (an encryption nonce is a parameter).
 //! Nothing here panics on any input; the property tests check that with arbitrary bytes and
@@ -14,6 +15,7 @@
 //! PROPTEST_CASES=1000000 cargo test --release -p porchlight-domain owntracks::proptests
 //! ```
 
+pub mod command;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -25,6 +27,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
+pub use command::PhoneCommand;
 pub use config::{DeviceConfig, Endpoint};
 pub use crypto::{CryptoError, SecretKey};
 pub use error::PayloadError;
