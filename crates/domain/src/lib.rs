@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod acl;
+pub mod owntracks;
 pub mod secret;
 pub mod session;
 pub mod throttle;
