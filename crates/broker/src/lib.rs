@@ -356,14 +356,17 @@ pub trait Bus: Send + Sync {
     ///
     /// For a client's QoS 1/2 publish the client's PUBACK (QoS 1) / PUBREC (QoS 2) is sent
     /// only after every matching acked consumer called [`Ack::commit`]; MQTT subscribers and
-    /// retained storage get the message only then, too. [`Ack::fail`], dropping the [`Ack`],
-    /// dropping the receiver, or no answer within [`BrokerConfig::commit_timeout`] refuses the
-    /// publish: the client's connection is closed without acknowledgement, and a client with
-    /// a persistent session (clean session 0, as OwnTracks connects) resends the message
-    /// after reconnecting. So a consumer may see a message again (also one it committed,
-    /// when another acked consumer failed): commits must be idempotent. While it waits, rmqtt processes nothing else of that client's connection
-    /// (it handles one packet at a time per connection); other connections are not held up.
-    /// So one connection's throughput is bounded by the commit latency: batch commits across
+    /// retained storage get the message only then, too. [`Ack::fail`], dropping the [`Ack`]
+    /// (also by dropping the receiver with deliveries in it), or no answer within
+    /// [`BrokerConfig::commit_timeout`] refuses the publish: the client's connection is closed
+    /// without acknowledgement, and a client with a persistent session (clean session 0: what
+    /// OwnTracks onboarding should configure) resends the message after reconnecting. A dropped receiver stops
+    /// counting for later messages. A consumer may thus see a message again (also one it
+    /// committed, when another acked consumer failed): commits must be idempotent.
+    ///
+    /// While it waits, rmqtt processes nothing else of that client's connection (it handles
+    /// one packet at a time per connection); other connections are not held up. So one
+    /// connection's throughput is bounded by the commit latency: batch commits across
     /// connections, and answer each delivery as soon as its batch is durable.
     ///
     /// Nobody waits for the answer to QoS 0 publishes, will messages and the app's own

@@ -2404,3 +2404,82 @@ async fn wills_and_app_publishes_reach_acked_consumers_without_anyone_waiting() 
     will.ack.commit();
     broker.shutdown().await;
 }
+
+/// Not a correctness test: `cargo test --release -p porchlight-broker --test broker
+/// acked_ingest_throughput -- --ignored --nocapture` prints how many QoS 1 publishes per
+/// second pass commit-before-ack, for a few connection counts, with a consumer that answers
+/// in batches every `BATCH` (standing in for a group commit). One connection carries one
+/// publish at a time, so its rate is about 1 / (batch wait + round trip).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn acked_ingest_throughput() {
+    const BATCH: Duration = Duration::from_millis(2);
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/+/+", 4096, Origins::CLIENTS);
+    let committer = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        let mut tick = tokio::time::interval(BATCH);
+        loop {
+            tokio::select! {
+                d = deliveries.recv() => match d {
+                    Some(d) => batch.push(d.ack),
+                    None => return,
+                },
+                _ = tick.tick() => batch.drain(..).for_each(|a| a.commit()),
+            }
+        }
+    });
+    let payload = r#"{"_type":"location","acc":12,"alt":40,"batt":81,"lat":52.520008,"lon":13.404954,"tid":"ph","tst":1700000000}"#;
+    for clients in [1usize, 16, 128] {
+        let per_client = (2000 / clients).max(20);
+        let mut pubs = Vec::new();
+        for c in 0..clients {
+            let mut o = options(addr, &format!("bench-{clients}-{c}"), "admin");
+            o.set_inflight(100);
+            pubs.push(Client::spawn(o));
+        }
+        for c in &mut pubs {
+            c.expect_connack().await;
+        }
+        let start = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for (c, mut client) in pubs.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_client {
+                    client
+                        .client
+                        .publish(
+                            format!("owntracks/u{c}/phone"),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .unwrap();
+                }
+                for _ in 0..per_client {
+                    expect_puback(&mut client).await;
+                }
+                client
+            }));
+        }
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.unwrap());
+        }
+        let total = clients * per_client;
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{clients} connections: {total} QoS 1 publishes acked in {secs:.2}s = {:.0}/s",
+            total as f64 / secs
+        );
+        for c in done {
+            c.disconnect().await;
+        }
+    }
+    broker.shutdown().await;
+    committer.abort();
+}
