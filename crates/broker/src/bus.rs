@@ -1,13 +1,22 @@
 //! The in-process [`Bus`]: app publishes into rmqtt; allowed client publishes, will messages
 //! and (on request) app publishes out to the app's receivers.
 //!
-//! Two kinds of receivers: consumers ([`Bus::consume`]) get every message through a bounded
-//! channel and the publisher waits for room (backpressure, nothing lost: for ingest);
-//! watchers ([`Bus::watch`]) get them through a ring of their own and the publisher never
-//! waits (a slow watcher loses its oldest messages and is told how many: for live views).
+//! Three kinds of receivers:
+//! - consumers ([`Bus::consume`]) get every message through a bounded channel and the
+//!   publisher waits for room (backpressure, nothing lost);
+//! - acked consumers ([`Bus::consume_acked`]) get the same, each message with an [`Ack`] to
+//!   answer; for a client's QoS 1/2 publish the publish hook waits (up to
+//!   `BrokerConfig::commit_timeout`) for every matching acked consumer's answer, so the
+//!   PUBACK / PUBREC leaves only after the consumers committed (commit before ack, ADR 0008);
+//! - watchers ([`Bus::watch`]) get them through a ring of their own and the publisher never
+//!   waits (a slow watcher loses its oldest messages and is told how many: for live views).
+//!
 //! Watchers are served first, so a stalled consumer does not hold back live views either.
+//! Consumers of both kinds share one list (one read lock per message, as before), and a
+//! message no acked consumer matches costs no allocation or wait beyond what `consume` costs.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,7 +26,8 @@ use rmqtt::context::ServerContext;
 use rmqtt::session::SessionState;
 use rmqtt::types::{ClientId, CodecPublish, From, Id, Publish, TopicName};
 use rmqtt::utils::timestamp_millis;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::hooks::State;
 use crate::{Bus, Error, Inbound, Origin, Origins};
@@ -28,10 +38,28 @@ const APP_CLIENT_ID: &str = "porchlight";
 /// Largest receiver capacity (tokio's channels panic on absurd ones).
 const MAX_CAPACITY: usize = 1 << 20;
 
+/// Where a consumer's messages go.
+#[derive(Clone)]
+enum Sink {
+    /// [`Bus::consume_from`]: the message alone.
+    Plain(mpsc::Sender<Inbound>),
+    /// [`Bus::consume_acked`]: the message with an [`Ack`] the publisher may wait for.
+    Acked(mpsc::Sender<Delivery>),
+}
+
+impl Sink {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sink::Plain(tx) => tx.is_closed(),
+            Sink::Acked(tx) => tx.is_closed(),
+        }
+    }
+}
+
 struct Consumer {
     filter: String,
     origins: Origins,
-    tx: mpsc::Sender<Inbound>,
+    sink: Sink,
 }
 
 struct Watcher {
@@ -53,9 +81,75 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Registered [`Bus::consume`] and [`Bus::watch`] receivers.
+/// The answer an acked consumer gives for one message: `Err` carries the reason of a failure.
+type Answer = Result<(), String>;
+
+/// A message an acked consumer must answer (see [`Bus::consume_acked`]).
+#[derive(Debug)]
+pub struct Delivery {
+    pub inbound: Inbound,
+    /// Answer with [`Ack::commit`] once the message is durably stored, or [`Ack::fail`].
+    pub ack: Ack,
+}
+
+/// The acknowledgement an acked consumer owes for one [`Delivery`].
+///
+/// For a client's QoS 1/2 publish the publishing client gets its PUBACK (QoS 1) / PUBREC
+/// (QoS 2) only after every matching acked consumer called [`Ack::commit`]. [`Ack::fail`],
+/// dropping the `Ack` without answering, or no answer within `BrokerConfig::commit_timeout`
+/// refuses the publish instead: the client is disconnected without an acknowledgement and
+/// sends the message again when it reconnects (ADR 0008).
+///
+/// For everything else (QoS 0 publishes, will messages, the app's own publishes) nobody
+/// waits: [`Ack::is_awaited`] is false and the answer changes nothing, but the consumer must
+/// still commit promptly (within 50 ms for QoS 0 points: the bound).
+#[must_use = "the publisher waits for an answer: call commit() or fail()"]
+pub struct Ack {
+    /// `None` when no publisher waits for this answer.
+    answer: Option<oneshot::Sender<Answer>>,
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ack")
+            .field("awaited", &self.is_awaited())
+            .finish()
+    }
+}
+
+impl Ack {
+    /// The message is durably stored: the publisher may be acknowledged.
+    pub fn commit(mut self) {
+        self.answer(Ok(()));
+    }
+
+    /// The message could not be stored: the publish is refused (the client resends it after
+    /// reconnecting). `reason` is logged by the broker, never sent to the client.
+    pub fn fail(mut self, reason: impl Into<String>) {
+        self.answer(Err(reason.into()));
+    }
+
+    /// Whether a publishing client waits for this answer (a client's QoS 1/2 publish).
+    pub fn is_awaited(&self) -> bool {
+        self.answer.is_some()
+    }
+
+    fn answer(&mut self, answer: Answer) {
+        if let Some(tx) = self.answer.take() {
+            // Fails only when the publisher stopped waiting (timeout, or an earlier failure).
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+/// Why a publish an acked consumer was to commit is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NotCommitted(pub(crate) String);
+
+/// Registered [`Bus::consume`], [`Bus::consume_acked`] and [`Bus::watch`] receivers.
 #[derive(Default)]
 pub(crate) struct Consumers {
+    /// Plain and acked consumers, in registration order.
     consumers: RwLock<Vec<Consumer>>,
     watchers: RwLock<Vec<Watcher>>,
 }
@@ -63,7 +157,7 @@ pub(crate) struct Consumers {
 impl Consumers {
     fn add_consumer(&self, consumer: Consumer) {
         let mut list = write(&self.consumers);
-        list.retain(|c| !c.tx.is_closed());
+        list.retain(|c| !c.sink.is_closed());
         list.push(consumer);
     }
 
@@ -75,7 +169,16 @@ impl Consumers {
 
     /// Hand `inbound` to every matching watcher (never waiting), then to every matching
     /// consumer, waiting for room (backpressure).
-    pub(crate) async fn dispatch(&self, inbound: Inbound) {
+    ///
+    /// With `commit: Some(limit)` (a client's QoS 1/2 publish), also wait for every matching
+    /// acked consumer to answer, all within `limit` (room in its channel included); the first
+    /// failure, dropped [`Ack`] or the timeout is returned, and the publish must then be
+    /// refused. With `None`, acked consumers get an [`Ack`] nobody waits for.
+    pub(crate) async fn dispatch(
+        &self,
+        inbound: Inbound,
+        commit: Option<Duration>,
+    ) -> Result<(), NotCommitted> {
         let mut gone = false;
         for w in read(&self.watchers)
             .iter()
@@ -88,20 +191,77 @@ impl Consumers {
             write(&self.watchers).retain(|w| w.tx.receiver_count() > 0);
         }
 
-        let targets: Vec<mpsc::Sender<Inbound>> = read(&self.consumers)
+        let targets: Vec<Sink> = read(&self.consumers)
             .iter()
             .filter(|c| wants(&c.filter, c.origins, &inbound))
-            .map(|c| c.tx.clone())
+            .map(|c| c.sink.clone())
             .collect();
         let mut closed = false;
-        for tx in targets {
-            if tx.send(inbound.clone()).await.is_err() {
-                closed = true;
+        // Only a message an acked consumer matches reads the clock or allocates here.
+        let mut deadline = None;
+        let mut answers = Vec::new();
+        let mut failure = None;
+        for sink in targets {
+            match sink {
+                Sink::Plain(tx) => closed |= tx.send(inbound.clone()).await.is_err(),
+                Sink::Acked(tx) => {
+                    let Some(limit) = commit else {
+                        let delivery = Delivery {
+                            inbound: inbound.clone(),
+                            ack: Ack { answer: None },
+                        };
+                        closed |= tx.send(delivery).await.is_err();
+                        continue;
+                    };
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + limit);
+                    let (answer, rx) = oneshot::channel();
+                    let delivery = Delivery {
+                        inbound: inbound.clone(),
+                        ack: Ack {
+                            answer: Some(answer),
+                        },
+                    };
+                    match tokio::time::timeout_at(deadline, tx.send(delivery)).await {
+                        Ok(Ok(())) => answers.push(rx),
+                        Ok(Err(_)) => {
+                            closed = true;
+                            failure = Some("an acked consumer is gone");
+                        }
+                        Err(_) => failure = Some("timed out waiting for room in an acked consumer"),
+                    }
+                    if failure.is_some() {
+                        break;
+                    }
+                }
             }
         }
         if closed {
-            write(&self.consumers).retain(|c| !c.tx.is_closed());
+            write(&self.consumers).retain(|c| !c.sink.is_closed());
         }
+        if let Some(reason) = failure {
+            return Err(NotCommitted(reason.to_owned()));
+        }
+        let Some(deadline) = deadline else {
+            return Ok(());
+        };
+        // Every acked consumer has the message: they commit concurrently.
+        for rx in answers {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(reason))) => return Err(NotCommitted(reason)),
+                Ok(Err(_)) => {
+                    return Err(NotCommitted(
+                        "an acked consumer dropped the message without answering".into(),
+                    ));
+                }
+                Err(_) => {
+                    return Err(NotCommitted(
+                        "timed out waiting for an acked consumer to commit".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether any receiver asked for the app's own publishes.
@@ -215,7 +375,8 @@ impl Bus for BusImpl {
                 reason: e.to_string(),
             })?;
         if let Some(inbound) = copy {
-            self.state.consumers.dispatch(inbound).await;
+            // Nobody waits for the consumers' answers to an app publish (ADR 0008).
+            let _ = self.state.consumers.dispatch(inbound, None).await;
         }
         Ok(())
     }
@@ -231,12 +392,34 @@ impl Bus for BusImpl {
             self.state.consumers.add_consumer(Consumer {
                 filter: filter.to_owned(),
                 origins,
-                tx,
+                sink: Sink::Plain(tx),
             });
         } else {
             tracing::warn!(
                 filter,
                 "Bus::consume with an invalid filter; the receiver is closed"
+            );
+        }
+        rx
+    }
+
+    fn consume_acked(
+        &self,
+        filter: &str,
+        capacity: usize,
+        origins: Origins,
+    ) -> mpsc::Receiver<Delivery> {
+        let (tx, rx) = mpsc::channel(capacity.clamp(1, MAX_CAPACITY));
+        if acl::is_valid_filter(filter) {
+            self.state.consumers.add_consumer(Consumer {
+                filter: filter.to_owned(),
+                origins,
+                sink: Sink::Acked(tx),
+            });
+        } else {
+            tracing::warn!(
+                filter,
+                "Bus::consume_acked with an invalid filter; the receiver is closed"
             );
         }
         rx

@@ -16,6 +16,25 @@
 //!   client id only if that session is absent or belongs to the same user.
 //! - The session limit is checked before authentication, without telling any hook; the
 //!   `ClientConnect` hook applies the same test just before and counts such refusals.
+//!
+//! Commit before ack (ADR 0008), from rmqtt 0.24.0's `session.rs`:
+//! - Each connection is one task running one packet at a time: a PUBLISH is handled inline
+//!   (`process_publish` → `publish` → `_publish`), which awaits the `MessagePublishCheckAcl`
+//!   hook, then routes the message to subscribers and the retained store (`forwards`), and
+//!   only then writes the PUBACK (QoS 1) or PUBREC (QoS 2). So while this hook waits for the
+//!   acked consumers, that connection gets no acknowledgement, and its next packets
+//!   (PUBLISH, PINGREQ, kicks from a takeover) and outgoing deliveries wait too; other
+//!   connections run on their own tasks and are not held up (the hook manager only holds a
+//!   read lock on its handler list).
+//! - A refusal with `disconnect = true` makes `_publish` return an error before any ack is
+//!   written: no PUBACK / PUBREC, the connection closes, the QoS 1 packet id is released, a
+//!   QoS 2 one was never stored. A persistent session stays, so the client resends on
+//!   reconnect. (rmqtt means to send MQTT 5 clients a DISCONNECT 0x83 first, but `run`
+//!   closes the socket before writing it: every level just sees the close.)
+//! - A refusal with `disconnect = false` would send a *plain* PUBACK on MQTT 3.1.1 (no
+//!   reason codes there: the client takes it as success) and a PUBACK 0x80 on MQTT 5 (the
+//!   exchange is then complete and the client does not resend). Neither is fit for a failed
+//!   commit; both are fine for an ACL denial.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,15 +43,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use porchlight_domain::acl::{self, Identity};
-use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::codec::types::QoS;
+use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{
-    AuthResult, ClientId, ConnectInfo, FromType, Id, LastWill, PublishAclResult, SubscribeAclResult,
+    AuthResult, ClientId, ConnectInfo, FromType, Id, LastWill, PublishAclResult, PublishResult,
+    SubscribeAclResult,
 };
 
-use crate::bus::Consumers;
+use crate::bus::{Consumers, NotCommitted};
 use crate::refusals::Refusals;
 use crate::takeover::Takeovers;
 use crate::{AuditEvent, Credentials, Gatekeeper, Inbound, Origin, ProtocolLevel, Refusal};
@@ -64,6 +85,8 @@ pub(crate) struct State {
     dropped: std::sync::atomic::AtomicU64,
     /// "Too many connections" refusals, audited as counts.
     pub(crate) refusals: Arc<Refusals>,
+    /// How long a QoS 1/2 client publish waits for its acked consumers to commit.
+    commit_timeout: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -75,8 +98,10 @@ impl State {
         gatekeeper: Arc<dyn Gatekeeper>,
         max_payload: usize,
         max_connections: usize,
+        commit_timeout: Duration,
     ) -> Self {
         Self {
+            commit_timeout,
             refusals: Refusals::new(gatekeeper.clone(), max_connections),
             gatekeeper,
             max_payload,
@@ -338,10 +363,23 @@ impl HookHandler {
             });
             return PublishAclResult::rejected(false, None);
         }
-        self.state
-            .consumers
-            .dispatch(inbound(publish, Origin::Client, Some(identity), id))
-            .await;
+        // A client that waits for an acknowledgement gets it only once the acked consumers
+        // committed the message; QoS 0 publishers wait for nobody.
+        let commit = (publish.qos != QoS::AtMostOnce).then_some(self.state.commit_timeout);
+        let message = inbound(publish, Origin::Client, Some(identity.clone()), id);
+        if let Err(NotCommitted(reason)) = self.state.consumers.dispatch(message, commit).await {
+            tracing::warn!(
+                client_id = %id.client_id, username = %identity.username, topic = %publish.topic,
+                qos = publish.qos.value(), %reason,
+                "publish not committed; disconnecting the client without acknowledgement so it resends"
+            );
+            // Disconnect: on MQTT 3.1.1 anything else sends a PUBACK the client takes as success.
+            return PublishAclResult(PublishResult::reason_code(
+                PublishAckReason::UnspecifiedError,
+                Some("message not stored, send it again".into()),
+                true,
+            ));
+        }
         PublishAclResult::allow()
     }
 
@@ -436,9 +474,11 @@ impl Handler for HookHandler {
                 if identity.is_none() {
                     tracing::warn!(client_id = %from.id.client_id, "will message of a session without identity");
                 }
-                self.state
+                // Nobody waits for a will: acked consumers get it with an ack nobody awaits.
+                let _ = self
+                    .state
                     .consumers
-                    .dispatch(inbound(publish, Origin::Will, identity, &from.id))
+                    .dispatch(inbound(publish, Origin::Will, identity, &from.id), None)
                     .await;
                 (true, acc)
             }

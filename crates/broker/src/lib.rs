@@ -13,9 +13,12 @@
 //!
 //! What reaches the app: every allowed client publish and will message, as an [`Inbound`]
 //! carrying the publisher's authenticated [`Identity`]. [`Bus::consume`] receivers get them
-//! with backpressure (durable consumers such as ingest); [`Bus::watch`] receivers get them
-//! without ever slowing a publisher, and are told how many they missed (live views). Either
-//! can opt in to the app's own publishes ([`Origins::ALL`]).
+//! with backpressure; [`Bus::consume_acked`] receivers get them with backpressure and an
+//! [`Ack`] to answer, and a client's QoS 1/2 publish is acknowledged (PUBACK / PUBREC) only
+//! once every matching acked consumer committed it (durable ingest; ADR 0008);
+//! [`Bus::watch`] receivers get them without ever slowing a publisher, and are told how many
+//! they missed (live views). Any of them can opt in to the app's own publishes
+//! ([`Origins::ALL`]).
 //!
 //! Every broker has its own rmqtt `ServerContext`, so several brokers can run in one process
 //! (see the crate tests). rmqtt's only process-wide state we know of is the cached CPU
@@ -45,7 +48,7 @@ pub use bytes::Bytes;
 pub use porchlight_domain::acl::{Identity, LoginMethod, Role};
 
 use crate::bus::BusImpl;
-pub use crate::bus::{Watch, Watched};
+pub use crate::bus::{Ack, Delivery, Watch, Watched};
 use crate::hooks::{HookHandler, State};
 
 /// How the broker listens and what it tolerates.
@@ -71,6 +74,13 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// An additional MQTT-over-TLS listener.
     pub tls: Option<TlsConfig>,
+    /// How long a client's QoS 1/2 publish waits for the [`Bus::consume_acked`] consumers it
+    /// matches to commit it (room in their channels included). Past it the publish is refused
+    /// like a failed commit: the client is disconnected without PUBACK / PUBREC and resends
+    /// on reconnect. rmqtt reads nothing else from that connection meanwhile (PINGREQ
+    /// included), so keep this well below the clients' keep-alive (rmqtt closes a connection
+    /// silent for 1.5 × its keep-alive; a client closes one whose PINGRESP does not come).
+    pub commit_timeout: Duration,
 }
 
 impl BrokerConfig {
@@ -85,6 +95,7 @@ impl BrokerConfig {
             max_inflight: 32,
             data_dir,
             tls: None,
+            commit_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -340,6 +351,34 @@ pub trait Bus: Send + Sync {
         origins: Origins,
     ) -> tokio::sync::mpsc::Receiver<Inbound>;
 
+    /// A durable consumer whose deliveries must be acknowledged: the messages of
+    /// [`Bus::consume_from`] (same backpressure), each as a [`Delivery`] with an [`Ack`].
+    ///
+    /// For a client's QoS 1/2 publish the client's PUBACK (QoS 1) / PUBREC (QoS 2) is sent
+    /// only after every matching acked consumer called [`Ack::commit`]; MQTT subscribers and
+    /// retained storage get the message only then, too. [`Ack::fail`], dropping the [`Ack`]
+    /// (also by dropping the receiver with deliveries in it), or no answer within
+    /// [`BrokerConfig::commit_timeout`] refuses the publish: the client's connection is closed
+    /// without acknowledgement, and a client with a persistent session (clean session 0: what
+    /// OwnTracks onboarding should configure) resends the message after reconnecting. A dropped receiver stops
+    /// counting for later messages. A consumer may thus see a message again (also one it
+    /// committed, when another acked consumer failed): commits must be idempotent.
+    ///
+    /// While it waits, rmqtt processes nothing else of that client's connection (it handles
+    /// one packet at a time per connection); other connections are not held up. So one
+    /// connection's throughput is bounded by the commit latency: batch commits across
+    /// connections, and answer each delivery as soon as its batch is durable.
+    ///
+    /// Nobody waits for the answer to QoS 0 publishes, will messages and the app's own
+    /// publishes ([`Ack::is_awaited`] is false), but the consumer must commit them promptly
+    /// anyway: within 50 ms for QoS 0 points. An invalid filter yields a closed receiver.
+    fn consume_acked(
+        &self,
+        filter: &str,
+        capacity: usize,
+        origins: Origins,
+    ) -> tokio::sync::mpsc::Receiver<Delivery>;
+
     /// A live view: the same messages as [`Bus::consume`], but lossy. A watcher that falls
     /// more than `capacity` (rounded up to a power of two) messages behind loses the oldest and
     /// is told how many ([`Watched::Lagged`]); it never slows a publisher. An invalid filter
@@ -477,7 +516,12 @@ impl Broker {
         let retainer = retain::Retainer::open(config.data_dir.clone()).await;
         *scx.extends.retain_mut().await = Box::new(retain::Shared(retainer.clone()));
 
-        let state = Arc::new(State::new(gatekeeper, config.max_payload, max_connections));
+        let state = Arc::new(State::new(
+            gatekeeper,
+            config.max_payload,
+            max_connections,
+            config.commit_timeout,
+        ));
         let bus = Arc::new(BusImpl::new(scx.clone(), state.clone()));
         let handler = HookHandler::new(scx.clone(), state.clone());
         let register = scx.extends.hook_mgr().register();

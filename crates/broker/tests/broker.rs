@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use porchlight_broker::{
-    AuditEvent, Broker, BrokerConfig, Credentials, Error, Gatekeeper, Identity, Inbound,
+    AuditEvent, Broker, BrokerConfig, Credentials, Delivery, Error, Gatekeeper, Identity, Inbound,
     LoginMethod, Origin, Origins, Refusal, Role, Watched,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
@@ -1975,4 +1975,518 @@ async fn a_connect_refused_after_authentication_does_not_own_the_client_id() {
         return;
     }
     panic!("no CONNECT was refused after authentication in 3 attempts");
+}
+
+// ---------------------------------------------------------------- issue 12: commit before ack
+
+/// How long a held message is watched for an acknowledgement that must not come.
+const HOLD: Duration = Duration::from_millis(400);
+
+async fn recv_delivery(rx: &mut mpsc::Receiver<Delivery>) -> Delivery {
+    timeout(WAIT, rx.recv())
+        .await
+        .expect("no delivery in time")
+        .expect("acked consumer closed")
+}
+
+/// Packets `client` receives within `quiet` (an error ends the list).
+async fn packets_within(client: &mut Client, quiet: Duration) -> Vec<Result<Packet, String>> {
+    let deadline = tokio::time::Instant::now() + quiet;
+    let mut seen = Vec::new();
+    while let Ok(Some(p)) = tokio::time::timeout_at(deadline, client.events.recv()).await {
+        let end = p.is_err();
+        seen.push(p);
+        if end {
+            break;
+        }
+    }
+    seen
+}
+
+fn is_ack(p: &Result<Packet, String>) -> bool {
+    matches!(
+        p,
+        Ok(Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_))
+    )
+}
+
+/// Wait for the PUBACK (QoS 1) or PUBREC (QoS 2) of the last publish of `client`.
+async fn expect_ack(client: &mut Client, qos: QoS) {
+    loop {
+        match (client.next().await, qos) {
+            (Some(Ok(Packet::PubAck(_))), QoS::AtLeastOnce) => return,
+            (Some(Ok(Packet::PubRec(_))), QoS::ExactlyOnce) => return,
+            (Some(Ok(p)), _) if !is_ack(&Ok(p.clone())) => {}
+            (other, _) => panic!("expected the ack of a QoS {qos:?} publish, got {other:?}"),
+        }
+    }
+}
+
+/// Like [`Client::spawn`], but the event loop goes on after an error, so rumqttc reconnects
+/// and (persistent session) resends what was not acknowledged, as a phone does.
+fn spawn_reconnecting(options: MqttOptions) -> Client {
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    let (tx, events) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let event = match eventloop.poll().await {
+                Ok(Event::Incoming(p)) => Ok(p),
+                Ok(Event::Outgoing(_)) => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            let failed = event.is_err();
+            if tx.send(event).is_err() {
+                return;
+            }
+            if failed {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    Client {
+        client,
+        events,
+        task,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qos_1_or_2_publish_is_acknowledged_only_after_the_acked_consumer_commits() {
+    let (broker, gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/#", 8, Origins::CLIENTS);
+    let mut watcher = Client::connect(addr, "watcher", "admin").await;
+    watcher.subscribe("owntracks/#", QoS::AtLeastOnce).await;
+    let mut phone = Client::connect(addr, "phone", "alice").await;
+
+    for (qos, payload) in [(QoS::AtLeastOnce, "one"), (QoS::ExactlyOnce, "two")] {
+        phone
+            .client
+            .publish("owntracks/alice/phone", qos, false, payload)
+            .await
+            .unwrap();
+        let delivery = recv_delivery(&mut deliveries).await;
+        assert_eq!(
+            (
+                &delivery.inbound.payload[..],
+                delivery.inbound.qos,
+                &delivery.inbound.identity,
+                delivery.ack.is_awaited()
+            ),
+            (payload.as_bytes(), qos as u8, &gk.identity("alice"), true)
+        );
+        // held by the consumer: no PUBACK / PUBREC, and no subscriber has it yet
+        let seen = packets_within(&mut phone, HOLD).await;
+        assert!(seen.iter().all(|p| p.is_ok() && !is_ack(p)), "{seen:?}");
+        assert!(
+            watcher.next_publish_within(Duration::ZERO).await.is_none(),
+            "forwarded before commit"
+        );
+
+        delivery.ack.commit();
+        timeout(Duration::from_secs(1), expect_ack(&mut phone, qos))
+            .await
+            .expect("no prompt ack after commit");
+        assert_eq!(
+            &watcher.expect_publish().await.payload[..],
+            payload.as_bytes()
+        );
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_is_not_acknowledged_and_the_resent_message_comes_again() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/#", 8, Origins::CLIENTS);
+    let mut o = options(addr, "phone", "alice");
+    o.set_clean_session(false);
+    let mut phone = spawn_reconnecting(o);
+    phone.expect_connack().await;
+    phone
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "p1")
+        .await
+        .unwrap();
+
+    let first = recv_delivery(&mut deliveries).await;
+    first.ack.fail("disk full");
+    // the connection ends without a PUBACK ...
+    loop {
+        match phone.next().await {
+            Some(Err(_)) => break,
+            Some(Ok(p)) => assert!(!is_ack(&Ok(p.clone())), "acknowledged: {p:?}"),
+            None => panic!("still connected after a failed commit"),
+        }
+    }
+    // ... the phone reconnects to its session (retrying, as phones do: rmqtt may refuse a
+    // CONNECT that races the end of the old connection) and sends the message again
+    loop {
+        match phone.next().await {
+            Some(Ok(Packet::ConnAck(ack))) => {
+                assert!(ack.session_present);
+                break;
+            }
+            Some(Err(_)) => {}
+            other => panic!("expected a CONNACK, got {other:?}"),
+        }
+    }
+    let again = recv_delivery(&mut deliveries).await;
+    assert_eq!(
+        (again.inbound.topic.as_str(), &again.inbound.payload[..]),
+        ("owntracks/alice/phone", &b"p1"[..])
+    );
+    again.ack.commit();
+    expect_puback(&mut phone).await;
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_ack_or_no_answer_in_time_refuses_the_publish() {
+    let (broker, _gk, _dir) = start_config(|c| c.commit_timeout = Duration::from_millis(300)).await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/#", 8, Origins::CLIENTS);
+
+    // the consumer drops the ack without answering
+    let mut phone = Client::connect(addr, "phone", "alice").await;
+    phone
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "dropped")
+        .await
+        .unwrap();
+    drop(recv_delivery(&mut deliveries).await);
+    let seen = packets_within(&mut phone, WAIT).await;
+    assert!(
+        matches!(seen.last(), Some(Err(_))) && !seen.iter().any(is_ack),
+        "{seen:?}"
+    );
+
+    // the consumer holds the ack past the commit timeout; a late commit changes nothing
+    // (another client id: rmqtt refuses a CONNECT that races the end of its old session)
+    let mut phone = Client::connect(addr, "phone-2", "alice").await;
+    phone
+        .client
+        .publish("owntracks/alice/phone", QoS::ExactlyOnce, false, "late")
+        .await
+        .unwrap();
+    let held = recv_delivery(&mut deliveries).await;
+    let seen = packets_within(&mut phone, WAIT).await;
+    assert!(
+        matches!(seen.last(), Some(Err(_))) && !seen.iter().any(is_ack),
+        "{seen:?}"
+    );
+    held.ack.commit();
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_0_publishes_are_delivered_without_waiting_for_the_commit() {
+    // A long commit timeout: a QoS 0 publish that waited would block the connection.
+    let (broker, _gk, _dir) = start_config(|c| c.commit_timeout = Duration::from_secs(60)).await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/#", 8, Origins::CLIENTS);
+    let mut watcher = Client::connect(addr, "watcher", "admin").await;
+    watcher.subscribe("owntracks/#", QoS::AtMostOnce).await;
+    let mut phone = Client::connect(addr, "phone", "alice").await;
+    for payload in ["a", "b"] {
+        phone
+            .client
+            .publish("owntracks/alice/phone", QoS::AtMostOnce, false, payload)
+            .await
+            .unwrap();
+    }
+    let a = recv_delivery(&mut deliveries).await;
+    assert!(!a.ack.is_awaited());
+    // "a" is unanswered, yet "b" arrives and subscribers get both
+    let b = recv_delivery(&mut deliveries).await;
+    assert_eq!(
+        (&a.inbound.payload[..], &b.inbound.payload[..]),
+        (&b"a"[..], &b"b"[..])
+    );
+    assert_eq!(&watcher.expect_publish().await.payload[..], b"a");
+    assert_eq!(&watcher.expect_publish().await.payload[..], b"b");
+    // and the connection is free for a QoS 1 publish, acknowledged at its own commit
+    phone
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "c")
+        .await
+        .unwrap();
+    let c = recv_delivery(&mut deliveries).await;
+    assert!(c.ack.is_awaited());
+    c.ack.commit();
+    expect_puback(&mut phone).await;
+    a.ack.commit();
+    drop(b);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_message_of_one_client_does_not_delay_another_clients_puback() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/#", 8, Origins::CLIENTS);
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+    alice
+        .client
+        .publish("owntracks/alice/phone", QoS::AtLeastOnce, false, "slow")
+        .await
+        .unwrap();
+    let held = recv_delivery(&mut deliveries).await;
+    assert_eq!(held.inbound.client_id, "alice-phone");
+
+    bob.client
+        .publish("owntracks/bob/phone", QoS::AtLeastOnce, false, "fast")
+        .await
+        .unwrap();
+    let quick = recv_delivery(&mut deliveries).await;
+    assert_eq!(quick.inbound.client_id, "bob-phone");
+    quick.ack.commit();
+    timeout(Duration::from_secs(1), expect_puback(&mut bob))
+        .await
+        .expect("bob's PUBACK waited for alice's commit");
+    let seen = packets_within(&mut alice, Duration::from_millis(100)).await;
+    assert!(!seen.iter().any(is_ack), "{seen:?}");
+
+    held.ack.commit();
+    expect_puback(&mut alice).await;
+    broker.shutdown().await;
+}
+
+/// A QoS 1 PUBLISH with packet id `id` (MQTT 5: with an empty property list).
+fn raw_publish_qos1(level: u8, topic: &str, id: u16, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_str(&mut body, topic.as_bytes());
+    body.extend_from_slice(&id.to_be_bytes());
+    if level == 5 {
+        body.push(0);
+    }
+    body.extend_from_slice(payload);
+    assert!(body.len() < 128);
+    let mut packet = vec![0x32, body.len() as u8];
+    packet.extend_from_slice(&body);
+    packet
+}
+
+/// The next packet on `s` as (first byte, body); `None` when the server closed the socket.
+async fn raw_packet(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let read = async {
+        let mut first = [0u8; 1];
+        if s.read_exact(&mut first).await.is_err() {
+            return None;
+        }
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.ok()?;
+            len |= usize::from(b[0] & 0x7f) << shift;
+            shift += 7;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.ok()?;
+        Some((first[0], body))
+    };
+    timeout(WAIT, read)
+        .await
+        .expect("socket neither sent nor closed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_wire_puback_follows_the_commit_and_a_failure_sends_none() {
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/#", 8, Origins::CLIENTS);
+    for level in [4u8, 5] {
+        let client_id = format!("raw-{level}");
+        let (code, mut s) = RawConnect {
+            level,
+            client_id: &client_id,
+            user: Some("alice"),
+            password: Some("alice-pw"),
+            will: None,
+        }
+        .send(addr)
+        .await;
+        assert_eq!(code, 0);
+
+        // committed: PUBACK for packet 7 (MQTT 5: reason "success", possibly left out)
+        s.write_all(&raw_publish_qos1(level, "owntracks/alice/p", 7, b"ok"))
+            .await
+            .unwrap();
+        let delivery = recv_delivery(&mut deliveries).await;
+        let mut byte = [0u8; 1];
+        assert!(
+            timeout(HOLD, s.read(&mut byte)).await.is_err(),
+            "level {level}: the server wrote before the commit"
+        );
+        delivery.ack.commit();
+        let (kind, body) = raw_packet(&mut s).await.expect("closed instead of PUBACK");
+        assert_eq!((kind, &body[..2]), (0x40, &[0u8, 7][..]), "level {level}");
+        assert!(body.len() == 2 || body[2] == 0, "level {level}: {body:?}");
+
+        // failed: no PUBACK, the connection closes (rmqtt 0.24 closes the socket before it
+        // would write an MQTT 5 DISCONNECT, so both levels just see the close)
+        s.write_all(&raw_publish_qos1(level, "owntracks/alice/p", 8, b"no"))
+            .await
+            .unwrap();
+        recv_delivery(&mut deliveries).await.ack.fail("disk full");
+        assert_eq!(raw_packet(&mut s).await, None, "level {level}");
+    }
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wills_and_app_publishes_reach_acked_consumers_without_anyone_waiting() {
+    let (broker, _gk, _dir) = start_config(|c| c.commit_timeout = Duration::from_secs(60)).await;
+    let addr = broker.local_addr();
+    let bus = broker.bus();
+    let mut deliveries = bus.consume_acked("owntracks/#", 8, Origins::ALL);
+
+    // a QoS 1 app publish returns while its delivery is unanswered
+    timeout(
+        WAIT,
+        bus.publish(
+            "owntracks/alice/phone/cmd",
+            Bytes::from_static(b"cmd"),
+            1,
+            false,
+        ),
+    )
+    .await
+    .expect("the app publish waited for the consumer")
+    .unwrap();
+    let app = recv_delivery(&mut deliveries).await;
+    assert_eq!(
+        (app.inbound.origin, app.inbound.qos, app.ack.is_awaited()),
+        (Origin::App, 1, false)
+    );
+
+    // a QoS 1 will, sent when the socket just closes: nobody waits for it either
+    let mut connect = RawConnect {
+        level: 4,
+        client_id: "alice-will",
+        user: Some("alice"),
+        password: Some("alice-pw"),
+        will: Some(("owntracks/alice/phone", b"lwt")),
+    }
+    .encode();
+    assert_eq!(connect[9] & 0x04, 0x04, "connect flags not where expected");
+    connect[9] |= 0x08; // will QoS 1
+    let mut sock = TcpStream::connect(addr).await.unwrap();
+    sock.write_all(&connect).await.unwrap();
+    let mut connack = [0u8; 4];
+    timeout(WAIT, sock.read_exact(&mut connack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    drop(sock);
+    let will = recv_delivery(&mut deliveries).await;
+    assert_eq!(
+        (
+            will.inbound.origin,
+            will.inbound.qos,
+            &will.inbound.payload[..],
+            will.ack.is_awaited()
+        ),
+        (Origin::Will, 1, &b"lwt"[..], false)
+    );
+    app.ack.commit();
+    will.ack.commit();
+    broker.shutdown().await;
+}
+
+/// Not a correctness test: `cargo test --release -p porchlight-broker --test broker
+/// acked_ingest_throughput -- --ignored --nocapture` prints how many QoS 1 publishes per
+/// second pass commit-before-ack, for a few connection counts, with a consumer that answers
+/// in batches every `BATCH` (standing in for a group commit). One connection carries one
+/// publish at a time, so its rate is about 1 / (batch wait + round trip).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn acked_ingest_throughput() {
+    const BATCH: Duration = Duration::from_millis(2);
+    let (broker, _gk, _dir) = start().await;
+    let addr = broker.local_addr();
+    let mut deliveries = broker
+        .bus()
+        .consume_acked("owntracks/+/+", 4096, Origins::CLIENTS);
+    let committer = tokio::spawn(async move {
+        let mut batch = Vec::new();
+        let mut tick = tokio::time::interval(BATCH);
+        loop {
+            tokio::select! {
+                d = deliveries.recv() => match d {
+                    Some(d) => batch.push(d.ack),
+                    None => return,
+                },
+                _ = tick.tick() => batch.drain(..).for_each(|a| a.commit()),
+            }
+        }
+    });
+    let payload = r#"{"_type":"location","acc":12,"alt":40,"batt":81,"lat":52.520008,"lon":13.404954,"tid":"ph","tst":1700000000}"#;
+    for clients in [1usize, 16, 128] {
+        let per_client = (2000 / clients).max(20);
+        let mut pubs = Vec::new();
+        for c in 0..clients {
+            let mut o = options(addr, &format!("bench-{clients}-{c}"), "admin");
+            o.set_inflight(100);
+            pubs.push(Client::spawn(o));
+        }
+        for c in &mut pubs {
+            c.expect_connack().await;
+        }
+        let start = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for (c, mut client) in pubs.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per_client {
+                    client
+                        .client
+                        .publish(
+                            format!("owntracks/u{c}/phone"),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload,
+                        )
+                        .await
+                        .unwrap();
+                }
+                for _ in 0..per_client {
+                    expect_puback(&mut client).await;
+                }
+                client
+            }));
+        }
+        let mut done = Vec::new();
+        for t in tasks {
+            done.push(t.await.unwrap());
+        }
+        let total = clients * per_client;
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{clients} connections: {total} QoS 1 publishes acked in {secs:.2}s = {:.0}/s",
+            total as f64 / secs
+        );
+        for c in done {
+            c.disconnect().await;
+        }
+    }
+    broker.shutdown().await;
+    committer.abort();
 }
