@@ -8,5 +8,6 @@ pub mod acl;
 pub mod secret;
 pub mod session;
 pub mod throttle;
+pub mod track;
 
 pub use acl::{Identity, LoginMethod, Role};
