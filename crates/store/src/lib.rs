@@ -17,6 +17,11 @@ mod accounts;
 mod audit;
 mod hashing;
 mod migrate;
+mod owntracks;
+#[cfg(test)]
+mod owntracks_measure;
+#[cfg(test)]
+mod owntracks_tests;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -33,6 +38,12 @@ pub use hashing::{
     verify_password,
 };
 pub use migrate::LATEST_VERSION;
+pub use owntracks::{
+    Card, IngestOutcome, LOCATION_PURGE_BATCH, LastLocation, LocationFields, OwnTracksDevice,
+    OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher, StoredLocation, StoredTransition,
+    Transition, TransitionEvent, Waypoint,
+};
+pub use porchlight_domain::track::TrackPoint;
 
 /// Errors from the store. Messages are fit to show an operator; they never contain secrets.
 #[derive(Debug, thiserror::Error)]
