@@ -687,6 +687,11 @@ impl Store {
     /// (the oldest first, device by device), so logins and ingest interleave with a long
     /// purge; returns how many were deleted.
     pub async fn purge_locations_older_than(&self, cutoff: SystemTime, batch: u32) -> Result<u64> {
+        if batch == 0 {
+            return Err(Error::BadInput(
+                "a purge batch must hold at least one row".into(),
+            ));
+        }
         let cutoff_tst = unix_ms(cutoff) / 1000;
         let devices: Vec<i64> = self
             .read(|c| {

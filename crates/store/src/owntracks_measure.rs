@@ -236,7 +236,7 @@ fn owntracks_layouts_compared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: minutes of CPU; run in release with --nocapture"]
 async fn owntracks_store_measured() {
-    use crate::{LocationFields, OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher, Store};
+    use crate::Store;
     use porchlight_domain::Role;
     use porchlight_domain::secret::Secret;
 
@@ -255,45 +255,7 @@ async fn owntracks_store_measured() {
             .unwrap();
         users.push(user.id);
     }
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-    let started = Instant::now();
-    let mut points = synthetic().peekable();
-    let mut new = 0usize;
-    while points.peek().is_some() {
-        let batch: Vec<OwnTracksMessage> = points
-            .by_ref()
-            .take(BATCH)
-            .map(|p| OwnTracksMessage {
-                publisher: OwnTracksPublisher {
-                    user_id: users[p.device as usize],
-                    device: "phone".into(),
-                },
-                tst: p.tst,
-                payload: OwnTracksPayload::Location(LocationFields {
-                    lat: p.lat,
-                    lon: p.lon,
-                    acc: Some(p.acc),
-                    alt: Some(p.alt),
-                    vac: Some(3.0),
-                    vel: Some(p.vel),
-                    batt: Some(p.batt),
-                    bs: Some(1),
-                    conn: Some("w".into()),
-                    trigger: Some("u".into()),
-                    tid: Some(format!("d{}", p.device)),
-                    ..LocationFields::default()
-                }),
-                raw: p.raw,
-            })
-            .collect();
-        let outcomes = store.ingest_owntracks(batch, now).await.unwrap();
-        new += outcomes
-            .iter()
-            .filter(|o| **o == crate::IngestOutcome::New)
-            .count();
-    }
-    let insert = started.elapsed();
-    assert_eq!(new as i64, POINTS);
+    let insert = load(&store, &users, 1).await;
     store.close().await;
     let size = file_size(&path);
     let store = Store::open(&path).unwrap();
@@ -327,6 +289,18 @@ async fn owntracks_store_measured() {
         year.push(t.elapsed());
         year_rows = rows.len();
     }
+    // The same fetch without thinning (a budget above the point count returns every point):
+    // what the simplification itself adds is the difference.
+    let mut fetch = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        let rows = store
+            .location_track(device, YEAR_START, YEAR_START + YEAR, usize::MAX)
+            .await
+            .unwrap();
+        fetch.push(t.elapsed());
+        assert_eq!(rows.len() as i64, POINTS / DEVICES);
+    }
     let mut last = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
@@ -334,22 +308,106 @@ async fn owntracks_store_measured() {
         last.push(t.elapsed());
         assert_eq!(rows.len(), DEVICES as usize);
     }
+    // Four producers with a batch each in flight: the writer commits what queued up together.
+    let path2 = dir.path().join("concurrent.db");
+    let store2 = Store::open(&path2).unwrap();
+    let mut users2 = Vec::new();
+    for u in 0..DEVICES {
+        let user = store2
+            .create_user(
+                &format!("user{u}"),
+                Role::User,
+                &Secret::new("measure password 1"),
+            )
+            .await
+            .unwrap();
+        users2.push(user.id);
+    }
+    let concurrent = load(&store2, &users2, 4).await;
+    store2.close().await;
+
     let worst = |v: &Vec<Duration>| v.iter().max().copied().unwrap_or_default();
     println!(
         "store API, {POINTS} points, {DEVICES} devices, one year, batches of {BATCH}:\n  \
-         ingest {:.0} points/s ({:.1} s, one write job and fsync per batch)\n  \
+         ingest {:.0} points/s ({:.1} s, one write job and fsync per batch, one batch at a time)\n  \
+         ingest {:.0} points/s ({:.1} s, 4 batches in flight)\n  \
          size {:.1} MB per million points\n  \
          one-day window ({day_rows} rows): median {:.2} ms, worst {:.2} ms\n  \
          one-year track downsampled to {year_rows} points: median {:.1} ms, worst {:.1} ms\n  \
+         the same year fetched without thinning: median {:.1} ms\n  \
          last locations of all devices: median {:.2} ms",
         POINTS as f64 / insert.as_secs_f64(),
         insert.as_secs_f64(),
+        POINTS as f64 / concurrent.as_secs_f64(),
+        concurrent.as_secs_f64(),
         size as f64 / 1e6 * 1_000_000.0 / POINTS as f64,
         median(day.clone()).as_secs_f64() * 1e3,
         worst(&day).as_secs_f64() * 1e3,
         median(year.clone()).as_secs_f64() * 1e3,
         worst(&year).as_secs_f64() * 1e3,
+        median(fetch).as_secs_f64() * 1e3,
         median(last).as_secs_f64() * 1e3,
     );
     store.close().await;
+}
+
+/// Loads the synthetic points into `store` in batches of [`BATCH`], `in_flight` batches at a
+/// time; returns how long it took. Every point must come back `New`.
+async fn load(store: &crate::Store, users: &[i64], in_flight: usize) -> Duration {
+    use crate::{
+        IngestOutcome, LocationFields, OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher,
+    };
+
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let started = Instant::now();
+    let mut points = synthetic().peekable();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut new = 0usize;
+    while points.peek().is_some() {
+        let batch: Vec<OwnTracksMessage> = points
+            .by_ref()
+            .take(BATCH)
+            .map(|p| OwnTracksMessage {
+                publisher: OwnTracksPublisher {
+                    user_id: users[p.device as usize],
+                    device: "phone".into(),
+                },
+                tst: p.tst,
+                payload: OwnTracksPayload::Location(LocationFields {
+                    lat: p.lat,
+                    lon: p.lon,
+                    acc: Some(p.acc),
+                    alt: Some(p.alt),
+                    vac: Some(3.0),
+                    vel: Some(p.vel),
+                    batt: Some(p.batt),
+                    bs: Some(1),
+                    conn: Some("w".into()),
+                    trigger: Some("u".into()),
+                    tid: Some(format!("d{}", p.device)),
+                    ..LocationFields::default()
+                }),
+                raw: p.raw,
+            })
+            .collect();
+        if tasks.len() >= in_flight
+            && let Some(done) = tasks.join_next().await
+        {
+            new += done.unwrap();
+        }
+        let store = store.clone();
+        tasks.spawn(async move {
+            let outcomes = store.ingest_owntracks(batch, now).await.unwrap();
+            outcomes
+                .iter()
+                .filter(|o| **o == IngestOutcome::New)
+                .count()
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        new += done.unwrap();
+    }
+    let took = started.elapsed();
+    assert_eq!(new as i64, POINTS);
+    took
 }

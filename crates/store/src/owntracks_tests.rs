@@ -163,6 +163,14 @@ async fn a_batch_reports_each_message_and_creates_devices_on_first_sight() {
             .iter()
             .all(|d| d.last_seen_at == at(T0 + 20) && d.first_seen_at == at(T0 + 10))
     );
+
+    // Coordinates that are not numbers are out of range too.
+    let nan = vec![location(alice, "phone", T0 + 5, f64::NAN, 13.4)];
+    let outcomes = store.ingest_owntracks(nan, at(T0 + 30)).await.unwrap();
+    assert!(
+        matches!(&outcomes[0], IngestOutcome::Rejected(_)),
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test]
@@ -510,6 +518,10 @@ async fn purging_removes_every_device_s_points_older_than_the_cutoff_only() {
             .unwrap(),
         0
     );
+    assert!(matches!(
+        store.purge_locations_older_than(at(T0 + 30), 0).await,
+        Err(crate::Error::BadInput(_))
+    ));
     assert_eq!(
         count(&store, "SELECT count(*) FROM ot_transitions").await,
         1
