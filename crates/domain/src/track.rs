@@ -77,7 +77,8 @@ pub fn simplify(points: &[TrackPoint], max_points: usize) -> Vec<usize> {
         .collect()
 }
 
-/// A candidate split: the point `at` inside the segment `first..=last` deviating by `deviation`.
+/// A candidate split: the point `at` inside the segment `first..=last` deviating by
+/// `deviation` (squared metres).
 struct Split {
     deviation: f64,
     at: usize,
@@ -106,16 +107,20 @@ impl Ord for Split {
 }
 
 /// The point strictly between `first` and `last` that deviates most from the segment, if any
-/// deviates at all.
+/// deviates at all. Runs for every point at every level of splitting: the per-segment terms
+/// are computed once, and points are compared by squared distance (no square root).
 fn farthest(points: &[TrackPoint], first: usize, last: usize) -> Option<Split> {
     if last <= first + 1 {
         return None;
     }
-    let (a, b) = (points[first], points[last]);
+    let segment = Segment::new(points[first], points[last]);
     let mut best: Option<Split> = None;
+    let mut best_squared = NEGLIGIBLE_METRES * NEGLIGIBLE_METRES;
     for (offset, p) in points[first + 1..last].iter().enumerate() {
-        let d = sed(a, b, *p);
-        if d > NEGLIGIBLE_METRES && best.as_ref().is_none_or(|s| d > s.deviation) {
+        let d = segment.sed_squared(*p);
+        // NaN (from NaN input) compares false: such a point never wins.
+        if d > best_squared {
+            best_squared = d;
             best = Some(Split {
                 deviation: d,
                 at: first + 1 + offset,
@@ -127,22 +132,58 @@ fn farthest(points: &[TrackPoint], first: usize, last: usize) -> Option<Split> {
     best
 }
 
-/// Synchronized Euclidean distance in metres of `p` from segment `a`→`b` at `p`'s time. NaN
-/// (from NaN input) becomes 0.
-fn sed(a: TrackPoint, b: TrackPoint, p: TrackPoint) -> f64 {
-    let span = b.tst as f64 - a.tst as f64;
-    let ratio = if span > 0.0 {
-        ((p.tst as f64 - a.tst as f64) / span).clamp(0.0, 1.0)
-    } else {
-        0.5
-    };
-    let lat = a.lat + (b.lat - a.lat) * ratio;
-    let lon = a.lon + (b.lon - a.lon) * ratio;
-    let scale = a.lat.to_radians().cos();
-    let dy = (p.lat - lat) * METRES_PER_DEGREE;
-    let dx = (p.lon - lon) * METRES_PER_DEGREE * scale;
-    let d = dx.hypot(dy);
-    if d.is_nan() { 0.0 } else { d }
+/// A segment `a`→`b`, prepared for measuring the synchronized Euclidean distance of points.
+struct Segment {
+    a: TrackPoint,
+    /// Degrees per second along the segment (0 for a segment of zero duration).
+    lat_rate: f64,
+    lon_rate: f64,
+    /// Metres per degree of longitude at the segment's start.
+    lon_metres: f64,
+    /// Seconds from `a` to `b`.
+    span: f64,
+    /// True for a segment of zero (or negative) duration: its points are compared with the
+    /// segment's midpoint.
+    zero_span: bool,
+    mid: (f64, f64),
+}
+
+impl Segment {
+    fn new(a: TrackPoint, b: TrackPoint) -> Segment {
+        let span = b.tst as f64 - a.tst as f64;
+        let zero_span = span <= 0.0 || !span.is_finite();
+        let (lat_rate, lon_rate) = if zero_span {
+            (0.0, 0.0)
+        } else {
+            ((b.lat - a.lat) / span, (b.lon - a.lon) / span)
+        };
+        Segment {
+            a,
+            lat_rate,
+            lon_rate,
+            lon_metres: METRES_PER_DEGREE * a.lat.to_radians().cos(),
+            span,
+            zero_span,
+            mid: ((a.lat + b.lat) / 2.0, (a.lon + b.lon) / 2.0),
+        }
+    }
+
+    /// Squared distance in square metres between `p` and where the segment puts the phone at
+    /// `p`'s time (clamped to the segment's ends).
+    fn sed_squared(&self, p: TrackPoint) -> f64 {
+        let (lat, lon) = if self.zero_span {
+            self.mid
+        } else {
+            // `max`/`min` rather than `clamp`, which panics on NaN bounds.
+            let elapsed = (p.tst as f64 - self.a.tst as f64).max(0.0).min(self.span);
+            let lat = self.a.lat + self.lat_rate * elapsed;
+            let lon = self.a.lon + self.lon_rate * elapsed;
+            (lat, lon)
+        };
+        let dy = (p.lat - lat) * METRES_PER_DEGREE;
+        let dx = (p.lon - lon) * self.lon_metres;
+        dx * dx + dy * dy
+    }
 }
 
 #[cfg(test)]
