@@ -634,6 +634,32 @@ impl Store {
         .await
     }
 
+    /// The raw JSON of one device's locations with `from <= tst < to`, as `(tst, raw)`, with
+    /// the same `limit` rule as [`Store::location_window`] (the newest `limit`, oldest first).
+    /// For outputs that return what the phone sent (the Recorder API's JSON).
+    pub async fn location_window_raw(
+        &self,
+        device_id: i64,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT tst, raw FROM (
+                   SELECT tst, raw FROM location_raw
+                   WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
+                   ORDER BY tst DESC LIMIT ?4)
+                 ORDER BY tst",
+            )?;
+            let rows = stmt.query_map(params![device_id, from, to, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     /// One device's track with `from <= tst < to`, oldest first, thinned server-side to at
     /// most `max_points` keeping its shape (turns and stops; see
     /// [`porchlight_domain::track`]). The first and last points of the window are kept.
@@ -714,6 +740,26 @@ impl Store {
             }
         }
         Ok(total)
+    }
+
+    /// Deletes an OwnTracks device with everything stored for it: its points first, in jobs
+    /// of [`LOCATION_PURGE_BATCH`] (a year of history is ~100,000 rows: one job would hold the
+    /// writer for long), then the device row, whose removal cascades to its transitions,
+    /// waypoints, card, raw messages and queued commands. Returns how many points were
+    /// deleted; [`Error::NotFound`] if there is no such device. Its MQTT key, if any, is not
+    /// touched (see [`Store::remove_device`]).
+    pub async fn delete_owntracks_device(&self, device_id: i64) -> Result<u64> {
+        let points = self.delete_points(device_id, i64::MIN..i64::MAX).await?;
+        let removed = self
+            .write(move |c| Ok(c.execute("DELETE FROM ot_devices WHERE id = ?1", [device_id])?))
+            .await?;
+        if removed == 0 {
+            return Err(Error::NotFound {
+                what: "OwnTracks device",
+                name: device_id.to_string(),
+            });
+        }
+        Ok(points)
     }
 
     /// One device's transitions with `from <= tst < to`, oldest first.

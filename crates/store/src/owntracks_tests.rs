@@ -714,3 +714,64 @@ async fn a_device_key_of_the_same_name_is_linked_and_its_removal_keeps_the_histo
     assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 0);
     assert_eq!(count(&store, "SELECT count(*) FROM location_raw").await, 0);
 }
+
+#[tokio::test]
+async fn a_window_s_raw_json_follows_the_window_rules() {
+    let (_dir, store, users) = store_with_users(&["alice"]).await;
+    let alice = users[0];
+    ingest_points(&store, alice, "phone", (0..10).map(|i| T0 + i * 60)).await;
+    let phone = device_id(&store, alice, "phone").await;
+    let raw = store
+        .location_window_raw(phone, T0 + 60, T0 + 300, 2)
+        .await
+        .unwrap();
+    let tsts: Vec<_> = raw.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tsts, [T0 + 180, T0 + 240]);
+    assert!(
+        raw[0].1.contains(&format!(r#""tst":{}"#, T0 + 180)),
+        "{}",
+        raw[0].1
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_device_removes_its_history_and_nothing_else() {
+    let (_dir, store, users) = store_with_users(&["alice"]).await;
+    let alice = users[0];
+    let (key, _) = store.add_device("alice", "phone").await.unwrap();
+    // More points than one delete job takes.
+    ingest_points(&store, alice, "phone", (0..5000).map(|i| T0 + i)).await;
+    ingest_points(&store, alice, "tablet", (0..10).map(|i| T0 + i)).await;
+    let phone = device_id(&store, alice, "phone").await;
+    let card = message(alice, "phone", T0, OwnTracksPayload::Card(Card::default()));
+    store.ingest_owntracks(vec![card], at(T0)).await.unwrap();
+    store
+        .queue_owntracks_command(phone, "{}".into(), at(T0), at(T0 + 60))
+        .await
+        .unwrap();
+
+    assert_eq!(store.delete_owntracks_device(phone).await.unwrap(), 5000);
+    assert!(
+        store
+            .find_owntracks_device(alice, "phone")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for table in [
+        "SELECT count(*) FROM location_raw WHERE device_id NOT IN (SELECT id FROM ot_devices)",
+        "SELECT count(*) FROM ot_cards",
+        "SELECT count(*) FROM ot_messages",
+        "SELECT count(*) FROM ot_commands",
+    ] {
+        assert_eq!(count(&store, table).await, 0, "{table}");
+    }
+    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 10);
+    // The MQTT key stays: revoking it is a separate decision.
+    let keys = store.list_devices(Some(alice)).await.unwrap();
+    assert_eq!(keys.iter().map(|d| d.id).collect::<Vec<_>>(), [key.id]);
+    assert!(matches!(
+        store.delete_owntracks_device(phone).await,
+        Err(crate::Error::NotFound { .. })
+    ));
+}
