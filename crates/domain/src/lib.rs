@@ -9,5 +9,6 @@ pub mod owntracks;
 pub mod secret;
 pub mod session;
 pub mod throttle;
+pub mod track;
 
 pub use acl::{Identity, LoginMethod, Role};

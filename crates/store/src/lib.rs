@@ -5,8 +5,9 @@
 //! - Every write goes through **one writer thread** (`Store::write`, crate-private: callers use
 //!   the typed methods). Jobs that queue up while a transaction runs are committed together
 //!   (group commit), each inside its own savepoint so one failing job never undoes another, and
-//!   each caller gets the true outcome of its own job (see [`writer`]). This is what lets
-//!   location ingest reach tens of thousands of rows per second later without lock contention.
+//!   each caller gets the true outcome of its own job (see [`writer`]). Location ingest hands
+//!   over whole batches as one job ([`Store::ingest_owntracks`]), so many points share a
+//!   transaction and an fsync.
 //! - The database file and its `-wal`/`-shm` files are made owner-only (0600) at every open.
 //! - Reads run on a small pool of read-only connections off the async runtime; with WAL they
 //!   never wait for the writer.
@@ -17,6 +18,11 @@ mod accounts;
 mod audit;
 mod hashing;
 mod migrate;
+mod owntracks;
+#[cfg(test)]
+mod owntracks_measure;
+#[cfg(test)]
+mod owntracks_tests;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -33,6 +39,12 @@ pub use hashing::{
     verify_password,
 };
 pub use migrate::LATEST_VERSION;
+pub use owntracks::{
+    Card, IngestOutcome, LOCATION_PURGE_BATCH, LastLocation, LocationFields, OwnTracksDevice,
+    OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher, StoredLocation, StoredTransition,
+    Transition, TransitionEvent, Waypoint,
+};
+pub use porchlight_domain::track::TrackPoint;
 
 /// Errors from the store. Messages are fit to show an operator; they never contain secrets.
 #[derive(Debug, thiserror::Error)]
