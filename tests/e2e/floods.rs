@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use crate::raw_mqtt;
 use crate::support::{TestServer, eventually};
 
 /// Resident memory of this process (the in-process server included), in bytes.
@@ -19,41 +20,6 @@ fn rss() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     kb * 1024
-}
-
-fn put_str(buf: &mut Vec<u8>, s: &[u8]) {
-    buf.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
-    buf.extend_from_slice(s);
-}
-
-/// An MQTT 3.1.1 CONNECT with a user name and, optionally, a password.
-fn connect_packet(client_id: &str, username: &str, password: Option<&str>) -> Vec<u8> {
-    let mut body = Vec::new();
-    put_str(&mut body, b"MQTT");
-    body.push(4);
-    let flags = 0x80 | if password.is_some() { 0x40 } else { 0 } | 0x02;
-    body.push(flags);
-    body.extend_from_slice(&60u16.to_be_bytes());
-    put_str(&mut body, client_id.as_bytes());
-    put_str(&mut body, username.as_bytes());
-    if let Some(p) = password {
-        put_str(&mut body, p.as_bytes());
-    }
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
 }
 
 /// Sends one CONNECT and returns the CONNACK code, if one came.
@@ -85,7 +51,7 @@ async fn three_thousand_junk_connects_with_huge_fields_stay_bounded() {
         let username = format!("{i:05}{}", "u".repeat(20_000));
         // Mostly no password (refused without a hash); now and then a wrong one.
         let password = (i % 100 == 0).then_some("not the password");
-        let packet = connect_packet(&client_id, &username, password);
+        let packet = raw_mqtt::connect_with(&client_id, &username, password);
         tasks.spawn(async move {
             let code = junk_connect(addr, packet).await;
             drop(permit);

@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::raw_mqtt;
 use crate::support::{TestServer, client};
 
 const HA_PASSWORD: &str = "home assistant password";
@@ -95,43 +96,13 @@ async fn raw_connect(
     socket.bind(SocketAddr::new(from, 0)).unwrap();
     let mut stream = socket.connect(broker).await.unwrap();
     stream
-        .write_all(&connect_packet(client_id, username, password))
+        .write_all(&raw_mqtt::connect(client_id, username, password))
         .await
         .unwrap();
     let mut connack = [0u8; 4];
     stream.read_exact(&mut connack).await.unwrap();
     assert_eq!(connack[..2], [0x20, 0x02], "not a CONNACK: {connack:?}");
     (stream, connack[3])
-}
-
-fn connect_packet(client_id: &str, username: &str, password: &str) -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-        out.extend_from_slice(&u16::try_from(bytes.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(bytes);
-    }
-    let mut body = Vec::new();
-    field(&mut body, b"MQTT");
-    body.push(4); // protocol level 3.1.1
-    body.push(0b1100_0010); // user name, password, clean session
-    body.extend_from_slice(&60u16.to_be_bytes()); // keep alive
-    field(&mut body, client_id.as_bytes());
-    field(&mut body, username.as_bytes());
-    field(&mut body, password.as_bytes());
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = u8::try_from(len % 128).unwrap();
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
 }
 
 /// Starts `n` wrong-password CONNECTs in parallel from `from`, for `username(i)`; returns once
@@ -152,7 +123,7 @@ async fn flood(
             let socket = TcpSocket::new_v4().unwrap();
             socket.bind(SocketAddr::new(from, 0)).unwrap();
             let mut stream = socket.connect(broker).await.unwrap();
-            let packet = connect_packet(&format!("guess-{from}-{i}"), &user, "wrong password!");
+            let packet = raw_mqtt::connect(&format!("guess-{from}-{i}"), &user, "wrong password!");
             stream.write_all(&packet).await.unwrap();
             sent_tx.send(()).unwrap();
             let mut connack = [0u8; 4];

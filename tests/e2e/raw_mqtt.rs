@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn put_str(buf: &mut Vec<u8>, s: &[u8]) {
-    buf.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    buf.extend_from_slice(&u16::try_from(s.len()).unwrap().to_be_bytes());
     buf.extend_from_slice(s);
 }
 
@@ -15,7 +15,7 @@ fn packet(first: u8, body: &[u8]) -> Vec<u8> {
     let mut packet = vec![first];
     let mut len = body.len();
     loop {
-        let mut byte = (len % 128) as u8;
+        let mut byte = u8::try_from(len % 128).unwrap();
         len /= 128;
         if len > 0 {
             byte |= 0x80;
@@ -31,12 +31,20 @@ fn packet(first: u8, body: &[u8]) -> Vec<u8> {
 
 /// An MQTT 3.1.1 CONNECT with a clean session, a user name and a password.
 pub fn connect(client_id: &str, user: &str, password: &str) -> Vec<u8> {
+    connect_with(client_id, user, Some(password))
+}
+
+/// An MQTT 3.1.1 CONNECT with a clean session, a user name and, if given, a password.
+pub fn connect_with(client_id: &str, user: &str, password: Option<&str>) -> Vec<u8> {
     let mut connect = Vec::new();
     put_str(&mut connect, b"MQTT");
-    connect.extend_from_slice(&[4, 0xC2, 0, 30]);
+    let flags = 0x80 | if password.is_some() { 0x40 } else { 0 } | 0x02;
+    connect.extend_from_slice(&[4, flags, 0, 30]);
     put_str(&mut connect, client_id.as_bytes());
     put_str(&mut connect, user.as_bytes());
-    put_str(&mut connect, password.as_bytes());
+    if let Some(password) = password {
+        put_str(&mut connect, password.as_bytes());
+    }
     packet(0x10, &connect)
 }
 
