@@ -38,6 +38,8 @@ pub struct AppState {
     /// user name before argon2 runs, the process-wide argon2 limit, remembered credentials.
     pub logins: Arc<LoginGate>,
     pub sessions: SessionPolicy,
+    /// Counters of the OwnTracks ingest service, for `/health`.
+    pub owntracks: crate::owntracks::IngestStats,
 }
 
 /// API bodies are small; larger requests are refused before parsing.
@@ -110,8 +112,22 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "database": if db_ok { "ok" } else { "error" },
             "broker": broker,
             "mqtt_connections": connections,
+            "owntracks": owntracks_counts(&state.owntracks),
         })),
     )
+}
+
+/// The ingest counters under `/health`'s `owntracks` key.
+fn owntracks_counts(stats: &crate::owntracks::IngestStats) -> serde_json::Value {
+    let c = stats.snapshot();
+    json!({
+        "received": c.received,
+        "stored": c.stored,
+        "duplicates": c.duplicates,
+        "ignored": c.ignored,
+        "store_failures": c.store_failures,
+        "rejected": c.rejected,
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
