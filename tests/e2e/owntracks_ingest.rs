@@ -510,3 +510,171 @@ fn acknowledged_points_survive_kill_9() {
         store.close().await;
     });
 }
+
+/// `POST /pub` with Basic auth, as the OwnTracks apps' HTTP mode sends it.
+async fn post_pub(
+    s: &TestServer,
+    login: (&str, &str),
+    query: &str,
+    limits: &[(&str, &str)],
+    body: &str,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(s.url(&format!("/pub{query}")))
+        .basic_auth(login.0, Some(login.1))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in limits {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn http_pub_answers_after_the_commit_with_the_mqtt_rules() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let key = user_with_device(&s, &admin, "alice", "user").await;
+    user_with_device(&s, &admin, "bob", "user").await;
+    let alice_password = password("alice");
+    let store = s.running.store();
+
+    // A device key, user and device from the headers: 200 with `[]`, stored before the answer.
+    let r = post_pub(
+        &s,
+        ("alice", &key),
+        "",
+        &[("X-Limit-U", "alice"), ("X-Limit-D", "phone")],
+        &location(1764300000),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
+    let phone = device_id(store, "alice", "phone")
+        .await
+        .expect("alice/phone");
+    assert!(
+        store
+            .location_raw(phone, 1764300000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Without headers a device key posts as its own device; every type goes through /pub.
+    let (_, transition) = samples()
+        .into_iter()
+        .find(|(topic, _)| topic.ends_with("/event"))
+        .unwrap();
+    let r = post_pub(&s, ("alice", &key), "", &[], &transition).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        store.transitions(phone, 0, i64::MAX).await.unwrap().len(),
+        1
+    );
+
+    // The account password, user and device from the query: any device name of alice's.
+    let r = post_pub(
+        &s,
+        ("alice", &alice_password),
+        "?u=alice&d=laptop",
+        &[],
+        &location(1764300001),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(device_id(store, "alice", "laptop").await.is_some());
+
+    // A device key posting as another device, or anyone posting as another user: 403.
+    let r = post_pub(
+        &s,
+        ("alice", &key),
+        "",
+        &[("X-Limit-D", "tablet")],
+        &location(1764300002),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(device_id(store, "alice", "tablet").await, None);
+    let r = post_pub(
+        &s,
+        ("alice", &alice_password),
+        "",
+        &[("X-Limit-U", "bob"), ("X-Limit-D", "phone")],
+        &location(1764300003),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(device_id(store, "bob", "phone").await, None);
+
+    // A bad payload: 400 with the reason; an empty body: accepted, nothing stored.
+    let r = post_pub(
+        &s,
+        ("alice", &key),
+        "",
+        &[],
+        r#"{"_type":"location","lat":91.5,"lon":4.9,"tst":1764300004}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let error = r.json::<Value>().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("lat"), "{error}");
+    let r = post_pub(&s, ("alice", &key), "", &[], "").await;
+    assert_eq!(r.status(), 200);
+
+    // No device name with a password login: 400. Wrong credentials: 401 asking for Basic.
+    let r = post_pub(
+        &s,
+        ("alice", &alice_password),
+        "",
+        &[],
+        &location(1764300005),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = post_pub(&s, ("alice", "wrong password"), "?d=phone", &[], "").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+
+    let counts = health_owntracks(&s).await;
+    assert_eq!(counts["stored"], 3, "{counts}");
+    assert_eq!(counts["rejected"]["wrong_device"], 1, "{counts}");
+    assert_eq!(counts["rejected"]["wrong_user"], 1, "{counts}");
+    assert_eq!(counts["rejected"]["invalid_value"], 1, "{counts}");
+    assert_eq!(counts["ignored"], 1, "{counts}");
+    s.stop().await;
+}
+
+/// The real binary: a point answered 2xx by `POST /pub` survives an immediate SIGKILL.
+#[test]
+fn a_point_answered_by_http_pub_survives_kill_9() {
+    use crate::crash::{kill_9, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let rt_file: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("runtime.json")).unwrap())
+            .unwrap();
+    let url = format!("{}pub", rt_file["http_url"].as_str().unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(&url)
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("X-Limit-D", "phone")
+            .body(location(1764400000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    kill_9(&mut server);
+
+    let store = Store::open(&dir.path().join("porchlight.db")).unwrap();
+    rt.block_on(async {
+        let id = device_id(&store, "admin", "phone")
+            .await
+            .expect("the device was stored");
+        assert!(store.location_raw(id, 1764400000).await.unwrap().is_some());
+        store.close().await;
+    });
+}

@@ -233,6 +233,7 @@ pub async fn start_with(
         logins,
         sessions: Default::default(),
         owntracks: ingest.stats(),
+        ingest: ingest.submitter(),
     };
     let (http_stop, stop_rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {

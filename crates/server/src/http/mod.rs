@@ -1,4 +1,5 @@
-//! The HTTP side: JSON API under `/api`, `/health`, and the web UI's files everywhere else.
+//! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), and the
+//! web UI's files everywhere else.
 //!
 //! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
 //! and the broker control; they hold no state of their own beyond [`AppState`].
@@ -7,6 +8,7 @@ mod accounts;
 mod assets;
 mod auth;
 mod error;
+mod owntracks_pub;
 mod views;
 
 use std::net::SocketAddr;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub sessions: SessionPolicy,
     /// Counters of the OwnTracks ingest service, for `/health`.
     pub owntracks: crate::owntracks::IngestStats,
+    /// OwnTracks HTTP mode (`POST /pub`) hands messages to the ingest service through this.
+    pub ingest: crate::owntracks::Submitter,
 }
 
 /// API bodies are small; larger requests are refused before parsing.
@@ -77,6 +81,12 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .route(
+            "/pub",
+            post(owntracks_pub::publish).layer(DefaultBodyLimit::max(
+                porchlight_domain::owntracks::MAX_PAYLOAD_BYTES,
+            )),
+        )
         .nest("/api", api)
         .fallback(assets::serve)
         .layer(SetResponseHeaderLayer::overriding(

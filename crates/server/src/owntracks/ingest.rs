@@ -29,6 +29,10 @@
 //! Configuration dumps are stored redacted (`raw_json_redacted`): device passwords and keys
 //! never reach the database. `cmd` messages (to a phone, not from it) are ignored.
 //!
+//! HTTP mode (`POST /pub`) goes through the same task and rules: [`Submitter::submit`] hands
+//! one message with the poster's identity and the user/device it posts as, and returns once it
+//! is committed (or rejected), so the HTTP side answers 2xx only after the commit.
+//!
 //! Stopping: [`Ingest::stop`] after the broker has shut down. The broker's shutdown kicks
 //! sessions that may be waiting in the publish hook for an ack; the service keeps answering
 //! them until then. On stop it closes its receiver, writes what is still queued, and ends.
@@ -38,9 +42,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use porchlight_broker::{Ack, Bus, Delivery, Identity, Inbound, LoginMethod, Origins};
+use porchlight_broker::{Ack, Bus, Delivery, Identity, LoginMethod, Origins};
 use porchlight_domain::owntracks::{
-    Body, Message, OwnTracksTopic, Parsed, PayloadError, TransitionEvent, open_payload,
+    Body, Message, OwnTracksTopic, Parsed, PayloadError, TopicKind, TransitionEvent, open_payload,
 };
 use porchlight_store::{
     Card, IngestOutcome, LocationFields, OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher,
@@ -73,6 +77,8 @@ impl Default for IngestConfig {
 /// The running ingest service; stop it with [`Ingest::stop`].
 pub struct Ingest {
     stats: IngestStats,
+    /// HTTP-mode submissions into the task (cloned by the HTTP side).
+    submitter: Submitter,
     /// Tells the task to stop taking deliveries, write what is queued and end.
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -92,6 +98,7 @@ impl Ingest {
     pub fn start(store: Store, bus: Option<&Arc<dyn Bus>>, config: IngestConfig) -> Ingest {
         let stats = IngestStats::default();
         let rx = bus.map(|bus| bus.consume_acked(FILTER, config.queue, Origins::CLIENTS));
+        let (submit_tx, submit_rx) = mpsc::channel(config.queue.max(1));
         let (stop, stop_rx) = oneshot::channel();
         let worker = Worker {
             store,
@@ -100,8 +107,18 @@ impl Ingest {
             device_names: HashMap::new(),
             warnings: WarnLimit::new(),
         };
-        let task = tokio::spawn(worker.run(rx, stop_rx));
-        Ingest { stats, stop, task }
+        let task = tokio::spawn(worker.run(rx, submit_rx, stop_rx));
+        Ingest {
+            stats,
+            submitter: Submitter { tx: submit_tx },
+            stop,
+            task,
+        }
+    }
+
+    /// The HTTP side's way in (HTTP mode, `POST /pub`).
+    pub fn submitter(&self) -> Submitter {
+        self.submitter.clone()
     }
 
     /// The service's counters (a cheap handle that stays valid after [`Ingest::stop`]).
@@ -116,6 +133,89 @@ impl Ingest {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "the OwnTracks ingest task failed");
         }
+    }
+}
+
+/// Hands HTTP-mode messages to the ingest task; cheap to clone.
+#[derive(Clone)]
+pub struct Submitter {
+    tx: mpsc::Sender<Submission>,
+}
+
+impl std::fmt::Debug for Submitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitter").finish_non_exhaustive()
+    }
+}
+
+/// One HTTP-mode message.
+struct Submission {
+    identity: Identity,
+    user: String,
+    device: String,
+    payload: Vec<u8>,
+    reply: oneshot::Sender<Result<Submitted, SubmitError>>,
+}
+
+/// What became of a submitted message (all committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    Stored,
+    /// Already stored: a resend.
+    Duplicate,
+    /// Nothing to store (an empty body, a `cmd`).
+    Ignored,
+}
+
+/// Why a submitted message is not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Checked and refused for good; resending will not help.
+    #[error("{detail}")]
+    Rejected {
+        /// The counter's key (`wrong_user`, `wrong_device`, `invalid_json`, …).
+        reason: &'static str,
+        detail: String,
+    },
+    /// Not stored this time (the store failed, or the service is stopping): send it again.
+    #[error("not stored: {0}")]
+    NotStored(String),
+}
+
+impl SubmitError {
+    /// Whether the poster may not post as this user/device (else the payload is bad).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            SubmitError::Rejected {
+                reason: "wrong_user" | "wrong_device" | "unknown_device",
+                ..
+            }
+        )
+    }
+}
+
+impl Submitter {
+    /// Checks and stores one message posted by `identity` as `user`'s `device`, with the same
+    /// rules as MQTT; returns once it is committed (or rejected).
+    pub async fn submit(
+        &self,
+        identity: Identity,
+        user: &str,
+        device: &str,
+        payload: Vec<u8>,
+    ) -> Result<Submitted, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            identity,
+            user: user.to_owned(),
+            device: device.to_owned(),
+            payload,
+            reply,
+        };
+        let stopped = || SubmitError::NotStored("the ingest service is stopping".into());
+        self.tx.send(submission).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -202,6 +302,69 @@ impl From<PayloadError> for Rejection {
     }
 }
 
+/// Whoever waits for the outcome of one message.
+enum Reply {
+    /// The broker, for an MQTT publish: committed or refused.
+    Mqtt(Ack),
+    /// An HTTP request.
+    Http(oneshot::Sender<Result<Submitted, SubmitError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Submitted, SubmitError>) {
+        match self {
+            // A rejection is handled too: acknowledged, so the phone does not resend it.
+            Reply::Mqtt(ack) => match result {
+                Ok(_) | Err(SubmitError::Rejected { .. }) => ack.commit(),
+                Err(SubmitError::NotStored(reason)) => ack.fail(reason),
+            },
+            // Fails only when the request was abandoned.
+            Reply::Http(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+/// One message of a batch, from either way in.
+struct Pending {
+    identity: Option<Identity>,
+    /// The MQTT topic, or `http:<user>/<device>`; for log lines.
+    label: String,
+    /// What the message claims: the topic's user, device and kind (`None` for HTTP).
+    target: Result<(String, String, Option<TopicKind>), Rejection>,
+    payload: Vec<u8>,
+    reply: Reply,
+}
+
+impl Pending {
+    fn from_delivery(Delivery { inbound, ack }: Delivery) -> Pending {
+        let target = OwnTracksTopic::parse(&inbound.topic)
+            .map(|t| (t.user().to_owned(), t.device().to_owned(), Some(t.kind())))
+            .map_err(|e| Rejection::new("topic", e.to_string()));
+        Pending {
+            identity: inbound.identity.as_deref().cloned(),
+            label: inbound.topic,
+            target,
+            payload: inbound.payload.to_vec(),
+            reply: Reply::Mqtt(ack),
+        }
+    }
+
+    fn from_submission(s: Submission) -> Pending {
+        let target = OwnTracksTopic::new(&s.user, &s.device, TopicKind::Device)
+            .map(|_| (s.user.clone(), s.device.clone(), None))
+            .map_err(|e| Rejection::new("topic", e.to_string()));
+        Pending {
+            identity: Some(s.identity),
+            label: format!("http:{}/{}", s.user, s.device),
+            target,
+            payload: s.payload,
+            reply: Reply::Http(s.reply),
+        }
+    }
+}
+
 /// What to do with one delivery.
 // One value per message, moved straight into the batch: boxing would cost an allocation per
 // point for no gain.
@@ -268,33 +431,44 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, rx: Option<mpsc::Receiver<Delivery>>, mut stop: oneshot::Receiver<()>) {
-        let Some(mut rx) = rx else {
-            let _ = stop.await;
-            return;
-        };
+    async fn run(
+        mut self,
+        mut mqtt: Option<mpsc::Receiver<Delivery>>,
+        mut http: mpsc::Receiver<Submission>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
         let mut stopping = false;
+        let mut http_open = true;
         loop {
-            let first = if stopping {
-                rx.recv().await
-            } else {
-                tokio::select! {
-                    biased;
-                    delivery = rx.recv() => delivery,
-                    _ = &mut stop => {
-                        // Nothing new gets in; what is queued is still written and answered.
-                        stopping = true;
-                        rx.close();
+            let first = tokio::select! {
+                biased;
+                Some(delivery) = recv_mqtt(&mut mqtt) => Pending::from_delivery(delivery),
+                submission = http.recv(), if http_open => match submission {
+                    Some(s) => Pending::from_submission(s),
+                    None => {
+                        http_open = false;
                         continue;
                     }
+                },
+                _ = &mut stop, if !stopping => {
+                    // Nothing new gets in; what is queued is still written and answered.
+                    stopping = true;
+                    if let Some(rx) = mqtt.as_mut() {
+                        rx.close();
+                    }
+                    http.close();
+                    continue;
                 }
+                else => break,
             };
-            let Some(first) = first else { break };
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(delivery) => batch.push(delivery),
-                    Err(_) => break,
+                if let Some(Ok(delivery)) = mqtt.as_mut().map(|rx| rx.try_recv()) {
+                    batch.push(Pending::from_delivery(delivery));
+                } else if let Ok(submission) = http.try_recv() {
+                    batch.push(Pending::from_submission(submission));
+                } else {
+                    break;
                 }
             }
             self.ingest(batch).await;
@@ -303,28 +477,31 @@ impl Worker {
     }
 
     /// Checks, stores and answers one batch.
-    async fn ingest(&mut self, batch: Vec<Delivery>) {
+    async fn ingest(&mut self, batch: Vec<Pending>) {
         let now = SystemTime::now();
         IngestStats::add(&self.stats.0.received, batch.len() as u64);
         let mut messages = Vec::with_capacity(batch.len());
-        let mut waiting: Vec<(Ack, String)> = Vec::with_capacity(batch.len());
-        for Delivery { inbound, ack } in batch {
-            match self.check(&inbound, now).await {
+        let mut waiting: Vec<(Reply, String)> = Vec::with_capacity(batch.len());
+        for pending in batch {
+            match self.check(&pending, now).await {
                 Verdict::Store(message) => {
                     messages.push(message);
-                    waiting.push((ack, inbound.topic));
+                    waiting.push((pending.reply, pending.label));
                 }
                 Verdict::Ignore => {
                     IngestStats::add(&self.stats.0.ignored, 1);
-                    ack.commit();
+                    pending.reply.send(Ok(Submitted::Ignored));
                 }
                 Verdict::Reject(rejection) => {
-                    self.rejected(&inbound.topic, &rejection);
-                    ack.commit();
+                    self.rejected(&pending.label, &rejection);
+                    pending.reply.send(Err(SubmitError::Rejected {
+                        reason: rejection.reason,
+                        detail: rejection.detail,
+                    }));
                 }
                 Verdict::Fail(reason) => {
-                    tracing::error!(topic = %inbound.topic, %reason, "OwnTracks message not handled; the publish is refused");
-                    ack.fail(reason);
+                    tracing::error!(topic = %pending.label, %reason, "OwnTracks message not handled; refused so that it is sent again");
+                    pending.reply.send(Err(SubmitError::NotStored(reason)));
                 }
             }
         }
@@ -334,24 +511,35 @@ impl Worker {
         let count = messages.len() as u64;
         match self.store.ingest_owntracks(messages, now).await {
             Ok(outcomes) => {
-                // One outcome per message; a missing one drops its Ack, which refuses it.
-                for ((ack, topic), outcome) in waiting.into_iter().zip(outcomes) {
-                    match outcome {
-                        IngestOutcome::New => IngestStats::add(&self.stats.0.stored, 1),
-                        IngestOutcome::Duplicate => IngestStats::add(&self.stats.0.duplicates, 1),
-                        IngestOutcome::Rejected(detail) => {
-                            self.rejected(&topic, &Rejection::new("store", detail));
+                // One outcome per message; a missing one drops its reply, which refuses it.
+                for ((reply, label), outcome) in waiting.into_iter().zip(outcomes) {
+                    let result = match outcome {
+                        IngestOutcome::New => {
+                            IngestStats::add(&self.stats.0.stored, 1);
+                            Ok(Submitted::Stored)
                         }
-                    }
-                    ack.commit();
+                        IngestOutcome::Duplicate => {
+                            IngestStats::add(&self.stats.0.duplicates, 1);
+                            Ok(Submitted::Duplicate)
+                        }
+                        IngestOutcome::Rejected(detail) => {
+                            let rejection = Rejection::new("store", detail);
+                            self.rejected(&label, &rejection);
+                            Err(SubmitError::Rejected {
+                                reason: rejection.reason,
+                                detail: rejection.detail,
+                            })
+                        }
+                    };
+                    reply.send(result);
                 }
             }
             Err(e) => {
                 IngestStats::add(&self.stats.0.store_failures, count);
-                tracing::error!(error = %e, messages = count, "storing OwnTracks messages failed; their publishes are refused");
+                tracing::error!(error = %e, messages = count, "storing OwnTracks messages failed; they are refused so that they are sent again");
                 let reason = format!("storing failed: {e}");
-                for (ack, _) in waiting {
-                    ack.fail(reason.clone());
+                for (reply, _) in waiting {
+                    reply.send(Err(SubmitError::NotStored(reason.clone())));
                 }
             }
         }
@@ -365,18 +553,20 @@ impl Worker {
     }
 
     /// The rules of the module header, for one message.
-    async fn check(&mut self, inbound: &Inbound, now: SystemTime) -> Verdict {
-        if inbound.payload.is_empty() {
+    async fn check(&mut self, pending: &Pending, now: SystemTime) -> Verdict {
+        if pending.payload.is_empty() {
             return Verdict::Ignore;
         }
-        let Some(identity) = inbound.identity.as_deref() else {
+        let Some(identity) = pending.identity.as_ref() else {
             return Verdict::Reject(Rejection::new("no_identity", "no authenticated publisher"));
         };
-        let topic = match OwnTracksTopic::parse(&inbound.topic) {
-            Ok(topic) => topic,
-            Err(e) => return Verdict::Reject(Rejection::new("topic", e.to_string())),
+        let (user, device, kind) = match &pending.target {
+            Ok(target) => target,
+            Err(rejection) => {
+                return Verdict::Reject(Rejection::new(rejection.reason, rejection.detail.clone()));
+            }
         };
-        if topic.user() != identity.username {
+        if *user != identity.username {
             return Verdict::Reject(Rejection::new(
                 "wrong_user",
                 format!(
@@ -385,15 +575,15 @@ impl Worker {
                 ),
             ));
         }
-        match self.device_allowed(identity, topic.device()).await {
+        match self.device_allowed(identity, device).await {
             Ok(None) => {}
             Ok(Some(rejection)) => return Verdict::Reject(rejection),
             Err(reason) => return Verdict::Fail(reason),
         }
-        match open_payload(&inbound.payload, Some(topic.kind()), None) {
+        match open_payload(&pending.payload, *kind, None) {
             Ok(Parsed::Empty) => Verdict::Ignore,
             Ok(Parsed::Message(message)) => {
-                match to_store(identity.user_id, &topic, message, now) {
+                match to_store(identity.user_id, device, message, now) {
                     Some(message) => Verdict::Store(message),
                     None => Verdict::Ignore,
                 }
@@ -442,6 +632,14 @@ impl Worker {
     }
 }
 
+/// The next delivery from the bus; `None` without a bus or once it is closed.
+async fn recv_mqtt(rx: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => None,
+    }
+}
+
 /// Unix seconds of `now`, for messages that carry no `tst` of their own.
 fn unix_secs(now: SystemTime) -> i64 {
     now.duration_since(UNIX_EPOCH)
@@ -452,7 +650,7 @@ fn unix_secs(now: SystemTime) -> i64 {
 /// The store's form of a parsed message; `None` for what is not stored (`cmd`).
 fn to_store(
     user_id: i64,
-    topic: &OwnTracksTopic,
+    device: &str,
     message: Message,
     now: SystemTime,
 ) -> Option<OwnTracksMessage> {
@@ -506,7 +704,7 @@ fn to_store(
     Some(OwnTracksMessage {
         publisher: OwnTracksPublisher {
             user_id,
-            device: topic.device().to_owned(),
+            device: device.to_owned(),
         },
         tst,
         payload,
@@ -546,7 +744,7 @@ mod tests {
             r#"{"_type":"configuration","mode":0,"password":"hunter2-secret","deviceId":"phone"}"#,
             "owntracks/alice/phone/dump",
         );
-        let stored = to_store(1, &topic("owntracks/alice/phone/dump"), m, UNIX_EPOCH).unwrap();
+        let stored = to_store(1, "phone", m, UNIX_EPOCH).unwrap();
         assert!(!stored.raw.contains("hunter2"), "{}", stored.raw);
         assert_eq!(stored.payload.kind(), "configuration");
     }
@@ -555,13 +753,13 @@ mod tests {
     fn messages_without_tst_take_the_receipt_time_and_cmd_is_not_stored() {
         let now = UNIX_EPOCH + Duration::from_secs(1_764_000_000);
         let card = message(r#"{"_type":"card","name":"Alice"}"#, "owntracks/a/p/info");
-        let stored = to_store(1, &topic("owntracks/a/p/info"), card, now).unwrap();
+        let stored = to_store(1, "p", card, now).unwrap();
         assert_eq!(stored.tst, 1_764_000_000);
         let cmd = message(
             r#"{"_type":"cmd","action":"reportLocation"}"#,
             "owntracks/a/p/cmd",
         );
-        assert!(to_store(1, &topic("owntracks/a/p/cmd"), cmd, now).is_none());
+        assert!(to_store(1, "p", cmd, now).is_none());
     }
 
     #[test]
