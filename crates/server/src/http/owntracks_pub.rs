@@ -66,11 +66,7 @@ pub async fn publish(
             "name the device with the X-Limit-D header or ?d=",
         );
     };
-    match state
-        .ingest
-        .submit(identity, &user, &device, body.to_vec())
-        .await
-    {
+    match state.ingest.submit(identity, &user, &device, body).await {
         Ok(_) => (StatusCode::OK, Json(json!([]))).into_response(),
         Err(e) if e.is_forbidden() => error(StatusCode::FORBIDDEN, &e.to_string()),
         Err(e @ SubmitError::Rejected { .. }) => error(StatusCode::BAD_REQUEST, &e.to_string()),

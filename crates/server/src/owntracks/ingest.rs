@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use porchlight_broker::{Ack, Bus, Delivery, Identity, LoginMethod, Origins};
+use porchlight_broker::{Ack, Bus, Bytes, Delivery, Identity, LoginMethod, Origins};
 use porchlight_domain::owntracks::{
     Body, Message, OwnTracksTopic, Parsed, PayloadError, TopicKind, TransitionEvent, open_payload,
 };
@@ -153,7 +153,7 @@ struct Submission {
     identity: Identity,
     user: String,
     device: String,
-    payload: Vec<u8>,
+    payload: Bytes,
     reply: oneshot::Sender<Result<Submitted, SubmitError>>,
 }
 
@@ -203,7 +203,7 @@ impl Submitter {
         identity: Identity,
         user: &str,
         device: &str,
-        payload: Vec<u8>,
+        payload: Bytes,
     ) -> Result<Submitted, SubmitError> {
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
@@ -328,12 +328,12 @@ impl Reply {
 
 /// One message of a batch, from either way in.
 struct Pending {
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     /// The MQTT topic, or `http:<user>/<device>`; for log lines.
     label: String,
     /// What the message claims: the topic's user, device and kind (`None` for HTTP).
     target: Result<(String, String, Option<TopicKind>), Rejection>,
-    payload: Vec<u8>,
+    payload: Bytes,
     reply: Reply,
 }
 
@@ -343,10 +343,10 @@ impl Pending {
             .map(|t| (t.user().to_owned(), t.device().to_owned(), Some(t.kind())))
             .map_err(|e| Rejection::new("topic", e.to_string()));
         Pending {
-            identity: inbound.identity.as_deref().cloned(),
+            identity: inbound.identity,
             label: inbound.topic,
             target,
-            payload: inbound.payload.to_vec(),
+            payload: inbound.payload,
             reply: Reply::Mqtt(ack),
         }
     }
@@ -356,7 +356,7 @@ impl Pending {
             .map(|_| (s.user.clone(), s.device.clone(), None))
             .map_err(|e| Rejection::new("topic", e.to_string()));
         Pending {
-            identity: Some(s.identity),
+            identity: Some(Arc::new(s.identity)),
             label: format!("http:{}/{}", s.user, s.device),
             target,
             payload: s.payload,
@@ -441,7 +441,6 @@ impl Worker {
         let mut http_open = true;
         loop {
             let first = tokio::select! {
-                biased;
                 Some(delivery) = recv_mqtt(&mut mqtt) => Pending::from_delivery(delivery),
                 submission = http.recv(), if http_open => match submission {
                     Some(s) => Pending::from_submission(s),
@@ -462,12 +461,20 @@ impl Worker {
                 else => break,
             };
             let mut batch = vec![first];
+            // Take from both ways in by turns, so neither starves the other under load.
             while batch.len() < self.max_batch {
+                let mut took = false;
                 if let Some(Ok(delivery)) = mqtt.as_mut().map(|rx| rx.try_recv()) {
                     batch.push(Pending::from_delivery(delivery));
-                } else if let Ok(submission) = http.try_recv() {
+                    took = true;
+                }
+                if batch.len() < self.max_batch
+                    && let Ok(submission) = http.try_recv()
+                {
                     batch.push(Pending::from_submission(submission));
-                } else {
+                    took = true;
+                }
+                if !took {
                     break;
                 }
             }
@@ -557,7 +564,7 @@ impl Worker {
         if pending.payload.is_empty() {
             return Verdict::Ignore;
         }
-        let Some(identity) = pending.identity.as_ref() else {
+        let Some(identity) = pending.identity.as_deref() else {
             return Verdict::Reject(Rejection::new("no_identity", "no authenticated publisher"));
         };
         let (user, device, kind) = match &pending.target {
