@@ -678,3 +678,29 @@ fn a_point_answered_by_http_pub_survives_kill_9() {
         store.close().await;
     });
 }
+
+#[tokio::test]
+async fn a_qos_0_point_is_stored_too() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let key = user_with_device(&s, &admin, "alice", "user").await;
+    let phone = Phone::connect(&s, "alice-phone", "alice", &key).await;
+    phone
+        .client
+        .publish(
+            "owntracks/alice/phone",
+            QoS::AtMostOnce,
+            false,
+            location(1764000077).into_bytes(),
+        )
+        .await
+        .unwrap();
+    // Nobody waits for a QoS 0 commit: poll for it.
+    let store = s.running.store();
+    eventually(|| async {
+        let id = device_id(store, "alice", "phone").await?;
+        store.location_raw(id, 1764000077).await.unwrap()
+    })
+    .await;
+    s.stop().await;
+}
