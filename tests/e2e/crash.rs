@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::support::{ADMIN_PASSWORD, porchlight_bin};
 
 /// Starts `porchlight serve` on free ports and waits for its "running" line.
-fn serve(dir: &Path) -> Child {
+pub(crate) fn serve(dir: &Path) -> Child {
     let mut child = Command::new(porchlight_bin())
         .arg("serve")
         .arg("--data-dir")
@@ -51,13 +51,13 @@ fn serve(dir: &Path) -> Child {
     child
 }
 
-fn mqtt_port(dir: &Path) -> String {
+pub(crate) fn mqtt_port(dir: &Path) -> String {
     let rt: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("runtime.json")).unwrap()).unwrap();
     rt["mqtt_port"].as_u64().unwrap().to_string()
 }
 
-fn mosquitto(tool: &str, port: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn mosquitto(tool: &str, port: &str, args: &[&str]) -> std::process::Output {
     Command::new(tool)
         .args([
             "-h",
@@ -75,7 +75,7 @@ fn mosquitto(tool: &str, port: &str, args: &[&str]) -> std::process::Output {
 }
 
 /// SIGKILL: no shutdown code runs.
-fn kill_9(child: &mut Child) {
+pub(crate) fn kill_9(child: &mut Child) {
     child.kill().unwrap();
     child.wait().unwrap();
 }

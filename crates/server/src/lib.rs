@@ -4,9 +4,11 @@
 //! and the desktop shell: it opens the store (applying migrations), binds the HTTP listener and
 //! the MQTT broker, lets the services attach to the bus, makes sure an admin account exists,
 //! opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
-//! stops everything in order and flushes the database. [`start_with`] is the same with extra
-//! services (tests now, OwnTracks ingest and the alarm next): each one is wired on the
-//! [`Wiring`] before any MQTT client is served, so none misses the first message.
+//! stops everything in order and flushes the database. The built-in services (today the
+//! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
+//! and stop after the broker. [`start_with`] is the same with extra services (tests now, the
+//! alarm next): each one is wired on the [`Wiring`] before any MQTT client is served, so none
+//! misses the first message.
 //!
 //! Architecture invariants:
 //! - This crate is the only one that knows every other crate; the others know only the domain.
@@ -18,6 +20,7 @@ pub mod config;
 mod http;
 mod login;
 mod mqtt;
+pub mod owntracks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -96,6 +99,9 @@ pub struct Running {
     broker: Option<Arc<porchlight_broker::Broker>>,
     /// Closes sessions of devices/users removed outside this process; aborted at shutdown.
     sweep: Option<JoinHandle<()>>,
+    /// OwnTracks publishes into the store; stopped after the broker, so that publishes
+    /// waiting in the broker for their commit are still answered while it shuts down.
+    ingest: owntracks::Ingest,
     /// Tells the HTTP server to stop accepting and finish in-flight requests.
     http_stop: oneshot::Sender<()>,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -123,7 +129,13 @@ impl Running {
         self.broker.as_ref().map(|b| b.bus())
     }
 
-    /// Stops HTTP, then the broker, then drains the audit queue and closes the database.
+    /// Counters of the OwnTracks ingest service.
+    pub fn owntracks_stats(&self) -> owntracks::IngestStats {
+        self.ingest.stats()
+    }
+
+    /// Stops HTTP, then the broker, then the ingest service (writing what is queued), then
+    /// drains the audit queue and closes the database: the start-up order reversed.
     pub async fn shutdown(self) {
         let _ = self.http_stop.send(());
         match self.http_task.await {
@@ -141,6 +153,7 @@ impl Running {
                 Err(_) => tracing::warn!("broker still referenced at shutdown; dropping it"),
             }
         }
+        self.ingest.stop().await;
         self.audit_writer.finish().await;
         self.store.close().await;
         let _ = std::fs::remove_file(&self.runtime_file);
@@ -197,10 +210,13 @@ pub async fn start_with(
         }
         None => None,
     };
-    services(&Wiring {
-        store: &store,
-        bus: bound.as_ref().map(|b| b.bus()),
-    });
+    let bus = bound.as_ref().map(|b| b.bus());
+    let ingest = owntracks::Ingest::start(
+        store.clone(),
+        bus.as_ref(),
+        owntracks::IngestConfig::default(),
+    );
+    services(&Wiring { store: &store, bus });
     let initial_admin = ensure_admin(&store, &config).await?;
     let broker = bound.map(|b| Arc::new(b.serve()));
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
@@ -216,6 +232,8 @@ pub async fn start_with(
         audit,
         logins,
         sessions: Default::default(),
+        owntracks: ingest.stats(),
+        ingest: ingest.submitter(),
     };
     let (http_stop, stop_rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {
@@ -233,6 +251,7 @@ pub async fn start_with(
         store,
         broker,
         sweep,
+        ingest,
         http_stop,
         http_task,
         audit_writer,

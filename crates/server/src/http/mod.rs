@@ -1,4 +1,5 @@
-//! The HTTP side: JSON API under `/api`, `/health`, and the web UI's files everywhere else.
+//! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), and the
+//! web UI's files everywhere else.
 //!
 //! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
 //! and the broker control; they hold no state of their own beyond [`AppState`].
@@ -7,6 +8,7 @@ mod accounts;
 mod assets;
 mod auth;
 mod error;
+mod owntracks_pub;
 mod views;
 
 use std::net::SocketAddr;
@@ -38,6 +40,10 @@ pub struct AppState {
     /// user name before argon2 runs, the process-wide argon2 limit, remembered credentials.
     pub logins: Arc<LoginGate>,
     pub sessions: SessionPolicy,
+    /// Counters of the OwnTracks ingest service, for `/health`.
+    pub owntracks: crate::owntracks::IngestStats,
+    /// OwnTracks HTTP mode (`POST /pub`) hands messages to the ingest service through this.
+    pub ingest: crate::owntracks::Submitter,
 }
 
 /// API bodies are small; larger requests are refused before parsing.
@@ -75,6 +81,12 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .route(
+            "/pub",
+            post(owntracks_pub::publish).layer(DefaultBodyLimit::max(
+                porchlight_domain::owntracks::MAX_PAYLOAD_BYTES,
+            )),
+        )
         .nest("/api", api)
         .fallback(assets::serve)
         .layer(SetResponseHeaderLayer::overriding(
@@ -110,8 +122,22 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "database": if db_ok { "ok" } else { "error" },
             "broker": broker,
             "mqtt_connections": connections,
+            "owntracks": owntracks_counts(&state.owntracks),
         })),
     )
+}
+
+/// The ingest counters under `/health`'s `owntracks` key.
+fn owntracks_counts(stats: &crate::owntracks::IngestStats) -> serde_json::Value {
+    let c = stats.snapshot();
+    json!({
+        "received": c.received,
+        "stored": c.stored,
+        "duplicates": c.duplicates,
+        "ignored": c.ignored,
+        "store_failures": c.store_failures,
+        "rejected": c.rejected,
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

@@ -1,0 +1,186 @@
+//! `POST /pub`: OwnTracks HTTP mode, as the Recorder offers it.
+//!
+//! Auth is HTTP Basic: the user name with a device key (`pld_…`, the device posting) or the
+//! account password (through the server's [`crate::login::LoginGate`]: same throttling as
+//! every other password login). The message is posted as the user and device named by the
+//! `X-Limit-U` / `X-Limit-D` headers (or `?u=` / `?d=`), defaulting to the authenticated user
+//! and, for a device key, its device. The body (one OwnTracks JSON message, or empty) goes
+//! through the ingest service ([`crate::owntracks::ingest::Submitter`]), which applies the
+//! MQTT rules (the user must be the authenticated one; a device key posts only as its own
+//! device) and answers once the message is committed: a 2xx means it is on disk.
+//!
+//! Answers: 200 with `[]` (the phone's queue of commands and friends' cards and locations:
+//! none yet); 400 for a payload the parser rejects; 403 for a user/device the login may not
+//! post as; 401 (with `WWW-Authenticate`) for missing or wrong credentials; 429 when password
+//! attempts are throttled; 503 when it could not be stored (the phone sends it again).
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use porchlight_domain::acl::{Identity, LoginMethod};
+use porchlight_store::User;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::auth::refusal_error;
+use crate::owntracks::ingest::SubmitError;
+
+/// `?u=&d=`: the user and device posted as, when the headers are absent.
+#[derive(Debug, Default, Deserialize)]
+pub struct Target {
+    u: Option<String>,
+    d: Option<String>,
+}
+
+/// `POST /pub`.
+pub async fn publish(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(target): Query<Target>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some((username, password)) = basic_credentials(&headers) else {
+        return unauthorized();
+    };
+    let (identity, own_device) = match authenticate(&state, peer, &username, &password).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let user = header_text(&headers, "x-limit-u")
+        .or(target.u)
+        .unwrap_or_else(|| identity.username.clone());
+    let Some(device) = header_text(&headers, "x-limit-d")
+        .or(target.d)
+        .or(own_device)
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name the device with the X-Limit-D header or ?d=",
+        );
+    };
+    match state.ingest.submit(identity, &user, &device, body).await {
+        Ok(_) => (StatusCode::OK, Json(json!([]))).into_response(),
+        Err(e) if e.is_forbidden() => error(StatusCode::FORBIDDEN, &e.to_string()),
+        Err(e @ SubmitError::Rejected { .. }) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ SubmitError::NotStored(_)) => {
+            tracing::warn!(%peer, %user, %device, error = %e, "HTTP OwnTracks message not stored");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the message was not stored; send it again",
+            )
+        }
+    }
+}
+
+/// The poster's identity, and its device name when it logged in with a device key.
+async fn authenticate(
+    state: &AppState,
+    peer: SocketAddr,
+    username: &str,
+    password: &str,
+) -> Result<(Identity, Option<String>), Response> {
+    if password.starts_with("pld_")
+        && let Ok(Some((user, device))) = state
+            .store
+            .verify_device_key(username, password.as_bytes())
+            .await
+    {
+        let identity = identity(user, Some(device.id), LoginMethod::DeviceKey);
+        return Ok((identity, Some(device.name)));
+    }
+    match state
+        .logins
+        .check_password(peer.ip(), username, password.as_bytes(), SystemTime::now())
+        .await
+    {
+        Ok((user, _)) => Ok((identity(user, None, LoginMethod::Password), None)),
+        Err(refused) => {
+            tracing::warn!(%peer, %username, "HTTP OwnTracks login refused");
+            match refusal_error(refused) {
+                super::error::ApiError::BadLogin => Err(unauthorized()),
+                other => Err(other.into_response()),
+            }
+        }
+    }
+}
+
+fn identity(user: User, device_id: Option<i64>, login: LoginMethod) -> Identity {
+    Identity {
+        user_id: user.id,
+        username: user.username,
+        role: user.role,
+        device_id,
+        login,
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn unauthorized() -> Response {
+    let mut response = error(StatusCode::UNAUTHORIZED, "Wrong user name or password.");
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"porchlight\""),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_decoded_and_other_schemes_ignored() {
+        let mut headers = HeaderMap::new();
+        // base64("alice:pld_x:y"): the password may contain colons.
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YWxpY2U6cGxkX3g6eQ=="),
+        );
+        assert_eq!(
+            basic_credentials(&headers),
+            Some(("alice".into(), "pld_x:y".into()))
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer YWxpY2U6cGxkX3g6eQ=="),
+        );
+        assert_eq!(basic_credentials(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic %%%"));
+        assert_eq!(basic_credentials(&headers), None);
+    }
+}
