@@ -7,6 +7,7 @@ mod accounts;
 mod assets;
 mod auth;
 mod error;
+mod recorder;
 mod views;
 
 use std::net::SocketAddr;
@@ -68,6 +69,14 @@ pub fn router(state: AppState) -> Router {
             delete(accounts::remove_device),
         )
         .route("/audit", get(accounts::audit))
+        // The OwnTracks Recorder's read API (its paths, parameters and shapes).
+        .route("/0/version", get(recorder::version))
+        .route("/0/list", get(recorder::list).post(recorder::list))
+        .route("/0/last", get(recorder::last).post(recorder::last))
+        .route(
+            "/0/locations",
+            get(recorder::locations).post(recorder::locations),
+        )
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
