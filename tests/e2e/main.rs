@@ -16,6 +16,7 @@ mod guessing;
 mod mqtt;
 mod password_change;
 mod raw_mqtt;
+mod recorder_api;
 mod serve;
 mod sessions;
 mod support;
