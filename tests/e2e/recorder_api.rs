@@ -524,3 +524,116 @@ async fn bad_parameters_answer_400_with_a_json_error() {
     assert_eq!(r.status(), 200);
     f.server.stop().await;
 }
+
+#[tokio::test]
+async fn the_ui_track_is_thinned_to_max_points_and_private() {
+    let f = fixture().await;
+    let store = f.server.running.store();
+    let alice = store.find_user("alice").await.unwrap();
+    // 200 more points: east for 100 minutes, then north for 100 (one turn).
+    let batch: Vec<OwnTracksMessage> = (0..200)
+        .map(|i| {
+            let (lat, lon) = if i < 100 {
+                (50.0, 8.0 + f64::from(i) * 0.001)
+            } else {
+                (50.0 + f64::from(i - 99) * 0.001, 8.099)
+            };
+            let mut m = location(alice.id, "phone", T0 + 1000 + i64::from(i) * 60, lat, 0.0);
+            if let OwnTracksPayload::Location(fields) = &mut m.payload {
+                fields.lon = lon;
+            }
+            m
+        })
+        .collect();
+    store
+        .ingest_owntracks(batch, SystemTime::now())
+        .await
+        .unwrap();
+    let phone = store
+        .find_owntracks_device(alice.id, "phone")
+        .await
+        .unwrap()
+        .unwrap();
+    let from_ms = (T0 + 1000) * 1000;
+    let to_ms = (T0 + 1000 + 200 * 60) * 1000;
+    let path = |max: usize| {
+        format!(
+            "/api/owntracks/devices/{}/track?from={from_ms}&to={to_ms}&max_points={max}",
+            phone.id
+        )
+    };
+    let token = store
+        .create_api_token(alice.id, "ui", SystemTime::now())
+        .await
+        .unwrap()
+        .1;
+    let get = |path: String| {
+        client()
+            .get(f.server.url(&path))
+            .bearer_auth(token.expose())
+            .send()
+    };
+    let r = get(path(10)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let points = body["points"].as_array().unwrap();
+    assert!((3..=10).contains(&points.len()), "{}", points.len());
+    assert_eq!(points[0], serde_json::json!([from_ms, 50.0, 8.0]));
+    let last = points.last().unwrap();
+    assert_eq!(last[0], to_ms - 60_000, "the window's last point is kept");
+    assert!(
+        points.iter().any(|p| p[1] == 50.0 && p[2] == 8.099),
+        "the turn is kept: {points:?}"
+    );
+
+    for bad in [path(1), path(5001), format!("{}&from=x", path(10))] {
+        let r = get(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    // Bob's device is as unknown to alice as a device that does not exist.
+    let bob = store.find_user("bob").await.unwrap();
+    let tablet = store
+        .find_owntracks_device(bob.id, "tablet")
+        .await
+        .unwrap()
+        .unwrap();
+    for id in [tablet.id, 999_999] {
+        let r = get(format!("/api/owntracks/devices/{id}/track"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{id}");
+    }
+    let r = client().get(f.server.url(&path(10))).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_window_beyond_the_row_bound_is_refused_unless_limited() {
+    let f = fixture().await;
+    let store = f.server.running.store();
+    let bob = store.find_user("bob").await.unwrap();
+    let base = 1_600_000_000;
+    let batch: Vec<OwnTracksMessage> = (0..100_001)
+        .map(|i| location(bob.id, "tablet", base + i, 48.0, 0.0))
+        .collect();
+    store
+        .ingest_owntracks(batch, SystemTime::now())
+        .await
+        .unwrap();
+    let all = "/api/0/locations?user=bob&device=tablet&from=2020-09-01&to=2020-09-30";
+    let r = f.get_as("bob", BOB_PASSWORD, all).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("100000"), "{body}");
+    let r = f
+        .get_as("bob", BOB_PASSWORD, &format!("{all}&limit=3"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        tsts(&body["data"]),
+        [base + 100_000, base + 99_999, base + 99_998]
+    );
+    f.server.stop().await;
+}

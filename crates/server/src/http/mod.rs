@@ -8,6 +8,7 @@ mod assets;
 mod auth;
 mod error;
 mod recorder;
+mod tracks;
 mod views;
 
 use std::net::SocketAddr;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             delete(accounts::remove_device),
         )
         .route("/audit", get(accounts::audit))
+        .route("/owntracks/devices/{id}/track", get(tracks::track))
         // The OwnTracks Recorder's read API (its paths, parameters and shapes).
         .route("/0/version", get(recorder::version))
         .route("/0/list", get(recorder::list).post(recorder::list))
