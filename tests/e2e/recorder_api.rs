@@ -202,14 +202,15 @@ async fn locations_answer_the_recorders_json_field_by_field() {
         .await;
     assert_eq!(body["count"], 0);
 
-    // POST with a form body and the X-Limit-* headers, as the Recorder takes them.
+    // POST with a form body and the X-Limit-* headers, as the Recorder takes them: a header
+    // wins over a parameter, names match regardless of case.
     let r = client()
-        .post(f.server.url("/api/0/locations"))
+        .post(f.server.url("/api/0/locations?from=2030-01-01"))
         .basic_auth("alice", Some(ALICE_PASSWORD))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("X-Limit-From", "2025-06-15")
         .header("X-Limit-To", "2025-06-16")
-        .body("user=alice&device=phone&limit=1")
+        .body("user=ALICE&device=Phone&limit=1")
         .send()
         .await
         .unwrap();

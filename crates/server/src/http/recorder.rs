@@ -20,7 +20,9 @@
 //!   with `limit`, the newest `limit` points, newest first (as the Recorder's reverse search).
 //!
 //! Parameters come from the query string, a form body (the Recorder's docs use `curl -d`),
-//! or the `X-Limit-User`/`X-Limit-Device`/`X-Limit-From`/`X-Limit-To` headers.
+//! or the `X-Limit-User`/`X-Limit-Device`/`X-Limit-From`/`X-Limit-To` headers, which win (as
+//! in the Recorder). User and device names match regardless of ASCII case (the Recorder
+//! lowercases them).
 //!
 //! Visibility: a user sees their own users/devices, an admin all. A user or device the caller
 //! may not see answers exactly as one that does not exist (the Recorder's empty answers), so
@@ -67,12 +69,23 @@ const CSV_COLUMNS: &[&str] = &[
     "t", "ghash", "isorcv", "disptst",
 ];
 
-/// The request's parameters: query string, then a form body, then the `X-Limit-*` headers.
+/// The request's parameters: the `X-Limit-*` headers, then the query string, then a form body.
 struct Params(HashMap<String, String>);
 
 impl Params {
     fn new(method: &Method, headers: &HeaderMap, query: Option<String>, body: &Bytes) -> Params {
         let mut map = HashMap::new();
+        // The Recorder's `field()`: an `X-Limit-*` header wins over a parameter.
+        for (name, header) in [
+            ("user", "x-limit-user"),
+            ("device", "x-limit-device"),
+            ("from", "x-limit-from"),
+            ("to", "x-limit-to"),
+        ] {
+            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                map.insert(name.to_owned(), v.to_owned());
+            }
+        }
         let mut add = |pairs: form_urlencoded::Parse<'_>| {
             for (k, v) in pairs {
                 map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
@@ -83,16 +96,6 @@ impl Params {
         }
         if *method == Method::POST {
             add(form_urlencoded::parse(body));
-        }
-        for (name, header) in [
-            ("user", "x-limit-user"),
-            ("device", "x-limit-device"),
-            ("from", "x-limit-from"),
-            ("to", "x-limit-to"),
-        ] {
-            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
-                map.entry(name.to_owned()).or_insert_with(|| v.to_owned());
-            }
         }
         Params(map)
     }
@@ -149,7 +152,7 @@ pub async fn list(
         }
         (Some(user), None) => devices
             .into_iter()
-            .filter(|d| d.username == user)
+            .filter(|d| d.username.eq_ignore_ascii_case(user))
             .map(|d| d.name)
             .collect(),
         (Some(_), Some(_)) => {
@@ -175,8 +178,8 @@ pub async fn last(
     let fields = params.fields();
     let mut out = Vec::new();
     for last in state.store.last_locations(visible_users(&caller)).await? {
-        if user.is_some_and(|u| u != last.device.username)
-            || device.is_some_and(|d| d != last.device.name)
+        if user.is_some_and(|u| !u.eq_ignore_ascii_case(&last.device.username))
+            || device.is_some_and(|d| !d.eq_ignore_ascii_case(&last.device.name))
         {
             continue;
         }
@@ -353,7 +356,7 @@ async fn find_device(
         .owntracks_devices(visible_users(caller))
         .await?
         .into_iter()
-        .find(|d| d.username == user && d.name == device))
+        .find(|d| d.username.eq_ignore_ascii_case(user) && d.name.eq_ignore_ascii_case(device)))
 }
 
 fn typed(body: String, content_type: &'static str) -> Response {
