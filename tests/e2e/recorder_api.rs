@@ -326,6 +326,28 @@ async fn version_list_and_last_answer_the_recorders_shapes() {
     let version = f.alice_json("/api/0/version").await;
     assert!(version["version"].is_string());
 
+    // monitor: the latest message alice may see (the fixture's batch was received "now").
+    let started = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let monitor = f.alice("/api/0/monitor").await.text().await.unwrap();
+    let (secs, topic) = monitor.trim_end().split_once(' ').unwrap();
+    assert_eq!(topic, "owntracks/alice/phone");
+    assert!(
+        secs.parse::<u64>().unwrap().abs_diff(started) < 120,
+        "{monitor}"
+    );
+    let admin_only = TestServer::start_with(None).await;
+    let empty = client()
+        .get(admin_only.url("/api/0/monitor"))
+        .basic_auth("admin", Some(crate::support::ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.text().await.unwrap(), "not available\n");
+    admin_only.stop().await;
+
     assert_eq!(
         f.alice_json("/api/0/list").await,
         serde_json::json!({ "results": ["alice"] })

@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/owntracks/devices/{id}/track", get(tracks::track))
         // The OwnTracks Recorder's read API (its paths, parameters and shapes).
         .route("/0/version", get(recorder::version))
+        .route("/0/monitor", get(recorder::monitor))
         .route("/0/list", get(recorder::list).post(recorder::list))
         .route("/0/last", get(recorder::last).post(recorder::last))
         .route(

@@ -3,7 +3,7 @@
 //! unchanged. What the Recorder does is read from its source (owntracks/recorder `http.c`,
 //! `storage.c`, `util.c`) and `API.md`; where we differ, the item says so.
 //!
-//! - `version` → `{"version", "git"}`.
+//! - `version` → `{"version", "git"}`; `monitor` → `<unix seconds> <topic>` as plain text.
 //! - `list` → `{"results": [user, …]}`; with `user`, that user's devices. Listing a device's
 //!   `.rec` files (`user` and `device`) has no meaning here and answers 400.
 //! - `last` (`user`, `device`, `fields`) → an array of each device's newest location: the
@@ -162,6 +162,30 @@ pub async fn list(
         }
     };
     Ok(Json(json!({ "results": results })))
+}
+
+/// `GET /api/0/monitor`: plain text `<unix seconds> <topic>` of the latest message received
+/// from a device the caller may see (the Recorder: of any message), or `not available`.
+/// The topic is the device's base topic (`owntracks/<user>/<device>`).
+pub async fn monitor(
+    State(state): State<AppState>,
+    RecorderCaller(caller): RecorderCaller,
+) -> ApiResult<String> {
+    let latest = state
+        .store
+        .owntracks_devices(visible_users(&caller))
+        .await?
+        .into_iter()
+        .max_by_key(|d| d.last_seen_at);
+    Ok(match latest {
+        Some(d) => format!(
+            "{} owntracks/{}/{}\n",
+            unix_secs(d.last_seen_at),
+            d.username,
+            d.name
+        ),
+        None => "not available\n".to_owned(),
+    })
 }
 
 /// `GET|POST /api/0/last`.
