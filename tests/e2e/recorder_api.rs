@@ -660,3 +660,28 @@ async fn a_window_beyond_the_row_bound_is_refused_unless_limited() {
     );
     f.server.stop().await;
 }
+
+#[tokio::test]
+async fn wrong_basic_passwords_are_throttled_like_any_login() {
+    let f = fixture().await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let r = f
+            .get_as("alice", &format!("guess number {i}"), "/api/0/list")
+            .await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            break;
+        }
+    }
+    assert_eq!(statuses[0], 401, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // While the user name must wait, not even the right password is checked.
+    let r = f.alice("/api/0/list").await;
+    assert_eq!(r.status(), 429);
+    // A device key is not a password: it is not held up.
+    let r = f.get_as("alice", &f.alice_key, "/api/0/list").await;
+    assert_eq!(r.status(), 200);
+    f.server.stop().await;
+}
