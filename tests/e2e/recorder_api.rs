@@ -245,6 +245,48 @@ async fn geojson_linestring_gpx_and_csv_parse_with_real_parsers() {
     assert_eq!(feature.property("alt").unwrap(), 100);
     assert_eq!(feature.property("isotst").unwrap(), "2025-06-15T15:06:40Z");
 
+    // geojsonpoi: only points with a `poi`, named by it.
+    let geo: geojson::GeoJson = f
+        .alice(&format!("{DAY}&format=geojsonpoi"))
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let geojson::GeoJson::FeatureCollection(none) = geo else {
+        panic!("not a FeatureCollection");
+    };
+    assert!(none.features.is_empty());
+    let store = f.server.running.store();
+    let alice = store.find_user("alice").await.unwrap();
+    let mut poi = location(alice.id, "phone", T0 + 86_400, LAT, 1.0);
+    poi.raw = format!(
+        r#"{{"_type":"location","lat":{LAT},"lon":{LON},"tst":{},"poi":"Café"}}"#,
+        T0 + 86_400
+    );
+    store
+        .ingest_owntracks(vec![poi], SystemTime::now())
+        .await
+        .unwrap();
+    let geo: geojson::GeoJson = f
+        .alice("/api/0/locations?user=alice&device=phone&from=2025-06-16&to=2025-06-17&format=geojsonpoi")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let geojson::GeoJson::FeatureCollection(pois) = geo else {
+        panic!("not a FeatureCollection");
+    };
+    assert_eq!(pois.features.len(), 1);
+    assert_eq!(pois.features[0].property("name").unwrap(), "Café");
+    assert_eq!(
+        pois.features[0].geometry.as_ref().unwrap().value,
+        geojson::Value::Point(vec![LON, LAT])
+    );
+
     let text = f
         .alice(&format!("{DAY}&format=linestring"))
         .await

@@ -12,7 +12,7 @@
 //! - `locations` (`user` and `device` required; `from`, `to`, `limit`, `format`, `fields`) →
 //!   `{"count", "data", "status": 200, "version"}` whose `data` are the phone's JSON plus
 //!   `ghash`, `isorcv`, `isotst`, `disptst`; or `format=geojson` (a FeatureCollection of
-//!   Points), `linestring` (one LineString Feature), `gpx` (GPX 1.1), `csv`.
+//!   Points), `geojsonpoi` (only points with a `poi`), `linestring` (one LineString Feature), `gpx` (GPX 1.1), `csv`.
 //!   `from`/`to` take the Recorder's forms (`YYYY-MM`, `YYYY-MM-DD`, `…THH`, `…THH:MM`,
 //!   `…THH:MM:SS`, a `t` for the `T`), read as UTC; we also accept a trailing `Z`, fractional
 //!   seconds and plain Unix seconds. Defaults: the last 6 hours up to now. The window is on
@@ -31,7 +31,7 @@
 //! Bounds: a window answers at most [`MAX_ROWS`] points; a larger window without `limit` is
 //! refused with 400 (narrow it or pass `limit`), never streamed unbounded.
 //! Differences: no reverse geocoding (`addr` is absent, GeoJSON's `address` is empty), no
-//! `xml`/`geojsonpoi` formats (400), bad input is 400 with a JSON error where the Recorder
+//! `xml` format (400), bad input is 400 with a JSON error where the Recorder
 //! answers 416 or ignores it.
 
 use std::collections::HashMap;
@@ -240,6 +240,8 @@ pub async fn last(
 enum Format {
     Json,
     GeoJson,
+    /// GeoJSON of the points that carry a `poi` (a point of interest the user named).
+    GeoJsonPoi,
     LineString,
     Gpx,
     Csv,
@@ -250,12 +252,13 @@ impl Format {
         Ok(match s {
             None | Some("json") => Format::Json,
             Some("geojson") => Format::GeoJson,
+            Some("geojsonpoi") => Format::GeoJsonPoi,
             Some("linestring") => Format::LineString,
             Some("gpx") => Format::Gpx,
             Some("csv") => Format::Csv,
             Some(other) => {
                 return Err(ApiError::BadRequest(format!(
-                    "Unknown format {other:?}: use json, geojson, linestring, gpx or csv."
+                    "Unknown format {other:?}: use json, geojson, geojsonpoi, linestring, gpx or csv."
                 )));
             }
         })
@@ -327,7 +330,7 @@ pub async fn locations(
         Format::GeoJson => Json(geojson(&points)).into_response(),
         Format::LineString => Json(linestring(&points)).into_response(),
         Format::Gpx => typed(gpx(&points), "application/gpx+xml"),
-        Format::Json | Format::Csv => {
+        Format::Json | Format::Csv | Format::GeoJsonPoi => {
             let raw: HashMap<i64, String> = match &target {
                 Some(d) if !points.is_empty() => state
                     .store
@@ -345,7 +348,9 @@ pub async fn locations(
                     object_with_times(object, p)
                 })
                 .collect();
-            if format == Format::Csv {
+            if format == Format::GeoJsonPoi {
+                Json(geojson_poi(&data)).into_response()
+            } else if format == Format::Csv {
                 let columns: Vec<String> =
                     fields.unwrap_or_else(|| CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect());
                 typed(csv(&columns, &data), "text/csv; charset=utf-8")
@@ -475,6 +480,27 @@ fn geojson(points: &[StoredLocation]) -> Value {
                     "isotst": iso_time(p.tst),
                 },
             })
+        })
+        .collect();
+    json!({ "type": "FeatureCollection", "features": features })
+}
+
+/// The Recorder's `format=geojsonpoi`: Points of the locations with a `poi`, named by it.
+fn geojson_poi(data: &[Map<String, Value>]) -> Value {
+    let features: Vec<Value> = data
+        .iter()
+        .filter_map(|o| {
+            let poi = o.get("poi")?.as_str()?;
+            let (lat, lon) = (o.get("lat")?.as_f64()?, o.get("lon")?.as_f64()?);
+            Some(json!({
+                "type": "Feature",
+                "geometry": { "type": "Point", "coordinates": [lon, lat] },
+                "properties": {
+                    "name": poi,
+                    "address": "",
+                    "isotst": o.get("isotst").cloned().unwrap_or(Value::Null),
+                },
+            }))
         })
         .collect();
     json!({ "type": "FeatureCollection", "features": features })
