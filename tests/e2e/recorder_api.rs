@@ -1,5 +1,5 @@
 //! The OwnTracks Recorder-compatible read API (`/api/0/…`) over real HTTP: known points put in
-//! through the store, answers checked field by field; GeoJSON, GPX and CSV read with real
+//! through the store, answers checked field by field; GeoJSON, GPX, CSV and XML read with real
 //! parsers; who may see what; HTTP Basic with a password or a device key; bad input.
 
 use std::time::SystemTime;
@@ -323,6 +323,40 @@ async fn geojson_linestring_gpx_and_csv_parse_with_real_parsers() {
     let time: time::OffsetDateTime = points[0].time.unwrap().into();
     assert_eq!(time.unix_timestamp(), T0);
 
+    // xml: the Recorder's <owntracks><point>…, read with an XML parser.
+    let r = f.alice(&format!("{DAY}&format=xml")).await;
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    let text = r.text().await.unwrap();
+    let mut xml_points: Vec<std::collections::HashMap<String, String>> = Vec::new();
+    let mut element = String::new();
+    for event in xml::reader::EventReader::new(text.as_bytes()) {
+        match event.unwrap() {
+            xml::reader::XmlEvent::StartElement { name, .. } => {
+                if name.local_name == "point" {
+                    xml_points.push(Default::default());
+                }
+                element = name.local_name;
+            }
+            xml::reader::XmlEvent::Characters(text) => {
+                xml_points.last_mut().unwrap().insert(element.clone(), text);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(xml_points.len(), 3);
+    let p = &xml_points[0];
+    assert_eq!(p["tst"], T0.to_string());
+    assert_eq!(p["lat"].parse::<f64>().unwrap(), LAT);
+    assert_eq!(p["tid"], "al");
+    assert_eq!(p["SSID"], "home, sweet \"home\"");
+    assert_eq!(p["isotst"], "2025-06-15T15:06:40Z");
+    assert!(!p.contains_key("_type"));
+
     let r = f.alice(&format!("{DAY}&format=csv")).await;
     assert!(
         r.headers()["content-type"]
@@ -569,6 +603,7 @@ async fn bad_parameters_answer_400_with_a_json_error() {
         format!("{base}&to=2025-13-01"),
         format!("{base}&from=2025-06-16&to=2025-06-15"),
         format!("{base}&format=kml"),
+        format!("{base}&format=XML"),
         format!("{base}&limit=-1"),
         format!("{base}&limit=ten"),
         format!("{base}&limit=100001"),

@@ -12,7 +12,7 @@
 //! - `locations` (`user` and `device` required; `from`, `to`, `limit`, `format`, `fields`) →
 //!   `{"count", "data", "status": 200, "version"}` whose `data` are the phone's JSON plus
 //!   `ghash`, `isorcv`, `isotst`, `disptst`; or `format=geojson` (a FeatureCollection of
-//!   Points), `geojsonpoi` (only points with a `poi`), `linestring` (one LineString Feature), `gpx` (GPX 1.1), `csv`.
+//!   Points), `geojsonpoi` (only points with a `poi`), `xml`, `linestring` (one LineString Feature), `gpx` (GPX 1.1), `csv`.
 //!   `from`/`to` take the Recorder's forms (`YYYY-MM`, `YYYY-MM-DD`, `…THH`, `…THH:MM`,
 //!   `…THH:MM:SS`, a `t` for the `T`), read as UTC; we also accept a trailing `Z`, fractional
 //!   seconds and plain Unix seconds. Defaults: the last 6 hours up to now. The window is on
@@ -30,9 +30,10 @@
 //!
 //! Bounds: a window answers at most [`MAX_ROWS`] points; a larger window without `limit` is
 //! refused with 400 (narrow it or pass `limit`), never streamed unbounded.
-//! Differences: no reverse geocoding (`addr` is absent, GeoJSON's `address` is empty), no
-//! `xml` format (400), bad input is 400 with a JSON error where the Recorder
-//! answers 416 or ignores it.
+//! Differences: no reverse geocoding (`addr` is absent, GeoJSON's `address` is empty); bad
+//! input is 400 with a JSON error where the Recorder answers 416 or ignores it; `count` is
+//! there even when 0; CSV has fixed default columns (the Recorder takes the first point's
+//! members); GPX puts `ele` before `time` as the GPX schema requires.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -245,6 +246,8 @@ enum Format {
     LineString,
     Gpx,
     Csv,
+    /// The Recorder's `<owntracks><point>…</point></owntracks>`.
+    Xml,
 }
 
 impl Format {
@@ -256,9 +259,11 @@ impl Format {
             Some("linestring") => Format::LineString,
             Some("gpx") => Format::Gpx,
             Some("csv") => Format::Csv,
+            Some("xml") => Format::Xml,
             Some(other) => {
                 return Err(ApiError::BadRequest(format!(
-                    "Unknown format {other:?}: use json, geojson, geojsonpoi, linestring, gpx or csv."
+                    "Unknown format {other:?}: use json, geojson, geojsonpoi, linestring, gpx, csv \
+                     or xml."
                 )));
             }
         })
@@ -330,7 +335,7 @@ pub async fn locations(
         Format::GeoJson => Json(geojson(&points)).into_response(),
         Format::LineString => Json(linestring(&points)).into_response(),
         Format::Gpx => typed(gpx(&points), "application/gpx+xml"),
-        Format::Json | Format::Csv | Format::GeoJsonPoi => {
+        Format::Json | Format::Csv | Format::GeoJsonPoi | Format::Xml => {
             let raw: HashMap<i64, String> = match &target {
                 Some(d) if !points.is_empty() => state
                     .store
@@ -348,7 +353,13 @@ pub async fn locations(
                     object_with_times(object, p)
                 })
                 .collect();
-            if format == Format::GeoJsonPoi {
+            if format == Format::Xml {
+                let data: Vec<Map<String, Value>> = data
+                    .into_iter()
+                    .map(|o| pick(o, fields.as_deref()))
+                    .collect();
+                typed(xml(&data), "application/xml; charset=utf-8")
+            } else if format == Format::GeoJsonPoi {
                 Json(geojson_poi(&data)).into_response()
             } else if format == Format::Csv {
                 let columns: Vec<String> =
@@ -541,6 +552,59 @@ fn gpx(points: &[StoredLocation]) -> String {
     }
     xml.push_str("  </trkseg>\n </trk>\n</gpx>\n");
     xml
+}
+
+/// The Recorder's `format=xml`: one `<point>` per location with an element per member (but
+/// `_type`); arrays and objects as their JSON text. Members whose names are not XML names
+/// are left out.
+fn xml(rows: &[Map<String, Value>]) -> String {
+    let mut out = String::from(
+        "<?xml version='1.0' encoding='UTF-8'?>\n\
+         <?xml-stylesheet type='text/xsl' href='owntracks.xsl'?>\n<owntracks>\n",
+    );
+    for row in rows {
+        out.push_str(" <point>\n");
+        for (key, value) in row {
+            if key == "_type" || !is_xml_name(key) {
+                continue;
+            }
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(out, "  <{key}>{}</{key}>", xml_escape(&text));
+        }
+        out.push_str(" </point>\n");
+    }
+    out.push_str("</owntracks>\n");
+    out
+}
+
+/// A conservative XML element name: an ASCII letter or `_`, then letters, digits, `_`, `-`, `.`.
+fn is_xml_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !s.to_ascii_lowercase().starts_with("xml")
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Control characters other than tab and line breaks are not allowed in XML 1.0.
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// CSV with a header line of `columns`; a missing member is an empty cell.
@@ -741,6 +805,23 @@ mod tests {
         ] {
             assert_eq!(t(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn xml_leaves_out_what_would_break_the_document() {
+        let mut row = Map::new();
+        row.insert("_type".into(), json!("location"));
+        row.insert("desc".into(), json!("<b>&'\"\u{1}"));
+        row.insert("bad key".into(), json!(1));
+        row.insert("xmlish".into(), json!(1));
+        row.insert("inregions".into(), json!(["a", "b"]));
+        let out = xml(&[row]);
+        assert!(
+            out.contains("  <desc>&lt;b&gt;&amp;&apos;&quot;</desc>\n"),
+            "{out}"
+        );
+        assert!(out.contains("<inregions>[&quot;a&quot;,&quot;b&quot;]</inregions>"));
+        assert!(!out.contains("_type") && !out.contains("bad key") && !out.contains("<xmlish>"));
     }
 
     #[test]
