@@ -221,7 +221,7 @@ async fn locations_answer_the_recorders_json_field_by_field() {
 }
 
 #[tokio::test]
-async fn geojson_linestring_gpx_and_csv_parse_with_real_parsers() {
+async fn every_format_parses_with_a_real_parser() {
     let f = fixture().await;
 
     let text = f
