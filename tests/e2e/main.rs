@@ -17,6 +17,7 @@ mod mqtt;
 mod owntracks_ingest;
 mod password_change;
 mod raw_mqtt;
+mod recorder_api;
 mod serve;
 mod sessions;
 mod support;

@@ -6,6 +6,11 @@
 //! counted per address and per user name before argon2 runs, a throttled attempt gets 429 with
 //! `Retry-After`, and failures are audited; passwords are never logged.
 //!
+//! The OwnTracks Recorder-compatible API also takes HTTP Basic ([`RecorderCaller`]), as the
+//! Recorder's clients send it: the account password (through the same `LoginGate`, so guesses
+//! are throttled) or a device key `pld_…` (SHA-256 lookup, as for MQTT). A refused caller
+//! there gets 401 with `WWW-Authenticate: Basic realm="Porchlight"`.
+//!
 //! The session cookie slides: every `/api` response to a caller whose session cookie was valid
 //! carries the cookie again with a fresh `Max-Age` ([`slide_session_cookie`]), so the browser's
 //! expiry moves with the server's idle window. It costs a header per response and no database
@@ -262,4 +267,114 @@ pub async fn logout(
 /// `GET /api/me`.
 pub async fn me(CurrentUser(user): CurrentUser) -> axum::Json<Me> {
     axum::Json(Me::from(&user))
+}
+
+/// A caller of the Recorder-compatible API (`/api/0/…`): a session cookie or API token as for
+/// [`CurrentUser`], else HTTP Basic with the account password or a device key of the user.
+/// A device key shows what its user may see.
+#[derive(Debug, Clone)]
+pub struct RecorderCaller(pub User);
+
+impl FromRequestParts<AppState> for RecorderCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let result = match basic_credentials(&parts.headers) {
+            Some(credentials) => {
+                let peer = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0)
+                    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+                basic_user(state, peer, credentials).await
+            }
+            None => CurrentUser::from_request_parts(parts, state)
+                .await
+                .map(|CurrentUser(user)| user),
+        };
+        result.map(RecorderCaller).map_err(|error| {
+            let mut response = error.into_response();
+            if response.status() == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"Porchlight\""),
+                );
+            }
+            response
+        })
+    }
+}
+
+/// `Authorization: Basic …` decoded to (user name, secret); `None` when absent or malformed.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, secret) = text.split_once(':')?;
+    Some((user.to_owned(), secret.to_owned()))
+}
+
+/// Checks Basic credentials: a device key by lookup, anything else as the account password.
+async fn basic_user(
+    state: &AppState,
+    peer: SocketAddr,
+    (username, secret): (String, String),
+) -> ApiResult<User> {
+    if secret.starts_with("pld_") {
+        return match state
+            .store
+            .verify_device_key(&username, secret.as_bytes())
+            .await?
+        {
+            Some((user, _device)) => Ok(user),
+            None => {
+                tracing::warn!(%peer, %username, "wrong device key over HTTP Basic");
+                Err(ApiError::BadLogin)
+            }
+        };
+    }
+    let now = SystemTime::now();
+    match state
+        .logins
+        .check_password(peer.ip(), &username, secret.as_bytes(), now)
+        .await
+    {
+        Ok((user, _)) => Ok(user),
+        Err(refused) => {
+            let error = refusal_error(refused);
+            match &error {
+                ApiError::Throttled(_) => audit_sign_in(
+                    state,
+                    peer,
+                    &username,
+                    429,
+                    "refused: too many failed attempts",
+                    now,
+                ),
+                ApiError::BadLogin => {
+                    tracing::warn!(%peer, %username, "failed HTTP Basic login");
+                    audit_sign_in(
+                        state,
+                        peer,
+                        &username,
+                        401,
+                        "wrong user name or password",
+                        now,
+                    );
+                }
+                _ => {}
+            }
+            Err(error)
+        }
+    }
 }

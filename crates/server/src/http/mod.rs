@@ -9,6 +9,8 @@ mod assets;
 mod auth;
 mod error;
 mod owntracks_pub;
+mod recorder;
+mod tracks;
 mod views;
 
 use std::net::SocketAddr;
@@ -74,6 +76,16 @@ pub fn router(state: AppState) -> Router {
             delete(accounts::remove_device),
         )
         .route("/audit", get(accounts::audit))
+        .route("/owntracks/devices/{id}/track", get(tracks::track))
+        // The OwnTracks Recorder's read API (its paths, parameters and shapes).
+        .route("/0/version", get(recorder::version))
+        .route("/0/monitor", get(recorder::monitor))
+        .route("/0/list", get(recorder::list).post(recorder::list))
+        .route("/0/last", get(recorder::last).post(recorder::last))
+        .route(
+            "/0/locations",
+            get(recorder::locations).post(recorder::locations),
+        )
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

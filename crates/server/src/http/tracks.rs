@@ -1,0 +1,111 @@
+//! The UI's compact track of one OwnTracks device: `GET /api/owntracks/devices/{id}/track`.
+//!
+//! The points are thinned server-side by the store (keeping turns and stops) to at most
+//! `max_points` ([`MAX_TRACK_POINTS`] at most), so a year of history never reaches a browser
+//! as hundreds of thousands of points. Times are Unix milliseconds, as everywhere in our API;
+//! the window is `from` inclusive, `to` exclusive. A device the caller may not see answers
+//! 404 like one that does not exist.
+//!
+//! (Not under `/api/devices/{id}/…`: that level already routes `/api/devices/{username}/{name}`,
+//! and a static `track` there would shadow deleting a device named `track`.)
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use porchlight_domain::Role;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::CurrentUser;
+use super::error::{ApiError, ApiResult};
+use super::views::unix_ms;
+
+/// Most points one track answers.
+pub const MAX_TRACK_POINTS: usize = 5_000;
+/// Points when `max_points` is not given.
+const DEFAULT_TRACK_POINTS: usize = 1_000;
+/// The window when `from` is not given: the last 24 hours.
+const DEFAULT_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Deserialize)]
+pub struct TrackQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    max_points: Option<usize>,
+}
+
+/// A thinned track: `points` are `[unix_ms, lat, lon]`, oldest first.
+#[derive(Serialize)]
+pub struct TrackView {
+    device_id: i64,
+    from: i64,
+    to: i64,
+    max_points: usize,
+    points: Vec<(i64, f64, f64)>,
+}
+
+/// Unix milliseconds to the first whole second at or after them.
+fn ceil_secs(ms: i64) -> i64 {
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
+}
+
+/// `GET /api/owntracks/devices/{id}/track?from=&to=&max_points=`.
+pub async fn track(
+    State(state): State<AppState>,
+    CurrentUser(caller): CurrentUser,
+    Path(device_id): Path<i64>,
+    query: Result<Query<TrackQuery>, QueryRejection>,
+) -> ApiResult<Json<TrackView>> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let to = q.to.unwrap_or_else(|| unix_ms(SystemTime::now()));
+    let from = q.from.unwrap_or(to.saturating_sub(DEFAULT_WINDOW_MS));
+    if from > to {
+        return Err(ApiError::BadRequest("from is after to.".into()));
+    }
+    let max_points = q.max_points.unwrap_or(DEFAULT_TRACK_POINTS);
+    if !(2..=MAX_TRACK_POINTS).contains(&max_points) {
+        return Err(ApiError::BadRequest(format!(
+            "max_points must be from 2 to {MAX_TRACK_POINTS}."
+        )));
+    }
+    let visible = match caller.role {
+        Role::Admin => None,
+        _ => Some(vec![caller.id]),
+    };
+    let device = state
+        .store
+        .owntracks_devices(visible)
+        .await?
+        .into_iter()
+        .find(|d| d.id == device_id)
+        .ok_or_else(|| ApiError::NotFound("No such device.".into()))?;
+    let points = state
+        .store
+        .location_track(device.id, ceil_secs(from), ceil_secs(to), max_points)
+        .await?
+        .into_iter()
+        .map(|p| (p.tst.saturating_mul(1000), p.lat, p.lon))
+        .collect();
+    Ok(Json(TrackView {
+        device_id: device.id,
+        from,
+        to,
+        max_points,
+        points,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ceil_secs;
+
+    #[test]
+    fn milliseconds_round_up_to_whole_seconds() {
+        assert_eq!(ceil_secs(1_750_000_000_000), 1_750_000_000);
+        assert_eq!(ceil_secs(1_750_000_000_001), 1_750_000_001);
+        assert_eq!(ceil_secs(-1), 0);
+        assert_eq!(ceil_secs(-1000), -1);
+    }
+}
