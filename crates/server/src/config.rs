@@ -43,6 +43,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub mqtt: MqttConfig,
     pub audit: AuditConfig,
+    pub owntracks: OwnTracksConfig,
     /// `PORCHLIGHT_ADMIN_PASSWORD`: the first admin's password on an empty database.
     pub initial_admin_password: Option<Secret>,
 }
@@ -113,6 +114,34 @@ impl AuditConfig {
     }
 }
 
+/// `[owntracks]`: commands to phones and device onboarding.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnTracksConfig {
+    /// Seconds a command queued for an HTTP-mode phone waits for its next `/pub` before it is
+    /// dropped unsent.
+    pub command_ttl_secs: u64,
+    /// The host name phones reach this server by, written into new devices' `.otrc`
+    /// configuration; empty means the `Host` the device was created through.
+    pub public_host: String,
+}
+
+impl Default for OwnTracksConfig {
+    fn default() -> Self {
+        OwnTracksConfig {
+            command_ttl_secs: 24 * 3600,
+            public_host: String::new(),
+        }
+    }
+}
+
+impl OwnTracksConfig {
+    /// How long a queued command waits for its phone.
+    pub fn command_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.command_ttl_secs)
+    }
+}
+
 fn default_tls_port() -> u16 {
     8883
 }
@@ -147,6 +176,7 @@ struct FileConfig {
     http: HttpConfig,
     mqtt: MqttConfig,
     audit: AuditConfig,
+    owntracks: OwnTracksConfig,
 }
 
 /// The commented example written on first start.
@@ -205,6 +235,7 @@ impl Config {
             http: file.http,
             mqtt: file.mqtt,
             audit: file.audit,
+            owntracks: file.owntracks,
             initial_admin_password: env_get("PORCHLIGHT_ADMIN_PASSWORD")
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
@@ -238,6 +269,11 @@ impl Config {
         if self.mqtt.max_connections == 0 {
             return Err(Error::Config(
                 "mqtt.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.owntracks.command_ttl_secs == 0 {
+            return Err(Error::Config(
+                "owntracks.command_ttl_secs must be at least 1".into(),
             ));
         }
         if self.mqtt.connect_timeout_secs == 0 {

@@ -216,7 +216,10 @@ pub async fn start_with(
         bus.as_ref(),
         owntracks::IngestConfig::default(),
     );
-    services(&Wiring { store: &store, bus });
+    services(&Wiring {
+        store: &store,
+        bus: bus.clone(),
+    });
     let initial_admin = ensure_admin(&store, &config).await?;
     let broker = bound.map(|b| Arc::new(b.serve()));
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
@@ -234,6 +237,15 @@ pub async fn start_with(
         sessions: Default::default(),
         owntracks: ingest.stats(),
         ingest: ingest.submitter(),
+        bus,
+        owntracks_settings: http::OwnTracksSettings {
+            command_ttl: config.owntracks.command_ttl(),
+            public_host: Some(config.owntracks.public_host.trim().to_owned())
+                .filter(|h| !h.is_empty()),
+            http_port: http_addr.port(),
+            mqtt_port: mqtt_addr.map(|a| a.port()),
+            mqtt_tls_port: mqtt_tls_addr.map(|a| a.port()),
+        },
     };
     let (http_stop, stop_rx) = oneshot::channel::<()>();
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {

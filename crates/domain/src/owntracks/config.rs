@@ -2,6 +2,7 @@
 //! `owntracks:///config?inline=…` URL a QR code carries (booklet, "Remote configuration").
 //!
 //! - `mode` 0 is MQTT (`host`, `port`, `tls`, `mqttProtocolLevel` 4 = MQTT 3.1.1, `clientId`),
+//!   `cleanSession` false (a persistent session: refused publishes are resent),
 //!   `mode` 3 is HTTP (`url`, the server's `/pub`). Both log in with `auth: true`,
 //!   `username` and `password`; `deviceId` and `tid` name the device.
 //! - The URL carries the standard base64 of the JSON, as the booklet makes it
@@ -93,6 +94,9 @@ impl DeviceConfig {
                 "tls": tls,
                 "clientId": client_id,
                 "mqttProtocolLevel": MQTT_PROTOCOL_LEVEL_3_1_1,
+                // A persistent session: a publish the broker refused (not committed) is
+                // resent after reconnecting, and commands reach a phone that was offline.
+                "cleanSession": false,
             }),
             Endpoint::Http { url } => json!({ "mode": MODE_HTTP, "url": url }),
         };
@@ -179,6 +183,7 @@ mod tests {
         assert_eq!(json["clientId"], "alice-phone");
         assert_eq!(json["tid"], "al");
         assert_eq!(json["mqttProtocolLevel"], 4);
+        assert_eq!(json["cleanSession"], false);
         assert!(json.get("url").is_none());
     }
 

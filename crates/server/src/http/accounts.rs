@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Admin, CurrentUser, audit_sign_in, refusal_error, session_cookie};
 use super::error::{ApiError, ApiJson, ApiResult};
+use super::onboarding;
 use super::views::{ApiTokenView, AuditEntryView, DeviceView, UserView, views};
 use crate::login::LoginRefused;
 
@@ -195,28 +196,77 @@ pub struct NewDevice {
     name: String,
     /// Only admins may add devices for someone else.
     username: Option<String>,
+    /// The OwnTracks app's mode in the returned `.otrc`: `mqtt` (the default when the broker
+    /// runs) or `http`.
+    mode: Option<OnboardingMode>,
 }
 
+/// How the phone of a new device talks to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnboardingMode {
+    Mqtt,
+    Http,
+}
+
+/// `POST /api/devices`: a device key, shown once, with everything an OwnTracks app needs to
+/// use it: `otrc` (the `.otrc` configuration, ADR 0007), `inline_url`
+/// (`owntracks:///config?inline=…`) and `qr_svg` (that URL as an SVG QR code).
 pub async fn add_device(
     State(state): State<AppState>,
     CurrentUser(caller): CurrentUser,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<NewDevice>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let owner = req.username.unwrap_or_else(|| caller.username.clone());
     if owner != caller.username && caller.role != Role::Admin {
         return Err(ApiError::Forbidden);
     }
+    let settings = &state.owntracks_settings;
+    let mode = match req.mode {
+        Some(mode) => mode,
+        None if settings.mqtt_port.is_some() => OnboardingMode::Mqtt,
+        None => OnboardingMode::Http,
+    };
+    if mode == OnboardingMode::Mqtt && settings.mqtt_port.is_none() {
+        return Err(ApiError::BadRequest(
+            "The MQTT broker is disabled; ask for mode http.".into(),
+        ));
+    }
     let (device, key) = state
         .store
         .add_device(&owner, &req.name, SystemTime::now())
         .await?;
     tracing::info!(by = %caller.username, owner = %owner, device = %device.name, key = %key.masked(), "device added");
+    let config = onboarding::device_config(
+        settings,
+        mode,
+        request_host(&headers),
+        &owner,
+        &device.name,
+        key.expose(),
+    );
+    let inline_url = config.inline_url();
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "device": DeviceView::from(&device), "mqtt_username": owner, "mqtt_password": key.expose() }),
-        ),
+        Json(json!({
+            "device": DeviceView::from(&device),
+            "mqtt_username": owner,
+            "mqtt_password": key.expose(),
+            "otrc": config.to_json(),
+            "inline_url": inline_url,
+            "qr_svg": onboarding::qr_svg(&inline_url),
+        })),
     ))
+}
+
+/// The request's `Host` header, if it is readable.
+fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
 }
 
 /// Removes a device and ends its live MQTT session.

@@ -7,7 +7,9 @@
 mod accounts;
 mod assets;
 mod auth;
+mod commands;
 mod error;
+mod onboarding;
 mod owntracks_pub;
 mod recorder;
 mod tracks;
@@ -46,6 +48,26 @@ pub struct AppState {
     pub owntracks: crate::owntracks::IngestStats,
     /// OwnTracks HTTP mode (`POST /pub`) hands messages to the ingest service through this.
     pub ingest: crate::owntracks::Submitter,
+    /// The broker's bus (`None` when the broker is disabled): commands to MQTT phones.
+    pub bus: Option<Arc<dyn porchlight_broker::Bus>>,
+    /// Commands to phones and device onboarding.
+    pub owntracks_settings: OwnTracksSettings,
+}
+
+/// What the OwnTracks endpoints need to know about this server beyond the store.
+#[derive(Debug, Clone)]
+pub struct OwnTracksSettings {
+    /// How long a command queued for an HTTP-mode phone waits for its next `/pub`.
+    pub command_ttl: std::time::Duration,
+    /// `[owntracks] public_host`: the name written into `.otrc` files (else the request's
+    /// `Host`).
+    pub public_host: Option<String>,
+    /// The HTTP port in use (for the `/pub` URL when `public_host` is set).
+    pub http_port: u16,
+    /// The plain MQTT port in use, when the broker is enabled.
+    pub mqtt_port: Option<u16>,
+    /// The MQTT-over-TLS port in use, when a TLS listener is configured (phones get it).
+    pub mqtt_tls_port: Option<u16>,
 }
 
 /// API bodies are small; larger requests are refused before parsing.
@@ -77,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/audit", get(accounts::audit))
         .route("/owntracks/devices/{id}/track", get(tracks::track))
+        .route("/owntracks/devices/{id}/commands", post(commands::send))
         // The OwnTracks Recorder's read API (its paths, parameters and shapes).
         .route("/0/version", get(recorder::version))
         .route("/0/monitor", get(recorder::monitor))

@@ -9,8 +9,10 @@
 //! MQTT rules (the user must be the authenticated one; a device key posts only as its own
 //! device) and answers once the message is committed: a 2xx means it is on disk.
 //!
-//! Answers: 200 with `[]` (the phone's queue of commands and friends' cards and locations:
-//! none yet); 400 for a payload the parser rejects; 403 for a user/device the login may not
+//! Answers: 200 with the JSON array of the commands queued for this device
+//! (`POST /api/owntracks/devices/{id}/commands`, `http/commands.rs`), taken from the store
+//! after the message's commit so each is delivered once (`[]` when none; friends' cards and
+//! locations: not yet); 400 for a payload the parser rejects; 403 for a user/device the login may not
 //! post as; 401 (with `WWW-Authenticate`) for missing or wrong credentials; 429 when password
 //! attempts are throttled; 503 when it could not be stored (the phone sends it again).
 
@@ -26,7 +28,7 @@ use base64::Engine as _;
 use porchlight_domain::acl::{Identity, LoginMethod};
 use porchlight_store::User;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::refusal_error;
@@ -66,8 +68,12 @@ pub async fn publish(
             "name the device with the X-Limit-D header or ?d=",
         );
     };
+    let user_id = identity.user_id;
     match state.ingest.submit(identity, &user, &device, body).await {
-        Ok(_) => (StatusCode::OK, Json(json!([]))).into_response(),
+        Ok(_) => {
+            let commands = queued_commands(&state, user_id, &device).await;
+            (StatusCode::OK, Json(Value::Array(commands))).into_response()
+        }
         Err(e) if e.is_forbidden() => error(StatusCode::FORBIDDEN, &e.to_string()),
         Err(e @ SubmitError::Rejected { .. }) => error(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e @ SubmitError::NotStored(_)) => {
@@ -76,6 +82,37 @@ pub async fn publish(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the message was not stored; send it again",
             )
+        }
+    }
+}
+
+/// The commands queued for `user_id`'s `device`, removed from the store as they are handed
+/// out. The ingest service accepted the message, so `user_id` (the poster) is the topic's user.
+/// A store failure here answers no commands (they stay queued for the next `/pub`): the point
+/// itself is committed, so the answer stays 200.
+async fn queued_commands(state: &AppState, user_id: i64, device: &str) -> Vec<Value> {
+    let found = match state.store.find_owntracks_device(user_id, device).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(%device, error = %e, "queued commands not looked up");
+            return Vec::new();
+        }
+    };
+    let Some(found) = found else {
+        return Vec::new();
+    };
+    match state
+        .store
+        .take_owntracks_commands(found.id, SystemTime::now())
+        .await
+    {
+        Ok(payloads) => payloads
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .collect(),
+        Err(e) => {
+            tracing::warn!(%device, error = %e, "queued commands not taken");
+            Vec::new()
         }
     }
 }
