@@ -14,6 +14,7 @@ mod crash;
 mod floods;
 mod guessing;
 mod mqtt;
+mod owntracks_commands;
 mod owntracks_ingest;
 mod password_change;
 mod raw_mqtt;
