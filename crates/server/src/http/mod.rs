@@ -1,5 +1,5 @@
-//! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), and the
-//! web UI's files everywhere else.
+//! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), the
+//! OwnTracks live feed (`GET /ws/live`, a WebSocket), and the web UI's files everywhere else.
 //!
 //! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
 //! and the broker control; they hold no state of their own beyond [`AppState`].
@@ -8,10 +8,12 @@ mod accounts;
 mod assets;
 mod auth;
 mod error;
+mod live;
 mod owntracks_pub;
 mod recorder;
 mod tracks;
 mod views;
+mod visibility;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +48,10 @@ pub struct AppState {
     pub owntracks: crate::owntracks::IngestStats,
     /// OwnTracks HTTP mode (`POST /pub`) hands messages to the ingest service through this.
     pub ingest: crate::owntracks::Submitter,
+    /// What the ingest service committed, for `/ws/live`.
+    pub live: crate::owntracks::LiveFeed,
+    /// Becomes true when the server shuts down; open WebSockets close on it.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 /// API bodies are small; larger requests are refused before parsing.
@@ -93,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .route("/ws/live", get(live::live))
         .route(
             "/pub",
             post(owntracks_pub::publish).layer(DefaultBodyLimit::max(

@@ -1,0 +1,19 @@
+//! Who may see whose OwnTracks data: the one rule, used by the Recorder API, the UI's API and
+//! the live feed. Today a user sees their own devices and an admin sees all; friendship (a
+//! user granting another the sight of their devices) is to be added here.
+
+use porchlight_domain::Role;
+use porchlight_store::User;
+
+/// The users whose data `viewer` may see (`None`: all).
+pub fn visible_users(viewer: &User) -> Option<Vec<i64>> {
+    match viewer.role {
+        Role::Admin => None,
+        _ => Some(vec![viewer.id]),
+    }
+}
+
+/// Whether `viewer` may see the data of the user `owner`.
+pub fn may_see(viewer: &User, owner: i64) -> bool {
+    visible_users(viewer).is_none_or(|users| users.contains(&owner))
+}
