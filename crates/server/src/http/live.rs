@@ -171,3 +171,49 @@ impl Viewer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use porchlight_store::LocationFields;
+    use serde_json::json;
+
+    use super::*;
+    use crate::owntracks::LiveKind;
+
+    #[test]
+    fn messages_are_flat_json_objects_told_apart_by_type() {
+        let event = LiveEvent {
+            user_id: 2,
+            username: "alice".into(),
+            device_id: 7,
+            device: "phone".into(),
+            kind: LiveKind::Location {
+                tst: 1_764_000_000,
+                fields: LocationFields {
+                    lat: 52.5,
+                    lon: 13.4,
+                    batt: Some(80),
+                    ..Default::default()
+                },
+            },
+        };
+        let value = serde_json::to_value(LiveMessage::from(&event)).unwrap();
+        assert_eq!(
+            value,
+            json!({ "type": "location", "user": "alice", "user_id": 2, "device": "phone",
+                    "device_id": 7, "tst": 1_764_000_000, "lat": 52.5, "lon": 13.4, "batt": 80 })
+        );
+        let status = LiveEvent {
+            kind: LiveKind::Status { online: false },
+            ..event
+        };
+        assert_eq!(
+            serde_json::to_value(LiveMessage::from(&status)).unwrap()["online"],
+            false
+        );
+        assert_eq!(
+            serde_json::to_value(LiveMessage::Resync { missed: 5 }).unwrap(),
+            json!({ "type": "resync", "missed": 5 })
+        );
+    }
+}
