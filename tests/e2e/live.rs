@@ -445,3 +445,47 @@ async fn shutdown_completes_with_connected_viewers() {
     }
     let _ = reading.send(Message::Close(None)).await;
 }
+
+#[tokio::test]
+async fn http_mode_posts_reach_the_feed_once_stored() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    create_user(&s, &admin, "alice").await;
+    let cookie = session_cookie(&s, "alice", &password("alice")).await;
+    let mut alice = connect(&s, ("cookie", &cookie)).await;
+    assert_eq!(next_json(&mut alice).await["type"], "snapshot");
+    let post = |body: Vec<u8>| {
+        client()
+            .post(s.url("/pub"))
+            .basic_auth("alice", Some(password("alice")))
+            .header("X-Limit-D", "tablet")
+            .body(body)
+            .send()
+    };
+    // Refused: never on the feed.
+    let bad = post(br#"{"_type":"location","lat":123.0,"lon":13.4,"tst":1764000000}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let ok = post(location(52.4, 1_764_000_010)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let online = next_json(&mut alice).await;
+    assert_eq!(online["type"], "status", "{online}");
+    assert_eq!(online["device"], "tablet");
+    let m = next_json(&mut alice).await;
+    assert!(is(&m, "location", "alice"), "{m}");
+    assert_eq!(m["device"], "tablet");
+    assert_eq!(m["lat"], 52.4);
+    // A resend is stored once and shown once: the next message is the next point.
+    assert_eq!(
+        post(location(52.4, 1_764_000_010)).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        post(location(52.5, 1_764_000_011)).await.unwrap().status(),
+        200
+    );
+    let m = next_json(&mut alice).await;
+    assert_eq!(m["tst"], 1_764_000_011, "{m}");
+    s.stop().await;
+}
