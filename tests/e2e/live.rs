@@ -487,5 +487,32 @@ async fn http_mode_posts_reach_the_feed_once_stored() {
     );
     let m = next_json(&mut alice).await;
     assert_eq!(m["tst"], 1_764_000_011, "{m}");
+    // An LWT marks it offline; a location online; a resent LWT offline again (the store does).
+    let lwt = br#"{"_type":"lwt","tst":1764000020}"#;
+    assert_eq!(post(lwt.to_vec()).await.unwrap().status(), 200);
+    let m = next_json(&mut alice).await;
+    assert_eq!(
+        (&m["type"], &m["online"]),
+        (&json!("status"), &json!(false)),
+        "{m}"
+    );
+    assert_eq!(
+        post(location(52.6, 1_764_000_021)).await.unwrap().status(),
+        200
+    );
+    let m = next_json(&mut alice).await;
+    assert_eq!(
+        (&m["type"], &m["online"]),
+        (&json!("status"), &json!(true)),
+        "{m}"
+    );
+    assert_eq!(next_json(&mut alice).await["tst"], 1_764_000_021);
+    assert_eq!(post(lwt.to_vec()).await.unwrap().status(), 200);
+    let m = next_json(&mut alice).await;
+    assert_eq!(
+        (&m["type"], &m["online"]),
+        (&json!("status"), &json!(false)),
+        "{m}"
+    );
     s.stop().await;
 }

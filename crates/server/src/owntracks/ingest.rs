@@ -550,16 +550,22 @@ impl Worker {
         match self.store.ingest_owntracks(messages, now).await {
             Ok(outcomes) => {
                 // One outcome per message; a missing one drops its reply, which refuses it.
-                let mut new = Vec::with_capacity(outcomes.len());
+                let mut feed = Vec::with_capacity(outcomes.len());
                 for (((reply, label), outcome), live) in waiting.into_iter().zip(outcomes).zip(live)
                 {
                     let result = match outcome {
                         IngestOutcome::New => {
-                            new.push(live);
+                            feed.push(live);
                             IngestStats::add(&self.stats.0.stored, 1);
                             Ok(Submitted::Stored)
                         }
                         IngestOutcome::Duplicate => {
+                            if let Some(payload) = live.payload.and_then(LivePayload::resent) {
+                                feed.push(Committed {
+                                    payload: Some(payload),
+                                    ..live
+                                });
+                            }
                             IngestStats::add(&self.stats.0.duplicates, 1);
                             Ok(Submitted::Duplicate)
                         }
@@ -575,7 +581,7 @@ impl Worker {
                     reply.send(result);
                 }
                 // After the answers: the feed shows only what was committed.
-                self.live.publish(new).await;
+                self.live.publish(feed).await;
             }
             Err(e) => {
                 IngestStats::add(&self.stats.0.store_failures, count);

@@ -15,10 +15,11 @@
 //! events and learns how many it missed (`RecvError::Lagged`), and the HTTP side tells the
 //! browser to resync. With no viewer connected, events are dropped at once.
 //!
-//! Online state: the store marks a device online on a location and offline on an LWT. The
-//! feed reports a `Status` change on every LWT, and on a location when the device was not
-//! known to be online (the feed remembers each device's last reported state; after a restart
-//! the first location of a device reports `online` once, even if it already was).
+//! Online state: the store marks a device online on a location and offline on an LWT (also
+//! when the message is a resend). The feed remembers each device's last reported state and
+//! reports a `Status` when a location, an LWT or such a resend changes it (after a restart the
+//! first one of a device is reported, even if the state did not change).
+//! A resend's location is not shown again.
 //!
 //! Device ids: the store's outcome names no device id, so the feed looks a device up by user
 //! and name once (after the commit, so it exists) and caches it; device ids never change.
@@ -115,10 +116,18 @@ pub(crate) struct Committed {
 /// The part of a message the feed reports.
 #[derive(Debug)]
 pub(crate) enum LivePayload {
-    Location { tst: i64, fields: LocationFields },
-    Transition { tst: i64, transition: Transition },
+    Location {
+        tst: i64,
+        fields: LocationFields,
+    },
+    Transition {
+        tst: i64,
+        transition: Transition,
+    },
     Card(Card),
     Lwt,
+    /// A resent location: not shown again, but the store marked its device online.
+    Online,
 }
 
 impl LivePayload {
@@ -137,6 +146,15 @@ impl LivePayload {
             OwnTracksPayload::Lwt => LivePayload::Lwt,
             _ => return None,
         })
+    }
+
+    /// What the feed reports of a resend (already stored): only the online state it implies.
+    pub fn resent(self) -> Option<LivePayload> {
+        match self {
+            LivePayload::Location { .. } | LivePayload::Online => Some(LivePayload::Online),
+            LivePayload::Lwt => Some(LivePayload::Lwt),
+            _ => None,
+        }
     }
 }
 
@@ -160,7 +178,8 @@ impl Publisher {
         }
     }
 
-    /// Reports the committed messages of one batch, in order. Call after the commit.
+    /// Reports the committed messages of one batch, in order (resends as
+    /// [`LivePayload::resent`]). Call after the commit.
     pub async fn publish(&mut self, committed: Vec<Committed>) {
         for c in committed {
             let Some(payload) = c.payload else { continue };
@@ -181,14 +200,20 @@ impl Publisher {
                     }
                     self.feed.send(event(LiveKind::Location { tst, fields }));
                 }
+                LivePayload::Online => {
+                    if self.online.insert(device_id, true) != Some(true) {
+                        self.feed.send(event(LiveKind::Status { online: true }));
+                    }
+                }
                 LivePayload::Transition { tst, transition } => {
                     self.feed
                         .send(event(LiveKind::Transition { tst, transition }));
                 }
                 LivePayload::Card(card) => self.feed.send(event(LiveKind::Card { card })),
                 LivePayload::Lwt => {
-                    self.online.insert(device_id, false);
-                    self.feed.send(event(LiveKind::Status { online: false }));
+                    if self.online.insert(device_id, false) != Some(false) {
+                        self.feed.send(event(LiveKind::Status { online: false }));
+                    }
                 }
             }
         }
