@@ -13,6 +13,7 @@ mod connections;
 mod crash;
 mod floods;
 mod guessing;
+mod live;
 mod mqtt;
 mod owntracks_commands;
 mod owntracks_ingest;

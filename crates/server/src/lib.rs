@@ -29,7 +29,7 @@ use std::sync::Arc;
 use porchlight_domain::Role;
 use porchlight_domain::secret::Secret;
 use porchlight_store::{Store, random_password};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, LoadOptions};
@@ -102,8 +102,9 @@ pub struct Running {
     /// OwnTracks publishes into the store; stopped after the broker, so that publishes
     /// waiting in the broker for their commit are still answered while it shuts down.
     ingest: owntracks::Ingest,
-    /// Tells the HTTP server to stop accepting and finish in-flight requests.
-    http_stop: oneshot::Sender<()>,
+    /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
+    /// WebSockets to close.
+    http_stop: watch::Sender<bool>,
     http_task: JoinHandle<std::io::Result<()>>,
     audit_writer: audit_sink::AuditWriter,
     runtime_file: PathBuf,
@@ -137,7 +138,7 @@ impl Running {
     /// Stops HTTP, then the broker, then the ingest service (writing what is queued), then
     /// drains the audit queue and closes the database: the start-up order reversed.
     pub async fn shutdown(self) {
-        let _ = self.http_stop.send(());
+        let _ = self.http_stop.send(true);
         match self.http_task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "HTTP server ended with an error"),
@@ -227,6 +228,7 @@ pub async fn start_with(
     let sweep = broker
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b));
+    let (http_stop, stop_rx) = watch::channel(false);
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -246,10 +248,12 @@ pub async fn start_with(
             mqtt_port: mqtt_addr.map(|a| a.port()),
             mqtt_tls_port: mqtt_tls_addr.map(|a| a.port()),
         },
+        live: ingest.live(),
+        closing: stop_rx.clone(),
     };
-    let (http_stop, stop_rx) = oneshot::channel::<()>();
+    let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {
-        let _ = stop_rx.await;
+        let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
 
     let runtime_file = config.data_dir.join("runtime.json");

@@ -1,5 +1,5 @@
-//! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), and the
-//! web UI's files everywhere else.
+//! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), the
+//! OwnTracks live feed (`GET /ws/live`, a WebSocket), and the web UI's files everywhere else.
 //!
 //! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
 //! and the broker control; they hold no state of their own beyond [`AppState`].
@@ -9,11 +9,13 @@ mod assets;
 mod auth;
 mod commands;
 mod error;
+mod live;
 mod onboarding;
 mod owntracks_pub;
 mod recorder;
 mod tracks;
 mod views;
+mod visibility;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +50,10 @@ pub struct AppState {
     pub owntracks: crate::owntracks::IngestStats,
     /// OwnTracks HTTP mode (`POST /pub`) hands messages to the ingest service through this.
     pub ingest: crate::owntracks::Submitter,
+    /// What the ingest service committed, for `/ws/live`.
+    pub live: crate::owntracks::LiveFeed,
+    /// Becomes true when the server shuts down; open WebSockets close on it.
+    pub closing: tokio::sync::watch::Receiver<bool>,
     /// The broker's bus (`None` when the broker is disabled): commands to MQTT phones.
     pub bus: Option<Arc<dyn porchlight_broker::Bus>>,
     /// Commands to phones and device onboarding.
@@ -116,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/health", get(health))
+        .route("/ws/live", get(live::live))
         .route(
             "/pub",
             post(owntracks_pub::publish).layer(DefaultBodyLimit::max(

@@ -44,13 +44,13 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use porchlight_domain::Role;
 use porchlight_store::{LocationFields, OwnTracksDevice, StoredLocation, User};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::auth::RecorderCaller;
 use super::error::{ApiError, ApiResult};
+use super::visibility::visible_users;
 
 /// Most points one `locations` request answers.
 pub const MAX_ROWS: u32 = 100_000;
@@ -115,14 +115,6 @@ impl Params {
                 .map(str::to_owned)
                 .collect()
         })
-    }
-}
-
-/// The users whose data `caller` may see (`None`: all).
-fn visible_users(caller: &User) -> Option<Vec<i64>> {
-    match caller.role {
-        Role::Admin => None,
-        _ => Some(vec![caller.id]),
     }
 }
 

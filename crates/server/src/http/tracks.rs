@@ -14,7 +14,6 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use porchlight_domain::Role;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -70,10 +69,7 @@ pub async fn track(
             "max_points must be from 2 to {MAX_TRACK_POINTS}."
         )));
     }
-    let visible = match caller.role {
-        Role::Admin => None,
-        _ => Some(vec![caller.id]),
-    };
+    let visible = super::visibility::visible_users(&caller);
     let device = state
         .store
         .owntracks_devices(visible)

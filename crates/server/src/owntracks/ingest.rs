@@ -33,6 +33,9 @@
 //! one message with the poster's identity and the user/device it posts as, and returns once it
 //! is committed (or rejected), so the HTTP side answers 2xx only after the commit.
 //!
+//! What a batch stored as new is then reported, in order, to the live feed ([`super::live`],
+//! [`Ingest::live`]): only committed messages, and never waiting for a viewer.
+//!
 //! Stopping: [`Ingest::stop`] after the broker has shut down. The broker's shutdown kicks
 //! sessions that may be waiting in the publish hook for an ack; the service keeps answering
 //! them until then. On stop it closes its receiver, writes what is still queued, and ends.
@@ -53,6 +56,8 @@ use porchlight_store::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::live::{Committed, LiveFeed, LivePayload, Publisher};
+
 /// What the service consumes.
 pub const FILTER: &str = "owntracks/#";
 
@@ -63,6 +68,8 @@ pub struct IngestConfig {
     pub max_batch: usize,
     /// Room in the bus receiver; a full receiver slows publishers (backpressure).
     pub queue: usize,
+    /// Events a live viewer may fall behind by before it loses some ([`super::live`]).
+    pub live_capacity: usize,
 }
 
 impl Default for IngestConfig {
@@ -70,6 +77,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_batch: 500,
             queue: 2048,
+            live_capacity: super::live::DEFAULT_CAPACITY,
         }
     }
 }
@@ -79,6 +87,8 @@ pub struct Ingest {
     stats: IngestStats,
     /// HTTP-mode submissions into the task (cloned by the HTTP side).
     submitter: Submitter,
+    /// What the service committed, for live viewers.
+    live: LiveFeed,
     /// Tells the task to stop taking deliveries, write what is queued and end.
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -100,7 +110,9 @@ impl Ingest {
         let rx = bus.map(|bus| bus.consume_acked(FILTER, config.queue, Origins::CLIENTS));
         let (submit_tx, submit_rx) = mpsc::channel(config.queue.max(1));
         let (stop, stop_rx) = oneshot::channel();
+        let live = LiveFeed::new(config.live_capacity);
         let worker = Worker {
+            live: Publisher::new(live.clone(), store.clone()),
             store,
             stats: stats.clone(),
             max_batch: config.max_batch.max(1),
@@ -111,6 +123,7 @@ impl Ingest {
         Ingest {
             stats,
             submitter: Submitter { tx: submit_tx },
+            live,
             stop,
             task,
         }
@@ -119,6 +132,11 @@ impl Ingest {
     /// The HTTP side's way in (HTTP mode, `POST /pub`).
     pub fn submitter(&self) -> Submitter {
         self.submitter.clone()
+    }
+
+    /// The live feed of what the service commits.
+    pub fn live(&self) -> LiveFeed {
+        self.live.clone()
     }
 
     /// The service's counters (a cheap handle that stays valid after [`Ingest::stop`]).
@@ -428,6 +446,8 @@ struct Worker {
     /// Device id → device name, for device-key logins (filled per user on a miss).
     device_names: HashMap<i64, String>,
     warnings: WarnLimit,
+    /// Reports what was committed to live viewers.
+    live: Publisher,
 }
 
 impl Worker {
@@ -489,9 +509,20 @@ impl Worker {
         IngestStats::add(&self.stats.0.received, batch.len() as u64);
         let mut messages = Vec::with_capacity(batch.len());
         let mut waiting: Vec<(Reply, String)> = Vec::with_capacity(batch.len());
+        let mut live = Vec::with_capacity(batch.len());
         for pending in batch {
             match self.check(&pending, now).await {
                 Verdict::Store(message) => {
+                    live.push(Committed {
+                        user_id: message.publisher.user_id,
+                        username: pending
+                            .identity
+                            .as_deref()
+                            .map(|i| i.username.clone())
+                            .unwrap_or_default(),
+                        device: message.publisher.device.clone(),
+                        payload: LivePayload::of(message.tst, &message.payload),
+                    });
                     messages.push(message);
                     waiting.push((pending.reply, pending.label));
                 }
@@ -519,13 +550,22 @@ impl Worker {
         match self.store.ingest_owntracks(messages, now).await {
             Ok(outcomes) => {
                 // One outcome per message; a missing one drops its reply, which refuses it.
-                for ((reply, label), outcome) in waiting.into_iter().zip(outcomes) {
+                let mut feed = Vec::with_capacity(outcomes.len());
+                for (((reply, label), outcome), live) in waiting.into_iter().zip(outcomes).zip(live)
+                {
                     let result = match outcome {
                         IngestOutcome::New => {
+                            feed.push(live);
                             IngestStats::add(&self.stats.0.stored, 1);
                             Ok(Submitted::Stored)
                         }
                         IngestOutcome::Duplicate => {
+                            if let Some(payload) = live.payload.and_then(LivePayload::resent) {
+                                feed.push(Committed {
+                                    payload: Some(payload),
+                                    ..live
+                                });
+                            }
                             IngestStats::add(&self.stats.0.duplicates, 1);
                             Ok(Submitted::Duplicate)
                         }
@@ -540,6 +580,8 @@ impl Worker {
                     };
                     reply.send(result);
                 }
+                // After the answers: the feed shows only what was committed.
+                self.live.publish(feed).await;
             }
             Err(e) => {
                 IngestStats::add(&self.stats.0.store_failures, count);

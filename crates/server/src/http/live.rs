@@ -1,0 +1,219 @@
+//! `GET /ws/live`: the OwnTracks live feed as a WebSocket.
+//!
+//! Auth at the upgrade, as any API call: the session cookie or `Authorization: Bearer`; 401
+//! otherwise (before any upgrade). The server then sends JSON text messages (shapes in
+//! [`super::views::LiveMessage`], told apart by `type`):
+//! - `snapshot` first: every device the viewer may see, with its online state and last
+//!   location (the viewer subscribes to the feed before the snapshot is read, so nothing
+//!   committed in between is missed; it may arrive twice, in the snapshot and after it);
+//! - `location`, `transition`, `card`, `status` (online/offline) for each change the ingest
+//!   service committed ([`crate::owntracks::live`]) about a device the viewer may see
+//!   ([`super::visibility::may_see`], the one visibility rule);
+//! - `resync` with `missed`: this viewer fell behind by more than the feed holds and lost that
+//!   many messages (its own loss only: the feed never waits for a viewer, so a slow browser
+//!   never slows ingest); the client should reload (reconnect for a new snapshot).
+//!
+//! Keepalive: a ping every [`PING_EVERY`]; a viewer that has not answered the previous ping
+//! by the next one is closed. Messages from the client other than pongs and close are
+//! ignored. On server shutdown every socket is closed with code 1001 (going away), also while
+//! a send to a stalled client is pending, so the HTTP server's graceful shutdown never waits
+//! on an open socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use porchlight_store::User;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+use super::AppState;
+use super::auth::CurrentUser;
+use super::error::ApiResult;
+use super::views::{LiveDeviceView, LiveMessage};
+use super::visibility::{may_see, visible_users};
+use crate::owntracks::LiveEvent;
+
+/// How often the server pings a viewer.
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// `GET /ws/live`.
+pub async fn live(
+    State(state): State<AppState>,
+    CurrentUser(viewer): CurrentUser,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let events = state.live.subscribe();
+    let devices = state
+        .store
+        .last_locations(visible_users(&viewer))
+        .await?
+        .iter()
+        .map(LiveDeviceView::from)
+        .collect();
+    let closing = state.closing.clone();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let mut conn = Viewer {
+            socket,
+            closing,
+            user: viewer,
+        };
+        conn.run(LiveMessage::Snapshot { devices }, events).await;
+    }))
+}
+
+struct Viewer {
+    socket: WebSocket,
+    /// Becomes true when the server shuts down.
+    closing: watch::Receiver<bool>,
+    user: User,
+}
+
+/// What woke a viewer's loop.
+enum Next {
+    Event(Result<Arc<LiveEvent>, RecvError>),
+    Pong,
+    Ping,
+}
+
+/// Why a viewer's loop ends.
+enum End {
+    /// The server shuts down (or the feed ended): close with "going away".
+    GoingAway,
+    /// The client left, or the socket failed.
+    Gone,
+}
+
+impl Viewer {
+    async fn run(
+        &mut self,
+        snapshot: LiveMessage,
+        mut events: broadcast::Receiver<Arc<LiveEvent>>,
+    ) {
+        let end = match self.serve(snapshot, &mut events).await {
+            Ok(()) => return,
+            Err(end) => end,
+        };
+        drop(events);
+        if let End::GoingAway = end {
+            let frame = CloseFrame {
+                code: close_code::AWAY,
+                reason: "server shutting down".into(),
+            };
+            let _ = tokio::time::timeout(CLOSE_WAIT, self.socket.send(Message::Close(Some(frame))))
+                .await;
+        }
+        tracing::debug!(user = %self.user.username, "live viewer closed");
+    }
+
+    /// Sends until the viewer or the server ends; always `Err` (why it ended).
+    async fn serve(
+        &mut self,
+        snapshot: LiveMessage,
+        events: &mut broadcast::Receiver<Arc<LiveEvent>>,
+    ) -> Result<(), End> {
+        self.send(&snapshot).await?;
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        let mut awaiting_pong = false;
+        loop {
+            let next = tokio::select! {
+                _ = self.closing.wait_for(|closing| *closing) => return Err(End::GoingAway),
+                event = events.recv() => Next::Event(event),
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Pong(_))) => Next::Pong,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(End::Gone),
+                    Some(Ok(_)) => continue,
+                },
+                _ = ping.tick() => Next::Ping,
+            };
+            match next {
+                Next::Event(Ok(event)) => {
+                    if may_see(&self.user, event.user_id) {
+                        self.send(&LiveMessage::from(event.as_ref())).await?;
+                    }
+                }
+                Next::Event(Err(RecvError::Lagged(missed))) => {
+                    self.send(&LiveMessage::Resync { missed }).await?;
+                }
+                Next::Event(Err(RecvError::Closed)) => return Err(End::GoingAway),
+                Next::Pong => awaiting_pong = false,
+                Next::Ping => {
+                    if awaiting_pong {
+                        tracing::debug!(user = %self.user.username, "live viewer did not answer a ping");
+                        return Err(End::Gone);
+                    }
+                    awaiting_pong = true;
+                    self.send_raw(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &LiveMessage) -> Result<(), End> {
+        let text = serde_json::to_string(message).map_err(|e| {
+            tracing::error!(error = %e, "live message not serialisable");
+            End::Gone
+        })?;
+        self.send_raw(Message::Text(text.into())).await
+    }
+
+    /// Sends one frame; a stalled client holds this up, but never past the server's shutdown.
+    async fn send_raw(&mut self, message: Message) -> Result<(), End> {
+        tokio::select! {
+            sent = self.socket.send(message) => sent.map_err(|_| End::Gone),
+            _ = self.closing.wait_for(|closing| *closing) => Err(End::GoingAway),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use porchlight_store::LocationFields;
+    use serde_json::json;
+
+    use super::*;
+    use crate::owntracks::LiveKind;
+
+    #[test]
+    fn messages_are_flat_json_objects_told_apart_by_type() {
+        let event = LiveEvent {
+            user_id: 2,
+            username: "alice".into(),
+            device_id: 7,
+            device: "phone".into(),
+            kind: LiveKind::Location {
+                tst: 1_764_000_000,
+                fields: LocationFields {
+                    lat: 52.5,
+                    lon: 13.4,
+                    batt: Some(80),
+                    ..Default::default()
+                },
+            },
+        };
+        let value = serde_json::to_value(LiveMessage::from(&event)).unwrap();
+        assert_eq!(
+            value,
+            json!({ "type": "location", "user": "alice", "user_id": 2, "device": "phone",
+                    "device_id": 7, "tst": 1_764_000_000, "lat": 52.5, "lon": 13.4, "batt": 80 })
+        );
+        let status = LiveEvent {
+            kind: LiveKind::Status { online: false },
+            ..event
+        };
+        assert_eq!(
+            serde_json::to_value(LiveMessage::from(&status)).unwrap()["online"],
+            false
+        );
+        assert_eq!(
+            serde_json::to_value(LiveMessage::Resync { missed: 5 }).unwrap(),
+            json!({ "type": "resync", "missed": 5 })
+        );
+    }
+}
