@@ -472,7 +472,14 @@ async fn run_mqtt_phone(
     }
     settle_acks(&acked_locations, settle).await;
     let _ = client.disconnect().await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), events).await;
+    // A phone that cannot reach the server keeps retrying in its event loop: end it.
+    let events_abort = events.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), events)
+        .await
+        .is_err()
+    {
+        events_abort.abort();
+    }
     PhoneReport {
         user: phone.user,
         device: phone.device,
