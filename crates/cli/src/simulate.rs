@@ -292,8 +292,9 @@ impl Phone {
             location: true,
             payload: json!({
                 "_type": "location", "lat": t.lat, "lon": t.lon, "tst": tst,
-                "acc": 5 + t.rng_peek() % 20, "batt": t.batt, "vel": t.speed_kmh.round(),
-                "cog": t.heading.round(), "tid": self.tid, "t": "u", "conn": "m",
+                "acc": 5 + t.rng_peek() % 20, "batt": t.batt,
+                // Integers, as the apps send them.
+                "vel": t.speed_kmh.round() as i64, "cog": t.heading.round() as i64, "tid": self.tid, "t": "u", "conn": "m",
             })
             .to_string(),
         });
