@@ -78,10 +78,10 @@ struct Login {
     key: String,
 }
 
-pub async fn run(args: IngestArgs) -> Result<()> {
-    let dir = tempfile::tempdir()?;
+/// The real server on free loopback ports, its data in `dir`.
+async fn start_server(dir: &Path) -> Result<porchlight_server::Running> {
     let options = porchlight_server::LoadOptions {
-        data_dir: Some(dir.path().join("porchlight")),
+        data_dir: Some(dir.join("porchlight")),
         http_port: Some(0),
         mqtt_port: Some(0),
         bind: Some([127, 0, 0, 1].into()),
@@ -92,7 +92,12 @@ pub async fn run(args: IngestArgs) -> Result<()> {
         "bench admin password".to_owned(),
     )];
     let config = porchlight_server::Config::load_from(&options, env)?;
-    let running = porchlight_server::start(config).await?;
+    Ok(porchlight_server::start(config).await?)
+}
+
+pub async fn run(args: IngestArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let running = start_server(dir.path()).await?;
     let mqtt = running.mqtt_addr.context("the broker did not start")?;
     let http = format!("http://{}", running.http_addr);
     println!(
@@ -469,4 +474,82 @@ async fn http_client(
         }
     }
     (key, o)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// The lean publisher against the real server: its PUBACKs count exactly what the store
+    /// holds (commit before ack), and it ends without errors.
+    #[tokio::test]
+    async fn lean_publisher_acks_are_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = start_server(dir.path()).await.unwrap();
+        let users = create_users(&running, 1).await.unwrap();
+        let logins = create_devices(&running, &users, "m", 2).await.unwrap();
+        let mut acked = serde_json::Map::new();
+        for l in &logins {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+            let topic = format!("owntracks/{}/{}", l.user, l.device);
+            let o = lean_mqtt::publish(
+                running.mqtt_addr.unwrap(),
+                &l.device,
+                (&l.user, &l.key),
+                &topic,
+                4,
+                deadline,
+                |i| location("t1", i, 1_700_000_000 + i),
+            )
+            .await
+            .unwrap();
+            assert!(o.error.is_none(), "{:?}", o.error);
+            assert!(o.acked > 0 && o.acked == o.sent, "{o:?}");
+            assert_eq!(o.latencies_us.len() as u64, o.acked);
+            let device = running
+                .store()
+                .owntracks_devices(None)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|d| d.name == l.device)
+                .unwrap();
+            let stored = running
+                .store()
+                .location_window(device.id, 0, i64::MAX, u32::MAX)
+                .await
+                .unwrap();
+            assert_eq!(stored.len() as u64, o.acked);
+            acked.insert(format!("{}/{}", l.user, l.device), json!(o.acked));
+        }
+        let report = json!({ "acked_per_device": acked });
+        check_stored(&running, &logins, &report).await.unwrap();
+        // One more acknowledged than stored is a loss, and the check says so.
+        let key = format!("{}/{}", logins[0].user, logins[0].device);
+        let mut inflated = report.clone();
+        inflated["acked_per_device"][&key] = json!(acked[&key].as_u64().unwrap() + 1);
+        assert!(check_stored(&running, &logins, &inflated).await.is_err());
+        running.shutdown().await;
+    }
+
+    #[test]
+    fn a_location_is_a_valid_owntracks_message_of_about_270_bytes() {
+        let payload = location("t1", 7, 1_700_000_007);
+        assert!((240..=300).contains(&payload.len()), "{}", payload.len());
+        let v: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(v["_type"], "location");
+        assert_eq!(v["tst"], 1_700_000_007);
+    }
+
+    #[test]
+    fn cpu_seconds_reads_this_process() {
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        assert!(cpu_seconds(std::process::id()) > 0.0);
+    }
 }
