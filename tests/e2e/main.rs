@@ -22,5 +22,6 @@ mod raw_mqtt;
 mod recorder_api;
 mod serve;
 mod sessions;
+mod simulate;
 mod support;
 mod tls;

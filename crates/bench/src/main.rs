@@ -14,6 +14,10 @@
 //!
 //! Payload: 8 bytes send time (ns since the bench started) + padding, `--payload` bytes in all.
 //! Nothing here leaves the loopback interface.
+//!
+//! `porchlight-bench ingest` (module `ingest`) is the other mode: OwnTracks points through
+//! the whole server into SQLite with commit before ack, from lean raw-TCP MQTT publishers
+//! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -28,8 +32,31 @@ use porchlight_domain::secret::Secret;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
+mod ingest;
+mod lean_mqtt;
+
 #[derive(Parser, Debug, Clone)]
-#[command(about = "Porchlight broker vs Mosquitto: throughput and latency on loopback")]
+#[command(
+    about = "Porchlight broker vs Mosquitto: throughput and latency on loopback (default), or `ingest`: OwnTracks ingest into the store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    #[command(flatten)]
+    broker: Args,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+enum Mode {
+    /// OwnTracks ingest through the whole server (MQTT QoS 1 and HTTP /pub, commit before
+    /// ack), with the stored points read back.
+    Ingest(ingest::IngestArgs),
+    /// The ingest bench's load generator (run by `ingest` as a child process).
+    #[command(hide = true)]
+    IngestLoad(ingest::LoadArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
 struct Args {
     /// Concurrent publishers in the flood phase.
     #[arg(long, default_value_t = 4)]
@@ -71,7 +98,7 @@ struct Outcome {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PORCHLIGHT_LOG")
@@ -79,11 +106,18 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if args.payload < 8 {
-        bail!("--payload must be at least 8 bytes");
-    }
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run(args))
+    match cli.mode {
+        Some(Mode::Ingest(args)) => runtime.block_on(ingest::run(args)),
+        Some(Mode::IngestLoad(args)) => runtime.block_on(ingest::load(args)),
+        None => {
+            let args = cli.broker;
+            if args.payload < 8 {
+                bail!("--payload must be at least 8 bytes");
+            }
+            runtime.block_on(run(args))
+        }
+    }
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -1,4 +1,5 @@
-//! `porchlight`: the headless hub and its admin commands.
+//! `porchlight`: the headless hub, its admin commands, and the OwnTracks traffic generator
+//! (`simulate`, in `simulate.rs`).
 //!
 //! This is an edge: errors are `anyhow`, printed as one line, exit code 1. Secrets that must be
 //! shown (a generated password, a device key) go to stdout once and never to the log.
@@ -13,6 +14,8 @@ use porchlight_domain::Role;
 use porchlight_domain::secret::Secret;
 use porchlight_server::store::{Store, random_password};
 use porchlight_server::{Config, LoadOptions};
+
+mod simulate;
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +50,9 @@ enum Command {
     /// Manage MQTT devices (each phone or Home Assistant gets its own key).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Drive simulated OwnTracks phones against a running server (creates its own users and
+    /// devices with an admin API token); stops by itself after --duration.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Args)]
@@ -144,6 +150,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::User(cmd) => user(open_store(&base)?, cmd).await,
         Command::Device(cmd) => device(open_store(&base)?, cmd).await,
+        Command::Simulate(args) => simulate::simulate(args).await,
     }
 }
 
