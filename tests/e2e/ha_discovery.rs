@@ -273,6 +273,46 @@ async fn home_assistant_sees_a_phone_as_a_device_tracker() {
     s.stop().await;
 }
 
+/// Stops `s` and starts a server on the same data dir with `config_toml`.
+async fn restart(s: TestServer, config_toml: &str) -> TestServer {
+    let TestServer { running, _dir } = s;
+    running.shutdown().await;
+    std::fs::write(_dir.path().join("config.toml"), config_toml).unwrap();
+    let options = porchlight_server::LoadOptions {
+        data_dir: Some(_dir.path().to_owned()),
+        http_port: Some(0),
+        mqtt_port: Some(0),
+        bind: Some([127, 0, 0, 1].into()),
+        ..porchlight_server::LoadOptions::default()
+    };
+    let config = porchlight_server::Config::load_from(&options, []).unwrap();
+    let running = porchlight_server::start(config).await.unwrap();
+    TestServer { running, _dir }
+}
+
+/// Connects Home Assistant, publishes a marker and returns every PUBLISH that came before it
+/// comes back (the retained ones arrive on subscribe, before it).
+async fn retained_for_home_assistant(s: &TestServer) -> Vec<Publish> {
+    let mut ha = Client::home_assistant(s, "ha-check").await;
+    ha.client
+        .publish("homeassistant/status", QoS::AtLeastOnce, false, "online")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let p = ha
+            .next(|p| match p {
+                Packet::Publish(p) => Take::Yes(p),
+                p => Take::No(p),
+            })
+            .await;
+        if p.topic == "homeassistant/status" {
+            return seen;
+        }
+        seen.push(p);
+    }
+}
+
 #[tokio::test]
 async fn a_restarted_server_announces_stored_devices() {
     // Stored before discovery was turned on: announced from the store at start.
@@ -283,19 +323,7 @@ async fn a_restarted_server_announces_stored_devices() {
         .publish_acked("owntracks/alice/phone", location().as_bytes())
         .await;
     phone.task.abort();
-    let TestServer { running, _dir } = s;
-    running.shutdown().await;
-    std::fs::write(_dir.path().join("config.toml"), ENABLED).unwrap();
-    let options = porchlight_server::LoadOptions {
-        data_dir: Some(_dir.path().to_owned()),
-        http_port: Some(0),
-        mqtt_port: Some(0),
-        bind: Some([127, 0, 0, 1].into()),
-        ..porchlight_server::LoadOptions::default()
-    };
-    let config = porchlight_server::Config::load_from(&options, []).unwrap();
-    let running = porchlight_server::start(config).await.unwrap();
-    let s = TestServer { running, _dir };
+    let s = restart(s, ENABLED).await;
 
     let mut ha = Client::home_assistant(&s, "ha-1").await;
     assert_config(&json_of(&ha.publish_on(CONFIG_TOPIC).await));
@@ -315,17 +343,32 @@ async fn with_the_setting_off_nothing_goes_to_home_assistant() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Retained messages arrive on subscribe, before the client's own marker comes back.
+    let seen = retained_for_home_assistant(&s).await;
+    assert!(seen.is_empty(), "{seen:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn turning_the_setting_off_withdraws_the_trackers() {
+    let s = TestServer::start_with_config(Some(0), ENABLED).await;
+    let key = accounts(&s).await;
     let mut ha = Client::home_assistant(&s, "ha-1").await;
-    ha.client
-        .publish("homeassistant/status", QoS::AtLeastOnce, false, "online")
-        .await
-        .unwrap();
-    let seen = ha
-        .next(|p| match p {
-            Packet::Publish(p) => Take::Yes(p),
-            p => Take::No(p),
-        })
+    let mut phone = Client::connect(&s, "alice-phone", "alice", &key, None).await;
+    phone
+        .publish_acked("owntracks/alice/phone", location().as_bytes())
         .await;
-    assert_eq!(seen.topic, "homeassistant/status", "{seen:?}");
+    ha.publish_on(ATTRIBUTES_TOPIC).await;
+    phone.task.abort();
+    ha.task.abort();
+
+    let s = restart(s, "[owntracks]\nha_discovery = false\n").await;
+    // The withdrawal runs in the background after the start.
+    crate::support::eventually(|| async {
+        let seen = retained_for_home_assistant(&s).await;
+        seen.iter()
+            .all(|p| !p.topic.starts_with("homeassistant/") && !p.topic.contains("alice/phone"))
+            .then_some(())
+    })
+    .await;
     s.stop().await;
 }

@@ -102,7 +102,8 @@ pub struct Running {
     /// OwnTracks publishes into the store; stopped after the broker, so that publishes
     /// waiting in the broker for their commit are still answered while it shuts down.
     ingest: owntracks::Ingest,
-    /// Home Assistant device trackers (`[owntracks] ha_discovery`); stopped before the broker.
+    /// Home Assistant device trackers (`[owntracks] ha_discovery`; with it off, clearing what
+    /// an earlier run left retained); stopped before the broker.
     ha_discovery: Option<owntracks::HaDiscovery>,
     /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
     /// WebSockets to close.
@@ -222,17 +223,14 @@ pub async fn start_with(
         bus.as_ref(),
         owntracks::IngestConfig::default(),
     );
-    let ha_discovery = bus
-        .clone()
-        .filter(|_| config.owntracks.ha_discovery)
-        .map(|bus| {
-            owntracks::HaDiscovery::start(
-                store.clone(),
-                bus,
-                &ingest.live(),
-                config.owntracks.ha_discovery_prefix.clone(),
-            )
-        });
+    let ha_discovery = bus.clone().map(|bus| {
+        let prefix = config.owntracks.ha_discovery_prefix.clone();
+        if config.owntracks.ha_discovery {
+            owntracks::HaDiscovery::start(store.clone(), bus, &ingest.live(), prefix)
+        } else {
+            owntracks::HaDiscovery::withdraw(store.clone(), bus, prefix)
+        }
+    });
     services(&Wiring {
         store: &store,
         bus: bus.clone(),

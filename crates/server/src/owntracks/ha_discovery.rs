@@ -7,7 +7,8 @@
 //!
 //! Per device `<user>/<device>`, all retained (ADR 0005: they survive a restart, and an HA
 //! that connects later gets them at once):
-//! - `<prefix>/device_tracker/porchlight_<user>_<device>/config`: the discovery config (no
+//! - `<prefix>/device_tracker/porchlight_<user>_<device>/config` (a `_` in a name doubled, see
+//!   [`object_id`]): the discovery config (no
 //!   `state_topic`: HA takes the position from the JSON attributes; `source_type: gps`).
 //! - `porchlight/owntracks/<user>/<device>/attributes`: `latitude`, `longitude`,
 //!   `gps_accuracy`, `battery_level` (+ `altitude`, `velocity`, `course` when known): the
@@ -23,7 +24,11 @@
 //! seen on the feed is announced before its first attributes. When the feed lags, the state
 //! is re-read from the store. Published as the broker itself through the [`Bus`].
 //!
-//! Not done: a deleted device's retained config is not cleared.
+//! Turned off again: at the next start, [`HaDiscovery::withdraw`] clears the three retained
+//! messages of every stored device (an empty retained payload; HA removes an entity whose
+//! config is emptied), so Home Assistant no longer shows anyone.
+//!
+//! Not done: a deleted device's retained config is not cleared; no per-device opt-in.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,6 +63,20 @@ impl HaDiscovery {
         }
     }
 
+    /// With the setting off: clears what an earlier run with it on left retained (config,
+    /// attributes, availability of every stored device), in the background.
+    pub fn withdraw(store: Store, bus: Arc<dyn Bus>, prefix: String) -> HaDiscovery {
+        let publisher = Publisher {
+            store,
+            bus,
+            prefix,
+            announced: HashSet::new(),
+        };
+        HaDiscovery {
+            task: tokio::spawn(publisher.withdraw()),
+        }
+    }
+
     /// Stops publishing (before the broker shuts down).
     pub async fn stop(self) {
         self.task.abort();
@@ -87,6 +106,31 @@ impl Publisher {
                     self.sync_from_store().await;
                 }
                 Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn withdraw(self) {
+        let devices = match self.store.owntracks_devices(None).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "HA discovery: reading the devices failed");
+                return;
+            }
+        };
+        for d in devices {
+            let (user, device) = (&d.username, &d.name);
+            let config = format!(
+                "{}/device_tracker/{}/config",
+                self.prefix,
+                object_id(user, device)
+            );
+            for topic in [
+                config,
+                attributes_topic(user, device),
+                availability_topic(user, device),
+            ] {
+                self.publish_bytes(&topic, Bytes::new()).await;
             }
         }
     }
@@ -169,19 +213,21 @@ impl Publisher {
     }
 }
 
-/// `porchlight_<user>_<device>` with every character HA's discovery ids do not allow
-/// (outside `[A-Za-z0-9_-]`) replaced by `_`.
+/// `porchlight_<user>_<device>`, unambiguous: a `_` inside a name is doubled (so `a_b`/`c`
+/// and `a`/`b_c` differ; a device name never starts with `_`), and any character HA's
+/// discovery ids do not allow (outside `[A-Za-z0-9_-]`; user and device names never have
+/// one) becomes `-`.
 fn object_id(user: &str, device: &str) -> String {
-    format!("porchlight_{user}_{device}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let escape = |name: &str| -> String {
+        name.chars()
+            .flat_map(|c| match c {
+                '_' => vec!['_', '_'],
+                c if c.is_ascii_alphanumeric() || c == '-' => vec![c],
+                _ => vec!['-'],
+            })
+            .collect()
+    };
+    format!("porchlight_{}_{}", escape(user), escape(device))
 }
 
 fn attributes_topic(user: &str, device: &str) -> String {
@@ -241,8 +287,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn object_ids_keep_only_what_ha_allows() {
+    fn object_ids_are_unambiguous_and_keep_only_what_ha_allows() {
         assert_eq!(object_id("alice", "phone"), "porchlight_alice_phone");
-        assert_eq!(object_id("bob.s", "pixel 8"), "porchlight_bob_s_pixel_8");
+        assert_eq!(object_id("bob.s", "pixel 8"), "porchlight_bob-s_pixel-8");
+        assert_eq!(object_id("a_b", "c"), "porchlight_a__b_c");
+        assert_ne!(object_id("a_b", "c"), object_id("a", "b_c"));
     }
 }
