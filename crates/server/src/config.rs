@@ -451,6 +451,31 @@ mod tests {
     }
 
     #[test]
+    fn ha_discovery_is_off_by_default_and_its_prefix_must_be_a_plain_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert!(!c.owntracks.ha_discovery);
+        assert_eq!(c.owntracks.ha_discovery_prefix, "homeassistant");
+        let c = Config::load_from(
+            &opts(dir.path()),
+            env(&[("PORCHLIGHT_OWNTRACKS__HA_DISCOVERY", "true")]),
+        )
+        .unwrap();
+        assert!(c.owntracks.ha_discovery);
+        for bad in ["", "ha/#", "ha/+/x", "ha/"] {
+            std::fs::write(
+                dir.path().join("config.toml"),
+                format!("[owntracks]\nha_discovery_prefix = {bad:?}\n"),
+            )
+            .unwrap();
+            let err = Config::load_from(&opts(dir.path()), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ha_discovery_prefix"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_config_gets_an_error_naming_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), "[mqtt]\nprot = 1\n").unwrap();
