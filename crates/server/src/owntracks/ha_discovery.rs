@@ -8,8 +8,8 @@
 //! Per device `<user>/<device>`, all retained (ADR 0005: they survive a restart, and an HA
 //! that connects later gets them at once):
 //! - `<prefix>/device_tracker/porchlight_<user>_<device>/config` (a `_` in a name doubled, see
-//!   [`object_id`]): the discovery config (no
-//!   `state_topic`: HA takes the position from the JSON attributes; `source_type: gps`).
+//!   [`object_id`]): the discovery config (no `state_topic`: HA takes the position from the
+//!   JSON attributes, which its docs allow; `source_type: gps`).
 //! - `porchlight/owntracks/<user>/<device>/attributes`: `latitude`, `longitude`,
 //!   `gps_accuracy`, `battery_level` (+ `altitude`, `velocity`, `course` when known): the
 //!   names HA understands (it ignores OwnTracks' `lat`/`acc`/`batt`).
