@@ -13,6 +13,7 @@ mod connections;
 mod crash;
 mod floods;
 mod guessing;
+mod ha_discovery;
 mod live;
 mod mqtt;
 mod owntracks_commands;

@@ -124,6 +124,11 @@ pub struct OwnTracksConfig {
     /// The host name phones reach this server by, written into new devices' `.otrc`
     /// configuration; empty means the `Host` the device was created through.
     pub public_host: String,
+    /// Announce each OwnTracks device to Home Assistant as an MQTT `device_tracker`
+    /// (`owntracks::ha_discovery`). Off by default: the household's choice.
+    pub ha_discovery: bool,
+    /// Home Assistant's MQTT discovery prefix.
+    pub ha_discovery_prefix: String,
 }
 
 impl Default for OwnTracksConfig {
@@ -131,6 +136,8 @@ impl Default for OwnTracksConfig {
         OwnTracksConfig {
             command_ttl_secs: 24 * 3600,
             public_host: String::new(),
+            ha_discovery: false,
+            ha_discovery_prefix: "homeassistant".to_owned(),
         }
     }
 }
@@ -275,6 +282,12 @@ impl Config {
             return Err(Error::Config(
                 "owntracks.command_ttl_secs must be at least 1".into(),
             ));
+        }
+        let prefix = &self.owntracks.ha_discovery_prefix;
+        if prefix.is_empty() || prefix.contains(['+', '#', '\0']) || prefix.ends_with('/') {
+            return Err(Error::Config(format!(
+                "owntracks.ha_discovery_prefix must be a topic without wildcards or a trailing /, not {prefix:?}"
+            )));
         }
         if self.mqtt.connect_timeout_secs == 0 {
             return Err(Error::Config(
@@ -435,6 +448,31 @@ mod tests {
         .unwrap();
         let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
         assert_eq!(c.audit.retention(), None);
+    }
+
+    #[test]
+    fn ha_discovery_is_off_by_default_and_its_prefix_must_be_a_plain_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert!(!c.owntracks.ha_discovery);
+        assert_eq!(c.owntracks.ha_discovery_prefix, "homeassistant");
+        let c = Config::load_from(
+            &opts(dir.path()),
+            env(&[("PORCHLIGHT_OWNTRACKS__HA_DISCOVERY", "true")]),
+        )
+        .unwrap();
+        assert!(c.owntracks.ha_discovery);
+        for bad in ["", "ha/#", "ha/+/x", "ha/"] {
+            std::fs::write(
+                dir.path().join("config.toml"),
+                format!("[owntracks]\nha_discovery_prefix = {bad:?}\n"),
+            )
+            .unwrap();
+            let err = Config::load_from(&opts(dir.path()), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ha_discovery_prefix"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub struct Running {
     /// OwnTracks publishes into the store; stopped after the broker, so that publishes
     /// waiting in the broker for their commit are still answered while it shuts down.
     ingest: owntracks::Ingest,
+    /// Home Assistant device trackers (`[owntracks] ha_discovery`; with it off, clearing what
+    /// an earlier run left retained); stopped before the broker.
+    ha_discovery: Option<owntracks::HaDiscovery>,
     /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
     /// WebSockets to close.
     http_stop: watch::Sender<bool>,
@@ -147,6 +150,9 @@ impl Running {
         if let Some(sweep) = self.sweep {
             sweep.abort();
             let _ = sweep.await;
+        }
+        if let Some(ha) = self.ha_discovery {
+            ha.stop().await;
         }
         if let Some(broker) = self.broker {
             match Arc::try_unwrap(broker) {
@@ -217,6 +223,14 @@ pub async fn start_with(
         bus.as_ref(),
         owntracks::IngestConfig::default(),
     );
+    let ha_discovery = bus.clone().map(|bus| {
+        let prefix = config.owntracks.ha_discovery_prefix.clone();
+        if config.owntracks.ha_discovery {
+            owntracks::HaDiscovery::start(store.clone(), bus, &ingest.live(), prefix)
+        } else {
+            owntracks::HaDiscovery::withdraw(store.clone(), bus, prefix)
+        }
+    });
     services(&Wiring {
         store: &store,
         bus: bus.clone(),
@@ -268,6 +282,7 @@ pub async fn start_with(
         broker,
         sweep,
         ingest,
+        ha_discovery,
         http_stop,
         http_task,
         audit_writer,

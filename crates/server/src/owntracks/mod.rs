@@ -1,12 +1,16 @@
 //! OwnTracks services: what connects the domain's OwnTracks rules, the broker's bus and the
 //! store. Today: [`ingest`] (phones' MQTT publishes and HTTP-mode posts into the store, commit
-//! before ack) and [`live`] (what ingest committed, fanned out to live viewers).
+//! before ack), [`live`] (what ingest committed, fanned out to live viewers) and
+//! [`ha_discovery`] (devices as Home Assistant `device_tracker`s over MQTT discovery).
 //!
 //! Architecture invariant: no rules here (parsing and topic rules live in
-//! `porchlight_domain::owntracks`), no SQL (the store), no JSON shapes (`http/`).
+//! `porchlight_domain::owntracks`), no SQL (the store), no JSON shapes (`http/`) except the
+//! MQTT payloads Home Assistant reads (`ha_discovery`).
 
+pub mod ha_discovery;
 pub mod ingest;
 pub mod live;
 
+pub use ha_discovery::HaDiscovery;
 pub use ingest::{Ingest, IngestConfig, IngestStats, Submitter};
 pub use live::{LiveEvent, LiveFeed, LiveKind};
