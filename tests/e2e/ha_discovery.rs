@@ -6,11 +6,11 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, LastWill, Packet, Publish, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, mqtt_connect};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ENABLED: &str = "[owntracks]\nha_discovery = true\n";
@@ -36,28 +36,7 @@ impl Client {
         pass: &str,
         will: Option<LastWill>,
     ) -> Client {
-        let addr = s.mqtt_addr();
-        let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-        o.set_credentials(user, pass);
-        o.set_keep_alive(Duration::from_secs(30));
-        if let Some(will) = will {
-            o.set_last_will(will);
-        }
-        let (client, mut eventloop) = AsyncClient::new(o, 100);
-        let (tx, mut events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            while let Ok(event) = eventloop.poll().await {
-                if let Event::Incoming(p) = event
-                    && tx.send(p).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        match tokio::time::timeout(WAIT, events.recv()).await {
-            Ok(Some(Packet::ConnAck(_))) => {}
-            other => panic!("{user} could not connect: {other:?}"),
-        }
+        let (client, events, task) = mqtt_connect(s, id, user, pass, will).await;
         Client {
             client,
             events,

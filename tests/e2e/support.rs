@@ -131,3 +131,42 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A rumqttc client connected to `s`'s broker as `user`, its incoming packets forwarded to a
+/// channel by a task (abort it to drop the socket without DISCONNECT). Fails the test unless a
+/// CONNACK arrives within 10 s.
+pub async fn mqtt_connect(
+    s: &TestServer,
+    id: &str,
+    user: &str,
+    pass: &str,
+    will: Option<rumqttc::LastWill>,
+) -> (
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<rumqttc::Packet>,
+    tokio::task::JoinHandle<()>,
+) {
+    let addr = s.mqtt_addr();
+    let mut o = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    o.set_credentials(user, pass);
+    o.set_keep_alive(std::time::Duration::from_secs(30));
+    if let Some(will) = will {
+        o.set_last_will(will);
+    }
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let rumqttc::Event::Incoming(p) = event
+                && tx.send(p).is_err()
+            {
+                return;
+            }
+        }
+    });
+    match tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await {
+        Ok(Some(rumqttc::Packet::ConnAck(_))) => {}
+        other => panic!("{user} could not connect: {other:?}"),
+    }
+    (client, events, task)
+}
