@@ -237,25 +237,11 @@ fn owntracks_layouts_compared() {
 #[ignore = "a measurement: minutes of CPU; run in release with --nocapture"]
 async fn owntracks_store_measured() {
     use crate::Store;
-    use porchlight_domain::Role;
-    use porchlight_domain::secret::Secret;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("porchlight.db");
     let store = Store::open(&path).unwrap();
-    let mut users = Vec::new();
-    for u in 0..DEVICES {
-        let user = store
-            .create_user(
-                &format!("user{u}"),
-                Role::User,
-                &Secret::new("measure password 1"),
-                SystemTime::now(),
-            )
-            .await
-            .unwrap();
-        users.push(user.id);
-    }
+    let users = measure_users(&store).await;
     let insert = load(&store, &users, 1).await;
     store.close().await;
     let size = file_size(&path);
@@ -312,19 +298,7 @@ async fn owntracks_store_measured() {
     // Four producers with a batch each in flight: the writer commits what queued up together.
     let path2 = dir.path().join("concurrent.db");
     let store2 = Store::open(&path2).unwrap();
-    let mut users2 = Vec::new();
-    for u in 0..DEVICES {
-        let user = store2
-            .create_user(
-                &format!("user{u}"),
-                Role::User,
-                &Secret::new("measure password 1"),
-                SystemTime::now(),
-            )
-            .await
-            .unwrap();
-        users2.push(user.id);
-    }
+    let users2 = measure_users(&store2).await;
     let concurrent = load(&store2, &users2, 4).await;
     store2.close().await;
 
@@ -412,4 +386,22 @@ async fn load(store: &crate::Store, users: &[i64], in_flight: usize) -> Duration
     let took = started.elapsed();
     assert_eq!(new as i64, POINTS);
     took
+}
+
+/// One user per measured device (`user0`, `user1`, …); returns their ids.
+async fn measure_users(store: &crate::Store) -> Vec<i64> {
+    let mut users = Vec::new();
+    for u in 0..DEVICES {
+        let user = store
+            .create_user(
+                &format!("user{u}"),
+                porchlight_domain::Role::User,
+                &porchlight_domain::secret::Secret::new("measure password 1"),
+                SystemTime::now(),
+            )
+            .await
+            .unwrap();
+        users.push(user.id);
+    }
+    users
 }
