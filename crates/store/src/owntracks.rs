@@ -10,6 +10,10 @@
 //! Layout (ADR 0009): `locations` is a WITHOUT ROWID table clustered on `(device_id, tst)`,
 //! holding only the typed fields; the raw JSON of each point sits in `location_raw` under the
 //! same key. A day or a year of one device is one contiguous range scan over small rows.
+//! New points are first appended to `location_log` (arrival order, typed fields and raw JSON
+//! in one row) and moved into those two tables by a **drain** once the log holds
+//! [`LOG_DRAIN_ROWS`]: appended rows share pages, where a commit of one point per phone into
+//! the clustered tables dirtied a page per phone. Every read below looks at both.
 //!
 //! Conventions: `tst` values are the phone's Unix seconds (OwnTracks' own unit, and with the
 //! device and message type the deduplication key); time windows are half-open, `from`
@@ -27,6 +31,11 @@ use crate::{Error, Result, Store, from_unix_ms, unix_ms};
 /// Default number of rows one purge or delete job removes (see
 /// [`Store::purge_locations_older_than`]).
 pub const LOCATION_PURGE_BATCH: u32 = 2000;
+
+/// Rows `location_log` may hold before an ingest job drains it into `locations` and
+/// `location_raw` (ADR 0009, "Append-ordered log"). Larger: fewer pages per point written by the
+/// drain, a longer drain now and then; the log's `(device_id, tst)` index stays a few pages.
+pub const LOG_DRAIN_ROWS: i64 = 4096;
 
 /// Who published a message: the user (from the authenticated identity, never from the
 /// payload) and the device name from the topic or the `X-Limit-D` header.
@@ -323,24 +332,19 @@ fn store_message(
     };
     match &m.payload {
         OwnTracksPayload::Location(l) => {
+            // New unless the point is already drained (a primary-key probe: a read, no write)
+            // or already in the log (its unique index).
             let mut stmt = c.prepare_cached(
-                "INSERT INTO locations (device_id, tst, lat, lon, acc, alt, vac, vel, cog, batt, bs,
-                                        conn, trig, tid, received_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                "INSERT INTO location_log (device_id, tst, lat, lon, acc, alt, vac, vel, cog, batt,
+                                           bs, conn, trig, tid, received_at, raw)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
+                 WHERE NOT EXISTS (SELECT 1 FROM locations WHERE device_id = ?1 AND tst = ?2)
                  ON CONFLICT DO NOTHING",
             )?;
-            let new = stmt.execute(params![
+            Ok(stmt.execute(params![
                 device_id, m.tst, l.lat, l.lon, l.acc, l.alt, l.vac, l.vel, l.cog, l.batt, l.bs,
-                l.conn, l.trigger, l.tid, now_ms
-            ])? > 0;
-            if new {
-                let mut raw = c.prepare_cached(
-                    "INSERT INTO location_raw (device_id, tst, raw) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO UPDATE SET raw = excluded.raw",
-                )?;
-                raw.execute(params![device_id, m.tst, m.raw])?;
-            }
-            Ok(new)
+                l.conn, l.trigger, l.tid, now_ms, m.raw
+            ])? > 0)
         }
         OwnTracksPayload::Transition(t) => {
             let mut stmt = c.prepare_cached(
@@ -411,8 +415,52 @@ fn upsert_waypoint(c: &Connection, device_id: i64, w: &Waypoint, now_ms: i64) ->
     ])? > 0)
 }
 
-/// Deletes at most `batch` of the oldest locations of `device_id` with `tst` in `range`;
-/// returns how many. Two range deletes on the primary key: no scan outside the range.
+/// Rows in `location_log` (an upper bound when rows were deleted from its middle), in
+/// O(log n): two ends of the rowid.
+fn log_rows(c: &Connection) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT coalesce(max(seq) - min(seq) + 1, 0) FROM location_log",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Moves every row of `location_log` into `locations` and `location_raw`, device by device in
+/// `tst` order (the log's unique index order: no sort), so each phone's new points fill its
+/// pages together. Returns how many rows moved. Runs inside the caller's transaction.
+pub(crate) fn drain_log(c: &Connection) -> Result<usize> {
+    let Some(last): Option<i64> =
+        c.query_row("SELECT max(seq) FROM location_log", [], |r| r.get(0))?
+    else {
+        return Ok(0);
+    };
+    c.prepare_cached(
+        "INSERT INTO locations (device_id, tst, lat, lon, acc, alt, vac, vel, cog, batt, bs,
+                                conn, trig, tid, received_at)
+         SELECT device_id, tst, lat, lon, acc, alt, vac, vel, cog, batt, bs, conn, trig, tid,
+                received_at
+         FROM location_log INDEXED BY location_log_key
+         WHERE seq <= ?1 ORDER BY device_id, tst
+         ON CONFLICT DO NOTHING",
+    )?
+    .execute([last])?;
+    c.prepare_cached(
+        "INSERT INTO location_raw (device_id, tst, raw)
+         SELECT device_id, tst, raw
+         FROM location_log INDEXED BY location_log_key
+         WHERE seq <= ?1 ORDER BY device_id, tst
+         ON CONFLICT DO UPDATE SET raw = excluded.raw",
+    )?
+    .execute([last])?;
+    Ok(
+        c.prepare_cached("DELETE FROM location_log WHERE seq <= ?1")?
+            .execute([last])?,
+    )
+}
+
+/// Deletes at most `batch` of the oldest locations of `device_id` with `tst` in `range`,
+/// wherever they are (drained or still in the log); returns how many. Range deletes on the
+/// primary key and the log's index: no scan outside the range.
 pub(crate) fn delete_oldest(
     c: &Connection,
     device_id: i64,
@@ -424,7 +472,10 @@ pub(crate) fn delete_oldest(
     }
     let last: Option<i64> = c
         .query_row(
-            "SELECT tst FROM locations WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
+            "SELECT tst FROM (
+               SELECT tst FROM locations WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
+               UNION ALL
+               SELECT tst FROM location_log WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3)
              ORDER BY tst LIMIT 1 OFFSET ?4",
             params![device_id, range.start, range.end, batch - 1],
             |r| r.get(0),
@@ -432,13 +483,13 @@ pub(crate) fn delete_oldest(
         .optional()?;
     let end_inclusive = last.unwrap_or(range.end - 1);
     let mut deleted = 0;
-    for table in ["locations", "location_raw"] {
+    for table in ["locations", "location_log", "location_raw"] {
         let n = c.execute(
             &format!("DELETE FROM {table} WHERE device_id = ?1 AND tst >= ?2 AND tst <= ?3"),
             params![device_id, range.start, end_inclusive],
         )?;
-        if table == "locations" {
-            deleted = n;
+        if table != "location_raw" {
+            deleted += n;
         }
     }
     Ok(deleted)
@@ -503,6 +554,9 @@ impl Store {
             for (id, state) in online {
                 set_online(c, id, state, now_ms)?;
             }
+            if log_rows(c)? >= LOG_DRAIN_ROWS {
+                drain_log(c)?;
+            }
             Ok(outcomes)
         })
         .await
@@ -562,33 +616,34 @@ impl Store {
     }
 
     /// Each device of the given users (all for `None`) with its newest location by `tst`.
-    /// One primary-key lookup per device, however long the history.
+    /// Two index probes per device (drained and log), however long the history.
     pub async fn last_locations(&self, users: Option<Vec<i64>>) -> Result<Vec<LastLocation>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS}, {LOCATION_COLUMNS}
-                 FROM ot_devices d JOIN users u ON u.id = d.user_id
-                 LEFT JOIN locations l ON l.device_id = d.id
-                   AND l.tst = (SELECT max(tst) FROM locations WHERE device_id = d.id)
+                "SELECT {DEVICE_COLUMNS} FROM ot_devices d JOIN users u ON u.id = d.user_id
                  ORDER BY u.username, d.name"
             ))?;
-            let rows = stmt.query_map([], |r| {
-                let device = device_from_row(r)?;
-                let location = match r.get::<_, Option<i64>>(9)? {
-                    Some(_) => Some(location_from_row(r, 9)?),
-                    None => None,
-                };
-                Ok(LastLocation { device, location })
-            })?;
+            let devices = stmt
+                .query_map([], device_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut newest = c.prepare_cached(&format!(
+                "SELECT {LOCATION_COLUMNS} FROM (
+                   SELECT * FROM (SELECT {LOCATION_COLUMNS} FROM locations l
+                                  WHERE l.device_id = ?1 ORDER BY l.tst DESC LIMIT 1)
+                   UNION ALL
+                   SELECT * FROM (SELECT {LOCATION_COLUMNS} FROM location_log l
+                                  WHERE l.device_id = ?1 ORDER BY l.tst DESC LIMIT 1)) l
+                 ORDER BY l.tst DESC LIMIT 1"
+            ))?;
             let mut out = Vec::new();
-            for row in rows {
-                let row = row?;
-                if users
-                    .as_ref()
-                    .is_none_or(|u| u.contains(&row.device.user_id))
-                {
-                    out.push(row);
+            for device in devices {
+                if users.as_ref().is_some_and(|u| !u.contains(&device.user_id)) {
+                    continue;
                 }
+                let location = newest
+                    .query_row([device.id], |r| location_from_row(r, 0))
+                    .optional()?;
+                out.push(LastLocation { device, location });
             }
             Ok(out)
         })
@@ -610,7 +665,10 @@ impl Store {
                 "SELECT * FROM (
                    SELECT {LOCATION_COLUMNS} FROM locations l
                    WHERE l.device_id = ?1 AND l.tst >= ?2 AND l.tst < ?3
-                   ORDER BY l.tst DESC LIMIT ?4)
+                   UNION ALL
+                   SELECT {LOCATION_COLUMNS} FROM location_log l
+                   WHERE l.device_id = ?1 AND l.tst >= ?2 AND l.tst < ?3
+                   ORDER BY 2 DESC LIMIT ?4)
                  ORDER BY tst"
             ))?;
             let rows = stmt.query_map(params![device_id, from, to, limit], |r| {
@@ -625,7 +683,9 @@ impl Store {
     pub async fn location_raw(&self, device_id: i64, tst: i64) -> Result<Option<String>> {
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT raw FROM location_raw WHERE device_id = ?1 AND tst = ?2",
+                "SELECT raw FROM location_raw WHERE device_id = ?1 AND tst = ?2
+                 UNION ALL
+                 SELECT raw FROM location_log WHERE device_id = ?1 AND tst = ?2",
                 params![device_id, tst],
                 |r| r.get(0),
             )
@@ -649,7 +709,10 @@ impl Store {
                 "SELECT tst, raw FROM (
                    SELECT tst, raw FROM location_raw
                    WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
-                   ORDER BY tst DESC LIMIT ?4)
+                   UNION ALL
+                   SELECT tst, raw FROM location_log
+                   WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
+                   ORDER BY 1 DESC LIMIT ?4)
                  ORDER BY tst",
             )?;
             let rows = stmt.query_map(params![device_id, from, to, limit], |r| {
@@ -673,7 +736,11 @@ impl Store {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT tst, lat, lon FROM locations
-                 WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3 ORDER BY tst",
+                 WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
+                 UNION ALL
+                 SELECT tst, lat, lon FROM location_log
+                 WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
+                 ORDER BY 1",
             )?;
             let points = stmt
                 .query_map(params![device_id, from, to], |r| {

@@ -6,13 +6,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use porchlight_domain::Role;
 use porchlight_domain::secret::Secret;
 
-use crate::owntracks::delete_oldest;
+use crate::owntracks::{LOG_DRAIN_ROWS, delete_oldest, drain_log};
 use crate::{
     Card, IngestOutcome, LocationFields, OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher,
     Store, Transition, TransitionEvent, Waypoint,
 };
 
 const T0: i64 = 1_750_000_000;
+
+/// Stored points, drained or still in the log.
+const POINTS: &str =
+    "SELECT (SELECT count(*) FROM locations) + (SELECT count(*) FROM location_log)";
+/// Stored raw JSON of points, drained or still in the log.
+const RAWS: &str =
+    "SELECT (SELECT count(*) FROM location_raw) + (SELECT count(*) FROM location_log)";
 
 fn at(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs as u64)
@@ -145,8 +152,8 @@ async fn a_batch_reports_each_message_and_creates_devices_on_first_sight() {
             .iter()
             .all(|d| d.online && d.last_seen_at == at(T0 + 10))
     );
-    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 3);
-    assert_eq!(count(&store, "SELECT count(*) FROM location_raw").await, 3);
+    assert_eq!(count(&store, POINTS).await, 3);
+    assert_eq!(count(&store, RAWS).await, 3);
 
     // The phone resends (or an HTTP retry repeats) the whole batch: nothing new.
     let again = vec![
@@ -158,7 +165,7 @@ async fn a_batch_reports_each_message_and_creates_devices_on_first_sight() {
         outcomes,
         [IngestOutcome::Duplicate, IngestOutcome::Duplicate]
     );
-    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 3);
+    assert_eq!(count(&store, POINTS).await, 3);
     let phone = device_id(&store, alice, "phone").await;
     let raw = store.location_raw(phone, T0).await.unwrap().unwrap();
     assert!(raw.contains(r#""lat":52.5"#), "{raw}");
@@ -444,11 +451,8 @@ async fn deleting_a_range_removes_exactly_it_with_its_raw_json() {
     assert_eq!(left, expected);
     assert!(store.location_raw(phone, T0 + 10).await.unwrap().is_none());
     assert!(store.location_raw(phone, T0 + 20).await.unwrap().is_some());
-    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 190);
-    assert_eq!(
-        count(&store, "SELECT count(*) FROM location_raw").await,
-        190
-    );
+    assert_eq!(count(&store, POINTS).await, 190);
+    assert_eq!(count(&store, RAWS).await, 190);
     // One point: a range of one second.
     assert_eq!(
         store.delete_points(phone, T0 + 50..T0 + 51).await.unwrap(),
@@ -478,7 +482,7 @@ async fn a_purge_job_deletes_at_most_its_batch_oldest_first() {
         .unwrap();
     assert_eq!(left.len(), 43);
     assert_eq!(left[0].tst, T0 + 7, "the oldest went first");
-    assert_eq!(count(&store, "SELECT count(*) FROM location_raw").await, 43);
+    assert_eq!(count(&store, RAWS).await, 43);
 }
 
 #[tokio::test]
@@ -515,7 +519,7 @@ async fn purging_removes_every_device_s_points_older_than_the_cutoff_only() {
         assert_eq!(left.len(), 20);
         assert_eq!(left[0].tst, T0 + 30);
     }
-    assert_eq!(count(&store, "SELECT count(*) FROM location_raw").await, 40);
+    assert_eq!(count(&store, RAWS).await, 40);
     assert_eq!(
         store
             .purge_locations_older_than(at(T0 + 30), 4)
@@ -722,8 +726,8 @@ async fn a_device_key_of_the_same_name_is_linked_and_its_removal_keeps_the_histo
     // Removing the user removes their OwnTracks data with them.
     store.remove_user("alice").await.unwrap();
     assert_eq!(count(&store, "SELECT count(*) FROM ot_devices").await, 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 0);
-    assert_eq!(count(&store, "SELECT count(*) FROM location_raw").await, 0);
+    assert_eq!(count(&store, POINTS).await, 0);
+    assert_eq!(count(&store, RAWS).await, 0);
 }
 
 #[tokio::test]
@@ -774,13 +778,14 @@ async fn deleting_a_device_removes_its_history_and_nothing_else() {
     );
     for table in [
         "SELECT count(*) FROM location_raw WHERE device_id NOT IN (SELECT id FROM ot_devices)",
+        "SELECT count(*) FROM location_log WHERE device_id NOT IN (SELECT id FROM ot_devices)",
         "SELECT count(*) FROM ot_cards",
         "SELECT count(*) FROM ot_messages",
         "SELECT count(*) FROM ot_commands",
     ] {
         assert_eq!(count(&store, table).await, 0, "{table}");
     }
-    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 10);
+    assert_eq!(count(&store, POINTS).await, 10);
     // The MQTT key stays: revoking it is a separate decision.
     let keys = store.list_devices(Some(alice)).await.unwrap();
     assert_eq!(keys.iter().map(|d| d.id).collect::<Vec<_>>(), [key.id]);
@@ -788,4 +793,147 @@ async fn deleting_a_device_removes_its_history_and_nothing_else() {
         store.delete_owntracks_device(phone).await,
         Err(crate::Error::NotFound { .. })
     ));
+}
+
+/// Moves whatever is in the log into the clustered tables now.
+async fn drain(store: &Store) -> usize {
+    store.write(|c| drain_log(c)).await.unwrap()
+}
+
+/// Everything a reader can ask about one device's points, to compare before and after a drain.
+async fn reads(
+    store: &Store,
+    device: i64,
+) -> (
+    Vec<crate::StoredLocation>,
+    Vec<(i64, String)>,
+    usize,
+    Option<i64>,
+) {
+    let window = store
+        .location_window(device, T0, T0 + 1000, 1000)
+        .await
+        .unwrap();
+    let raw = store
+        .location_window_raw(device, T0, T0 + 1000, 1000)
+        .await
+        .unwrap();
+    let track = store
+        .location_track(device, T0, T0 + 1000, 1000)
+        .await
+        .unwrap();
+    let last = store.last_locations(None).await.unwrap();
+    let last = last
+        .iter()
+        .find(|l| l.device.id == device)
+        .and_then(|l| l.location.as_ref())
+        .map(|l| l.tst);
+    (window, raw, track.len(), last)
+}
+
+#[tokio::test]
+async fn points_read_the_same_from_the_log_and_after_the_drain() {
+    let (_dir, store, users) = store_with_users(&["alice"]).await;
+    let alice = users[0];
+    // Out of order, as a phone flushing its queue after a tunnel sends them.
+    ingest_points(&store, alice, "phone", (0..40).rev().map(|i| T0 + 2 * i)).await;
+    let phone = device_id(&store, alice, "phone").await;
+    let in_log = reads(&store, phone).await;
+    assert_eq!(in_log.0.len(), 40);
+    assert_eq!(in_log.0.first().map(|l| l.tst), Some(T0));
+    assert_eq!(in_log.3, Some(T0 + 78), "the newest by tst, not by arrival");
+    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 0);
+
+    assert_eq!(drain(&store).await, 40);
+    assert_eq!(count(&store, "SELECT count(*) FROM location_log").await, 0);
+    assert_eq!(reads(&store, phone).await, in_log);
+    assert_eq!(drain(&store).await, 0);
+
+    // Resends of drained points are duplicates; new points interleave with drained ones.
+    let outcomes = store
+        .ingest_owntracks(
+            vec![
+                location(alice, "phone", T0 + 2, 1.0, 1.0),
+                location(alice, "phone", T0 + 3, 1.0, 1.0),
+                location(alice, "phone", T0 + 3, 2.0, 2.0),
+                location(alice, "phone", T0 + 500, 3.0, 3.0),
+            ],
+            at(T0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            IngestOutcome::Duplicate,
+            IngestOutcome::New,
+            IngestOutcome::Duplicate,
+            IngestOutcome::New
+        ]
+    );
+    let mixed = reads(&store, phone).await;
+    let tsts: Vec<_> = mixed.0.iter().map(|l| l.tst).collect();
+    assert_eq!(tsts.len(), 42);
+    assert!(tsts.windows(2).all(|w| w[0] < w[1]), "{tsts:?}");
+    assert_eq!(mixed.3, Some(T0 + 500));
+    assert_eq!(mixed.1.len(), 42);
+    // `limit` keeps the newest across both tables.
+    let newest: Vec<_> = store
+        .location_window(phone, T0, T0 + 1000, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.tst)
+        .collect();
+    assert_eq!(newest, [T0 + 76, T0 + 78, T0 + 500]);
+    assert!(store.location_raw(phone, T0 + 3).await.unwrap().is_some());
+    assert!(store.location_raw(phone, T0 + 2).await.unwrap().is_some());
+    drain(&store).await;
+    assert_eq!(reads(&store, phone).await, mixed);
+}
+
+#[tokio::test]
+async fn ingest_drains_the_log_once_it_is_full() {
+    let (_dir, store, users) = store_with_users(&["alice", "bob"]).await;
+    let (alice, bob) = (users[0], users[1]);
+    let half = LOG_DRAIN_ROWS / 2;
+    ingest_points(&store, alice, "phone", (0..half).map(|i| T0 + i)).await;
+    ingest_points(&store, bob, "phone", (0..half - 1).map(|i| T0 + i)).await;
+    assert_eq!(count(&store, "SELECT count(*) FROM locations").await, 0);
+    ingest_points(&store, bob, "phone", [T0 + half].into_iter()).await;
+    assert_eq!(count(&store, "SELECT count(*) FROM location_log").await, 0);
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM locations").await,
+        LOG_DRAIN_ROWS
+    );
+    assert_eq!(count(&store, RAWS).await, LOG_DRAIN_ROWS);
+}
+
+#[tokio::test]
+async fn deleting_reaches_points_in_the_log_and_drained_ones() {
+    let (_dir, store, users) = store_with_users(&["alice"]).await;
+    let alice = users[0];
+    ingest_points(&store, alice, "phone", (0..50).map(|i| T0 + i)).await;
+    drain(&store).await;
+    ingest_points(&store, alice, "phone", (50..100).map(|i| T0 + i)).await;
+    let phone = device_id(&store, alice, "phone").await;
+
+    // The oldest first, across both tables, at most the batch.
+    let deleted = store
+        .write(move |c| delete_oldest(c, phone, &(T0 + 40..T0 + 60), 15))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 15);
+    let left: Vec<_> = store
+        .location_window(phone, T0, T0 + 100, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.tst)
+        .collect();
+    let expected: Vec<_> = (0..40).chain(55..100).map(|i| T0 + i).collect();
+    assert_eq!(left, expected);
+    assert_eq!(store.delete_points(phone, T0..T0 + 100).await.unwrap(), 85);
+    assert_eq!(count(&store, POINTS).await, 0);
+    assert_eq!(count(&store, RAWS).await, 0);
 }
