@@ -797,7 +797,7 @@ async fn deleting_a_device_removes_its_history_and_nothing_else() {
 
 /// Moves whatever is in the log into the clustered tables now.
 async fn drain(store: &Store) -> usize {
-    store.write(|c| drain_log(c)).await.unwrap()
+    store.write(drain_log).await.unwrap()
 }
 
 /// Everything a reader can ask about one device's points, to compare before and after a drain.
