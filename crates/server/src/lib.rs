@@ -105,6 +105,9 @@ pub struct Running {
     /// Home Assistant device trackers (`[owntracks] ha_discovery`; with it off, clearing what
     /// an earlier run left retained); stopped before the broker.
     ha_discovery: Option<owntracks::HaDiscovery>,
+    /// Deletes each user's locations past their retention, in the background; stopped before
+    /// the broker (it needs only the store).
+    retention: owntracks::Retention,
     /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
     /// WebSockets to close.
     http_stop: watch::Sender<bool>,
@@ -151,6 +154,7 @@ impl Running {
             sweep.abort();
             let _ = sweep.await;
         }
+        self.retention.stop().await;
         if let Some(ha) = self.ha_discovery {
             ha.stop().await;
         }
@@ -231,6 +235,10 @@ pub async fn start_with(
             owntracks::HaDiscovery::withdraw(store.clone(), bus, prefix)
         }
     });
+    let retention = owntracks::Retention::start(
+        store.clone(),
+        owntracks::RetentionConfig::every(config.owntracks.retention_check()),
+    );
     services(&Wiring {
         store: &store,
         bus: bus.clone(),
@@ -283,6 +291,7 @@ pub async fn start_with(
         sweep,
         ingest,
         ha_discovery,
+        retention,
         http_stop,
         http_task,
         audit_writer,
