@@ -490,6 +490,25 @@ mod tests {
     }
 
     #[test]
+    fn retention_checks_run_hourly_by_default_and_never_every_0_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(
+            c.owntracks.retention_check(),
+            std::time::Duration::from_secs(3600)
+        );
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[owntracks]\nretention_check_secs = 0\n",
+        )
+        .unwrap();
+        let err = Config::load_from(&opts(dir.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention_check_secs"), "{err}");
+    }
+
+    #[test]
     fn bad_config_gets_an_error_naming_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), "[mqtt]\nprot = 1\n").unwrap();
