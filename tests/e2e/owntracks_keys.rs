@@ -484,3 +484,149 @@ async fn only_the_owner_or_an_admin_manages_a_key() {
     );
     s.stop().await;
 }
+
+/// The real binary with debug logging: a rejected encrypted message is logged with its topic
+/// and reason, and no passphrase ever reaches the log (set, generated, used, or wrong).
+#[tokio::test]
+async fn rejections_are_logged_with_topic_and_reason_and_never_a_key() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(crate::support::porchlight_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--mqtt-port",
+            "0",
+        ])
+        .env_remove("PORCHLIGHT_ADMIN_PASSWORD")
+        .env("PORCHLIGHT_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log is read as it comes, so a full pipe never stalls the server.
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut admin_password = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(p) = line.trim().strip_prefix("password:") {
+            admin_password = Some(p.trim().to_owned());
+        }
+        if line.contains("Porchlight is running") {
+            break;
+        }
+    }
+    let admin_password = admin_password.unwrap();
+    let runtime: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("runtime.json")).unwrap())
+            .unwrap();
+    let http = format!("http://127.0.0.1:{}", runtime["http_port"]);
+    let mqtt_port = runtime["mqtt_port"].to_string();
+
+    let admin = crate::support::client();
+    let r = admin
+        .post(format!("{http}/api/login"))
+        .json(&json!({ "username": "admin", "password": admin_password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let device: Value = admin
+        .post(format!("{http}/api/devices"))
+        .json(&json!({ "name": "phone", "encryption": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let generated = device["encryption_key"].as_str().unwrap().to_owned();
+    let chosen = "chosen passphrase for the tablet";
+    let r = admin
+        .put(format!("{http}/api/owntracks/keys/admin/tablet"))
+        .json(&json!({ "key": chosen }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let wrong = "a wrong passphrase 9876";
+    let t = now_secs() - 10;
+    // MQTT (Debian's mosquitto_pub): one sealed with a wrong key, one with the right key.
+    for (tst, key) in [(t, wrong), (t + 1, generated.as_str())] {
+        let payload = sealed(&location(tst, 48.0), key);
+        let out = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &mqtt_port,
+                "-V",
+                "mqttv311",
+                "-q",
+                "1",
+            ])
+            .args(["-u", "admin", "-P", &admin_password])
+            .args(["-t", "owntracks/admin/phone", "-m", &payload])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    // HTTP: the tablet's chosen key, then a wrong one.
+    for (tst, key, status) in [(t, chosen, 200), (t + 1, wrong, 400)] {
+        let r = reqwest::Client::new()
+            .post(format!("{http}/pub"))
+            .basic_auth("admin", Some(&admin_password))
+            .header("x-limit-d", "tablet")
+            .body(sealed(&location(tst, 48.0), key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+    }
+    let health: Value = reqwest::get(format!("{http}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["owntracks"]["stored"], 2, "{health}");
+    assert_eq!(health["owntracks"]["rejected"]["wrong_key"], 2, "{health}");
+
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let log = log.join().unwrap();
+    let rejections: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("OwnTracks message rejected"))
+        .collect();
+    assert_eq!(rejections.len(), 2, "{log}");
+    assert!(
+        rejections
+            .iter()
+            .any(|l| l.contains("owntracks/admin/phone") && l.contains("wrong_key")),
+        "{rejections:?}"
+    );
+    assert!(
+        rejections
+            .iter()
+            .any(|l| l.contains("http:admin/tablet") && l.contains("wrong_key")),
+        "{rejections:?}"
+    );
+    for secret in [generated.as_str(), chosen, wrong] {
+        assert!(!log.contains(secret), "a passphrase leaked into the log");
+    }
+}
