@@ -6,7 +6,8 @@
 //! opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
-//! and stop after the broker. [`start_with`] is the same with extra services (tests now, the
+//! and stop after the broker; the store-only ones (the location retention purge,
+//! [`owntracks::Retention`]) start with them and stop before the broker. [`start_with`] is the same with extra services (tests now, the
 //! alarm next): each one is wired on the [`Wiring`] before any MQTT client is served, so none
 //! misses the first message.
 //!
