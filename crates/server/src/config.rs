@@ -129,6 +129,9 @@ pub struct OwnTracksConfig {
     pub ha_discovery: bool,
     /// Home Assistant's MQTT discovery prefix.
     pub ha_discovery_prefix: String,
+    /// Seconds between passes of the location retention service (`owntracks::retention`),
+    /// which deletes each user's locations older than their `location_retention_days`.
+    pub retention_check_secs: u64,
 }
 
 impl Default for OwnTracksConfig {
@@ -138,6 +141,7 @@ impl Default for OwnTracksConfig {
             public_host: String::new(),
             ha_discovery: false,
             ha_discovery_prefix: "homeassistant".to_owned(),
+            retention_check_secs: 3600,
         }
     }
 }
@@ -146,6 +150,11 @@ impl OwnTracksConfig {
     /// How long a queued command waits for its phone.
     pub fn command_ttl(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.command_ttl_secs)
+    }
+
+    /// Time between passes of the location retention service.
+    pub fn retention_check(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.retention_check_secs)
     }
 }
 
@@ -276,6 +285,11 @@ impl Config {
         if self.mqtt.max_connections == 0 {
             return Err(Error::Config(
                 "mqtt.max_connections must be at least 1".into(),
+            ));
+        }
+        if self.owntracks.retention_check_secs == 0 {
+            return Err(Error::Config(
+                "owntracks.retention_check_secs must be at least 1".into(),
             ));
         }
         if self.owntracks.command_ttl_secs == 0 {
@@ -473,6 +487,25 @@ mod tests {
                 .to_string();
             assert!(err.contains("ha_discovery_prefix"), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn retention_checks_run_hourly_by_default_and_never_every_0_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(
+            c.owntracks.retention_check(),
+            std::time::Duration::from_secs(3600)
+        );
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[owntracks]\nretention_check_secs = 0\n",
+        )
+        .unwrap();
+        let err = Config::load_from(&opts(dir.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retention_check_secs"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
-//! and stop after the broker. [`start_with`] is the same with extra services (tests now, the
+//! and stop after the broker; the store-only ones (the location retention purge,
+//! [`owntracks::Retention`]) start with them and stop before the broker. [`start_with`] is the same with extra services (tests now, the
 //! alarm next): each one is wired on the [`Wiring`] before any MQTT client is served, so none
 //! misses the first message.
 //!
@@ -105,6 +106,9 @@ pub struct Running {
     /// Home Assistant device trackers (`[owntracks] ha_discovery`; with it off, clearing what
     /// an earlier run left retained); stopped before the broker.
     ha_discovery: Option<owntracks::HaDiscovery>,
+    /// Deletes each user's locations past their retention, in the background; stopped before
+    /// the broker (it needs only the store).
+    retention: owntracks::Retention,
     /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
     /// WebSockets to close.
     http_stop: watch::Sender<bool>,
@@ -151,6 +155,7 @@ impl Running {
             sweep.abort();
             let _ = sweep.await;
         }
+        self.retention.stop().await;
         if let Some(ha) = self.ha_discovery {
             ha.stop().await;
         }
@@ -231,6 +236,10 @@ pub async fn start_with(
             owntracks::HaDiscovery::withdraw(store.clone(), bus, prefix)
         }
     });
+    let retention = owntracks::Retention::start(
+        store.clone(),
+        owntracks::RetentionConfig::every(config.owntracks.retention_check()),
+    );
     services(&Wiring {
         store: &store,
         bus: bus.clone(),
@@ -283,6 +292,7 @@ pub async fn start_with(
         sweep,
         ingest,
         ha_discovery,
+        retention,
         http_stop,
         http_task,
         audit_writer,

@@ -19,6 +19,10 @@ mod audit;
 mod hashing;
 mod migrate;
 mod owntracks;
+mod owntracks_history;
+#[cfg(test)]
+mod owntracks_history_tests;
+mod owntracks_keys;
 #[cfg(test)]
 mod owntracks_measure;
 #[cfg(test)]
@@ -44,6 +48,8 @@ pub use owntracks::{
     OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher, StoredLocation, StoredTransition,
     Transition, TransitionEvent, Waypoint,
 };
+pub use owntracks_history::MAX_RETENTION_DAYS;
+pub use owntracks_keys::OwnTracksKey;
 pub use porchlight_domain::track::TrackPoint;
 
 /// Errors from the store. Messages are fit to show an operator; they never contain secrets.

@@ -4,7 +4,8 @@
 //! - `mode` 0 is MQTT (`host`, `port`, `tls`, `mqttProtocolLevel` 4 = MQTT 3.1.1, `clientId`),
 //!   `cleanSession` false (a persistent session: refused publishes are resent),
 //!   `mode` 3 is HTTP (`url`, the server's `/pub`). Both log in with `auth: true`,
-//!   `username` and `password`; `deviceId` and `tid` name the device.
+//!   `username` and `password`; `deviceId` and `tid` name the device. `encryptionKey`, when
+//!   the device has one, turns on the apps' payload encryption with that passphrase.
 //! - The URL carries the standard base64 of the JSON, as the booklet makes it
 //!   (`openssl enc -a -A`). Its `+`, `/` and `=` are percent-encoded: a query parser that turns
 //!   `+` into a space (Android's `Uri.getQueryParameter` does) would otherwise corrupt it, and
@@ -56,6 +57,8 @@ pub struct DeviceConfig {
     pub device_id: String,
     /// The two-character tracker id shown on maps.
     pub tid: String,
+    /// The payload encryption passphrase (`encryptionKey`), when the device encrypts.
+    pub encryption_key: Option<String>,
 }
 
 impl fmt::Debug for DeviceConfig {
@@ -66,6 +69,10 @@ impl fmt::Debug for DeviceConfig {
             .field("password", &crate::secret::mask(&self.password))
             .field("device_id", &self.device_id)
             .field("tid", &self.tid)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_deref().map(crate::secret::mask),
+            )
             .finish()
     }
 }
@@ -102,6 +109,9 @@ impl DeviceConfig {
         };
         if let (Value::Object(config), Value::Object(extra)) = (&mut config, extra) {
             config.extend(extra);
+            if let Some(key) = &self.encryption_key {
+                config.insert("encryptionKey".into(), Value::String(key.clone()));
+            }
         }
         config
     }
@@ -152,6 +162,7 @@ mod tests {
             password: "s3cret-device-key".into(),
             device_id: "phone".into(),
             tid: "al".into(),
+            encryption_key: None,
         }
     }
 
@@ -185,6 +196,23 @@ mod tests {
         assert_eq!(json["mqttProtocolLevel"], 4);
         assert_eq!(json["cleanSession"], false);
         assert!(json.get("url").is_none());
+        assert!(json.get("encryptionKey").is_none());
+    }
+
+    #[test]
+    fn an_encryption_key_is_carried_as_encryption_key() {
+        let config = DeviceConfig {
+            encryption_key: Some("payload passphrase 1234".into()),
+            ..mqtt()
+        };
+        assert_eq!(config.to_json()["encryptionKey"], "payload passphrase 1234");
+        assert_eq!(
+            decode_inline(&config.inline_url())["encryptionKey"],
+            "payload passphrase 1234"
+        );
+        let text = format!("{config:?}");
+        assert!(!text.contains("payload passphrase"), "{text}");
+        assert!(text.contains("****1234"), "{text}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use porchlight_domain::Role;
@@ -18,7 +19,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::{Admin, CurrentUser, audit_sign_in, refusal_error, session_cookie};
 use super::error::{ApiError, ApiJson, ApiResult};
+use super::history::{self, History};
 use super::onboarding;
+use super::owntracks_keys;
 use super::views::{ApiTokenView, AuditEntryView, DeviceView, UserView, views};
 use crate::login::LoginRefused;
 
@@ -199,6 +202,10 @@ pub struct NewDevice {
     /// The OwnTracks app's mode in the returned `.otrc`: `mqtt` (the default when the broker
     /// runs) or `http`.
     mode: Option<OnboardingMode>,
+    /// Also generate a payload encryption key, stored for decryption and carried in the
+    /// `.otrc` as `encryptionKey` (and returned once as `encryption_key`).
+    #[serde(default)]
+    encryption: bool,
 }
 
 /// How the phone of a new device talks to us.
@@ -211,7 +218,9 @@ pub enum OnboardingMode {
 
 /// `POST /api/devices`: a device key, shown once, with everything an OwnTracks app needs to
 /// use it: `otrc` (the `.otrc` configuration, ADR 0007), `inline_url`
-/// (`owntracks:///config?inline=…`) and `qr_svg` (that URL as an SVG QR code).
+/// (`owntracks:///config?inline=…`) and `qr_svg` (that URL as an SVG QR code). With
+/// `encryption: true`, also a payload encryption key (`encryption_key`, in the `.otrc` as
+/// `encryptionKey`; see `owntracks_keys.rs`).
 pub async fn add_device(
     State(state): State<AppState>,
     CurrentUser(caller): CurrentUser,
@@ -238,7 +247,18 @@ pub async fn add_device(
         .add_device(&owner, &req.name, SystemTime::now())
         .await?;
     tracing::info!(by = %caller.username, owner = %owner, device = %device.name, key = %key.masked(), "device added");
-    let config = onboarding::device_config(
+    let encryption_key = if req.encryption {
+        let passphrase = owntracks_keys::generate_passphrase();
+        state
+            .store
+            .set_owntracks_key(device.user_id, &device.name, &passphrase, SystemTime::now())
+            .await?;
+        tracing::info!(owner = %owner, device = %device.name, key = %passphrase.masked(), "OwnTracks encryption key set");
+        Some(passphrase)
+    } else {
+        None
+    };
+    let mut config = onboarding::device_config(
         settings,
         mode,
         request_host(&headers),
@@ -246,6 +266,7 @@ pub async fn add_device(
         &device.name,
         key.expose(),
     );
+    config.encryption_key = encryption_key.as_ref().map(|k| k.expose().to_owned());
     let inline_url = config.inline_url();
     Ok((
         StatusCode::CREATED,
@@ -256,6 +277,7 @@ pub async fn add_device(
             "otrc": config.to_json(),
             "inline_url": inline_url,
             "qr_svg": onboarding::qr_svg(&inline_url),
+            "encryption_key": encryption_key.as_ref().map(|k| k.expose()),
         })),
     ))
 }
@@ -269,21 +291,41 @@ fn request_host(headers: &HeaderMap) -> Option<&str> {
         .filter(|h| !h.is_empty())
 }
 
-/// Removes a device and ends its live MQTT session.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveDeviceQuery {
+    /// What becomes of the OwnTracks history of the same name: kept (the default) or purged
+    /// with the device and its encryption key.
+    history: Option<History>,
+}
+
+/// Removes a device key and ends its live MQTT session; with `?history=purge` also the
+/// OwnTracks device of the same name with all its history (`http/history.rs`).
 pub async fn remove_device(
     State(state): State<AppState>,
     CurrentUser(caller): CurrentUser,
     Path((username, name)): Path<(String, String)>,
+    query: Result<Query<RemoveDeviceQuery>, QueryRejection>,
 ) -> ApiResult<StatusCode> {
     if username != caller.username && caller.role != Role::Admin {
         return Err(ApiError::Forbidden);
     }
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let device = state.store.remove_device(&username, &name).await?;
     let kicked = match &state.broker {
         Some(broker) => broker.disconnect_device(device.id).await,
         None => 0,
     };
-    tracing::info!(by = %caller.username, %username, device = %name, kicked, "device removed");
+    let mut points_deleted = 0;
+    if q.history == Some(History::Purge)
+        && let Some(tracked) = state
+            .store
+            .find_owntracks_device(device.user_id, &device.name)
+            .await?
+    {
+        points_deleted = history::purge(&state, &tracked).await?;
+    }
+    tracing::info!(by = %caller.username, %username, device = %name, kicked, history = ?q.history, points_deleted, "device removed");
     Ok(StatusCode::NO_CONTENT)
 }
 

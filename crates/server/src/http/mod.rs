@@ -9,8 +9,10 @@ mod assets;
 mod auth;
 mod commands;
 mod error;
+mod history;
 mod live;
 mod onboarding;
+mod owntracks_keys;
 mod owntracks_pub;
 mod recorder;
 mod tracks;
@@ -96,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{username}", delete(accounts::remove_user))
         .route("/users/{username}/password", put(accounts::set_password))
         .route(
+            "/users/{username}/location-retention",
+            get(history::retention).put(history::set_retention),
+        )
+        .route(
             "/devices",
             get(accounts::list_devices).post(accounts::add_device),
         )
@@ -106,6 +112,20 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(accounts::audit))
         .route("/owntracks/devices/{id}/track", get(tracks::track))
         .route("/owntracks/devices/{id}/commands", post(commands::send))
+        .route("/owntracks/devices/{id}", delete(history::delete_device))
+        .route(
+            "/owntracks/devices/{id}/locations",
+            delete(history::delete_points),
+        )
+        .route(
+            "/owntracks/devices/{id}/key",
+            put(owntracks_keys::set_by_id).delete(owntracks_keys::remove_by_id),
+        )
+        .route("/owntracks/keys", get(owntracks_keys::list))
+        .route(
+            "/owntracks/keys/{username}/{device}",
+            put(owntracks_keys::set_by_name).delete(owntracks_keys::remove_by_name),
+        )
         // The OwnTracks Recorder's read API (its paths, parameters and shapes).
         .route("/0/version", get(recorder::version))
         .route("/0/monitor", get(recorder::monitor))

@@ -61,6 +61,7 @@ pub fn device_config(
         password: key.to_owned(),
         device_id: device.to_owned(),
         tid: default_tid(device),
+        encryption_key: None,
     }
 }
 

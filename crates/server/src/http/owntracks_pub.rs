@@ -12,7 +12,8 @@
 //! Answers: 200 with the JSON array of the commands queued for this device
 //! (`POST /api/owntracks/devices/{id}/commands`, `http/commands.rs`), taken from the store
 //! after the message's commit so each is delivered once (`[]` when none; friends' cards and
-//! locations: not yet); 400 for a payload the parser rejects; 403 for a user/device the login may not
+//! locations: not yet) — encrypted whole as `{"_type":"encrypted","data":…}` with the
+//! device's passphrase when it has one, as the Recorder does (`http/owntracks_keys.rs`); 400 for a payload the parser rejects; 403 for a user/device the login may not
 //! post as; 401 (with `WWW-Authenticate`) for missing or wrong credentials; 429 when password
 //! attempts are throttled; 503 when it could not be stored (the phone sends it again).
 
@@ -26,7 +27,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use porchlight_domain::acl::{Identity, LoginMethod};
+use porchlight_domain::owntracks::{SecretKey, crypto};
 use porchlight_store::User;
+use rand::RngCore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -71,8 +74,11 @@ pub async fn publish(
     let user_id = identity.user_id;
     match state.ingest.submit(identity, &user, &device, body).await {
         Ok(_) => {
-            let commands = queued_commands(&state, user_id, &device).await;
-            (StatusCode::OK, Json(Value::Array(commands))).into_response()
+            let commands = Value::Array(queued_commands(&state, user_id, &device).await);
+            let body = encrypted_for(&state, user_id, &device, &commands)
+                .await
+                .unwrap_or(commands);
+            (StatusCode::OK, Json(body)).into_response()
         }
         Err(e) if e.is_forbidden() => error(StatusCode::FORBIDDEN, &e.to_string()),
         Err(e @ SubmitError::Rejected { .. }) => error(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -115,6 +121,29 @@ async fn queued_commands(state: &AppState, user_id: i64, device: &str) -> Vec<Va
             Vec::new()
         }
     }
+}
+
+/// `answer` sealed with the device's encryption passphrase, as an `encrypted` message; `None`
+/// when the device has no key (or the key cannot be read: then the answer goes out plain,
+/// which a phone that encrypts still reads).
+async fn encrypted_for(
+    state: &AppState,
+    user_id: i64,
+    device: &str,
+    answer: &Value,
+) -> Option<Value> {
+    let passphrase = match state.store.owntracks_key(user_id, device).await {
+        Ok(found) => found?,
+        Err(e) => {
+            tracing::warn!(%device, error = %e, "encryption key not looked up; answering in plain text");
+            return None;
+        }
+    };
+    let key = SecretKey::from_passphrase(passphrase.expose()).ok()?;
+    let mut nonce = [0u8; crypto::NONCE_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let payload = crypto::encrypted_payload(answer.to_string().as_bytes(), &key, nonce).ok()?;
+    serde_json::from_str(&payload).ok()
 }
 
 /// The poster's identity, and its device name when it logged in with a device key.

@@ -19,8 +19,13 @@
 //!   miss and caches them by device id (device names never change; a deleted device's id could
 //!   in principle be reused by SQLite for a later device, which would then be held to the
 //!   deleted device's name until the next restart: fail-closed);
-//! - the payload must parse (`porchlight_domain::owntracks::open_payload`). Encrypted payloads
-//!   are rejected: no key storage exists yet ("no decryption key configured").
+//! - the payload must parse (`porchlight_domain::owntracks::open_payload`). An `encrypted`
+//!   payload is opened with the passphrase stored for the topic's user and device
+//!   (`Store::owntracks_key`, looked up only for encrypted payloads, once per device and
+//!   batch, so a key set or removed over the API counts from the next batch) and the message
+//!   inside is handled like a plain one (its decrypted JSON is what is stored). No key:
+//!   rejected as `no_key`; a wrong key (or altered data): `wrong_key`. The key itself is never
+//!   logged.
 //!
 //! A rejected message is acknowledged (committed: it was handled, and failing it would make
 //! the phone resend it forever), counted by reason and logged with its topic at warn level,
@@ -47,7 +52,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use porchlight_broker::{Ack, Bus, Bytes, Delivery, Identity, LoginMethod, Origins};
 use porchlight_domain::owntracks::{
-    Body, Message, OwnTracksTopic, Parsed, PayloadError, TopicKind, TransitionEvent, open_payload,
+    Body, CryptoError, Message, OwnTracksTopic, Parsed, PayloadError, SecretKey, TopicKind,
+    TransitionEvent, open_payload,
 };
 use porchlight_store::{
     Card, IngestOutcome, LocationFields, OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher,
@@ -117,6 +123,7 @@ impl Ingest {
             stats: stats.clone(),
             max_batch: config.max_batch.max(1),
             device_names: HashMap::new(),
+            keys: HashMap::new(),
             warnings: WarnLimit::new(),
         };
         let task = tokio::spawn(worker.run(rx, submit_rx, stop_rx));
@@ -316,7 +323,11 @@ impl From<PayloadError> for Rejection {
             PayloadError::NoKey => "no decryption key configured".to_owned(),
             ref other => other.to_string(),
         };
-        Rejection::new(e.reason(), detail)
+        let reason = match e {
+            PayloadError::Crypto(CryptoError::WrongKeyOrTampered) => "wrong_key",
+            ref other => other.reason(),
+        };
+        Rejection::new(reason, detail)
     }
 }
 
@@ -445,6 +456,9 @@ struct Worker {
     max_batch: usize,
     /// Device id → device name, for device-key logins (filled per user on a miss).
     device_names: HashMap<i64, String>,
+    /// (user id, device name) → its decryption key, looked up for encrypted payloads and kept
+    /// for one batch only (so a key changed over the API counts from the next batch).
+    keys: HashMap<(i64, String), Option<SecretKey>>,
     warnings: WarnLimit,
     /// Reports what was committed to live viewers.
     live: Publisher,
@@ -506,6 +520,7 @@ impl Worker {
     /// Checks, stores and answers one batch.
     async fn ingest(&mut self, batch: Vec<Pending>) {
         let now = SystemTime::now();
+        self.keys.clear();
         IngestStats::add(&self.stats.0.received, batch.len() as u64);
         let mut messages = Vec::with_capacity(batch.len());
         let mut waiting: Vec<(Reply, String)> = Vec::with_capacity(batch.len());
@@ -629,7 +644,15 @@ impl Worker {
             Ok(Some(rejection)) => return Verdict::Reject(rejection),
             Err(reason) => return Verdict::Fail(reason),
         }
-        match open_payload(&pending.payload, *kind, None) {
+        let opened = match open_payload(&pending.payload, *kind, None) {
+            Err(PayloadError::NoKey) => match self.key(identity.user_id, device).await {
+                Ok(Some(key)) => open_payload(&pending.payload, *kind, Some(&key)),
+                Ok(None) => Err(PayloadError::NoKey),
+                Err(reason) => return Verdict::Fail(reason),
+            },
+            other => other,
+        };
+        match opened {
             Ok(Parsed::Empty) => Verdict::Ignore,
             Ok(Parsed::Message(message)) => {
                 match to_store(identity.user_id, device, message, now) {
@@ -639,6 +662,24 @@ impl Worker {
             }
             Err(e) => Verdict::Reject(e.into()),
         }
+    }
+
+    /// The decryption key of `user_id`'s `device`, if one is set (cached for the batch).
+    /// `Err` when the store cannot answer.
+    async fn key(&mut self, user_id: i64, device: &str) -> Result<Option<SecretKey>, String> {
+        let slot = (user_id, device.to_owned());
+        if let Some(key) = self.keys.get(&slot) {
+            return Ok(key.clone());
+        }
+        let stored = self
+            .store
+            .owntracks_key(user_id, device)
+            .await
+            .map_err(|e| format!("looking up the decryption key: {e}"))?;
+        // A stored passphrase is never empty (the store refuses one), so this is `Some`.
+        let key = stored.and_then(|p| SecretKey::from_passphrase(p.expose()).ok());
+        self.keys.insert(slot, key.clone());
+        Ok(key)
     }
 
     /// A device-key login may publish only as its own device; other logins (password,
@@ -816,6 +857,18 @@ mod tests {
         let r = Rejection::from(PayloadError::NoKey);
         assert_eq!(r.reason, "no_key");
         assert_eq!(r.detail, "no decryption key configured");
+    }
+
+    #[test]
+    fn a_wrong_key_has_its_own_reason_and_other_crypto_errors_keep_theirs() {
+        let r = Rejection::from(PayloadError::Crypto(CryptoError::WrongKeyOrTampered));
+        assert_eq!(r.reason, "wrong_key");
+        assert!(r.detail.contains("wrong key"), "{}", r.detail);
+        let r = Rejection::from(PayloadError::Crypto(CryptoError::TooShort {
+            len: 1,
+            min: 40,
+        }));
+        assert_eq!(r.reason, "crypto");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! OwnTracks services: what connects the domain's OwnTracks rules, the broker's bus and the
 //! store. Today: [`ingest`] (phones' MQTT publishes and HTTP-mode posts into the store, commit
 //! before ack), [`live`] (what ingest committed, fanned out to live viewers) and
-//! [`ha_discovery`] (devices as Home Assistant `device_tracker`s over MQTT discovery).
+//! [`ha_discovery`] (devices as Home Assistant `device_tracker`s over MQTT discovery) and
+//! [`retention`] (each user's old locations deleted in the background).
 //!
 //! Architecture invariant: no rules here (parsing and topic rules live in
 //! `porchlight_domain::owntracks`), no SQL (the store), no JSON shapes (`http/`) except the
@@ -10,7 +11,9 @@
 pub mod ha_discovery;
 pub mod ingest;
 pub mod live;
+pub mod retention;
 
 pub use ha_discovery::HaDiscovery;
 pub use ingest::{Ingest, IngestConfig, IngestStats, Submitter};
 pub use live::{LiveEvent, LiveFeed, LiveKind};
+pub use retention::{Retention, RetentionConfig};
