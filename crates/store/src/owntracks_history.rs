@@ -1,7 +1,7 @@
 //! Deleting OwnTracks history: one point, and each user's retention (`ot_retention`, days of
 //! history kept) with the purge that enforces it.
 //!
-//! Every delete here goes through `locations`/`location_raw` by primary-key ranges and in
+//! Every delete here goes through `locations`/`location_raw` and `location_log` by key ranges and in
 //! small jobs ([`crate::owntracks::delete_oldest`]), so a long purge never holds the writer
 //! from logins and ingest. Kept apart from the write path (`owntracks.rs`): what deletes a
 //! point lives here, next to the range deletes it shares its helper with.

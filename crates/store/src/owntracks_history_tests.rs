@@ -91,7 +91,8 @@ async fn raw_count(store: &Store, device_id: i64) -> i64 {
     store
         .read(move |c| {
             Ok(c.query_row(
-                "SELECT count(*) FROM location_raw WHERE device_id = ?1",
+                "SELECT (SELECT count(*) FROM location_raw WHERE device_id = ?1)
+                      + (SELECT count(*) FROM location_log WHERE device_id = ?1)",
                 [device_id],
                 |r| r.get(0),
             )?)

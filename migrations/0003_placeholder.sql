@@ -1,3 +1,0 @@
--- Placeholder on branch ot-keys only: version 3 belongs to another branch of issue 12.
--- Migrations must be numbered without gaps (crates/store/build.rs), so this empty file keeps
--- 0004 buildable here. Delete it when merging that branch's 0003 (the build refuses two 0003s).
