@@ -20,6 +20,11 @@
 //! they missed (live views). Any of them can opt in to the app's own publishes
 //! ([`Origins::ALL`]).
 //!
+//! What reaches a subscriber: what its filters match and
+//! [`porchlight_domain::acl::may_receive`] lets through, checked when each message is about
+//! to be written to it (rmqtt's `MessageExpiryCheck` hook), against the friendships the app
+//! keeps current in [`BrokerConfig::friendships`].
+//!
 //! Every broker has its own rmqtt `ServerContext`, so several brokers can run in one process
 //! (see the crate tests). rmqtt's only process-wide state we know of is the cached CPU
 //! "busy" flag, which we switch off.
@@ -45,7 +50,7 @@ use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
 pub use bytes::Bytes;
-pub use porchlight_domain::acl::{Identity, LoginMethod, Role};
+pub use porchlight_domain::acl::{Friendships, Grant, Identity, LoginMethod, Role};
 
 use crate::bus::BusImpl;
 pub use crate::bus::{Ack, Delivery, Watch, Watched};
@@ -81,6 +86,12 @@ pub struct BrokerConfig {
     /// included), so keep this well below the clients' keep-alive (rmqtt closes a connection
     /// silent for 1.5 × its keep-alive; a client closes one whose PINGRESP does not come).
     pub commit_timeout: Duration,
+    /// Who granted whom the sight of their OwnTracks topics, kept current by the app. Read at
+    /// each SUBSCRIBE naming another user and at each delivery to a user of a message on
+    /// another user's topic ([`porchlight_domain::acl::may_receive`]), so a grant or a revoke
+    /// applies to existing subscriptions (and queued messages) at once, without reconnecting.
+    /// Default: nobody granted anybody.
+    pub friendships: tokio::sync::watch::Receiver<Arc<Friendships>>,
 }
 
 impl BrokerConfig {
@@ -96,6 +107,7 @@ impl BrokerConfig {
             data_dir,
             tls: None,
             commit_timeout: Duration::from_secs(10),
+            friendships: tokio::sync::watch::channel(Arc::default()).1,
         }
     }
 }
@@ -521,6 +533,7 @@ impl Broker {
             config.max_payload,
             max_connections,
             config.commit_timeout,
+            config.friendships.clone(),
         ));
         let bus = Arc::new(BusImpl::new(scx.clone(), state.clone()));
         let handler = HookHandler::new(scx.clone(), state.clone());
@@ -535,6 +548,7 @@ impl Broker {
             Type::MessagePublishCheckAcl,
             Type::MessagePublish,
             Type::MessageDropped,
+            Type::MessageExpiryCheck,
         ] {
             register.add(typ, Box::new(handler.clone())).await;
         }
