@@ -135,7 +135,7 @@ pub async fn list(
     let params = Params::new(&method, &headers, query, &body);
     let devices = state
         .store
-        .owntracks_devices(visible_users(&caller))
+        .owntracks_devices(visible_users(&caller, &state.friends.snapshot()))
         .await?;
     let results: Vec<String> = match (params.get("user"), params.get("device")) {
         (None, _) => {
@@ -166,7 +166,7 @@ pub async fn monitor(
 ) -> ApiResult<String> {
     let latest = state
         .store
-        .owntracks_devices(visible_users(&caller))
+        .owntracks_devices(visible_users(&caller, &state.friends.snapshot()))
         .await?
         .into_iter()
         .max_by_key(|d| d.last_seen_at);
@@ -194,7 +194,11 @@ pub async fn last(
     let (user, device) = (params.get("user"), params.get("device"));
     let fields = params.fields();
     let mut out = Vec::new();
-    for last in state.store.last_locations(visible_users(&caller)).await? {
+    for last in state
+        .store
+        .last_locations(visible_users(&caller, &state.friends.snapshot()))
+        .await?
+    {
         if user.is_some_and(|u| !u.eq_ignore_ascii_case(&last.device.username))
             || device.is_some_and(|d| !d.eq_ignore_ascii_case(&last.device.name))
         {
@@ -385,7 +389,7 @@ async fn find_device(
 ) -> ApiResult<Option<OwnTracksDevice>> {
     Ok(state
         .store
-        .owntracks_devices(visible_users(caller))
+        .owntracks_devices(visible_users(caller, &state.friends.snapshot()))
         .await?
         .into_iter()
         .find(|d| d.username.eq_ignore_ascii_case(user) && d.name.eq_ignore_ascii_case(device)))
