@@ -256,11 +256,11 @@ pub fn may_receive(id: &Identity, topic: &str, friends: &Friendships) -> bool {
             else {
                 return false;
             };
-            let shared = match (levels.next(), levels.next()) {
-                (None, _) => true,
-                (Some("info" | "event"), None) => true,
-                _ => false,
-            };
+            // The location view: the device topic itself, its card and its transitions.
+            let shared = matches!(
+                (levels.next(), levels.next()),
+                (None, _) | (Some("info" | "event"), None)
+            );
             shared
                 && !device.is_empty()
                 && is_literal_level(owner)

@@ -159,7 +159,7 @@ mod tests {
                 .create_user(
                     name,
                     Role::User,
-                    &Secret::new(&format!("{name} password 1")),
+                    &Secret::new(format!("{name} password 1")),
                     UNIX_EPOCH,
                 )
                 .await
