@@ -24,9 +24,10 @@
 //! in the Recorder). User and device names match regardless of ASCII case (the Recorder
 //! lowercases them).
 //!
-//! Visibility: a user sees their own users/devices, an admin all. A user or device the caller
-//! may not see answers exactly as one that does not exist (the Recorder's empty answers), so
-//! the API never reveals whether another user's device exists.
+//! Visibility: a user sees their own users/devices and their friends' (`visibility.rs`), an
+//! admin all. A user or device the caller may not see answers exactly as one that does not
+//! exist (the Recorder's empty answers), so the API never reveals whether another user's
+//! device exists.
 //!
 //! Bounds: a window answers at most [`MAX_ROWS`] points; a larger window without `limit` is
 //! refused with 400 (narrow it or pass `limit`), never streamed unbounded.
