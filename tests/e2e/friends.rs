@@ -265,6 +265,10 @@ async fn alice_sees_bob_only_while_friends_in_the_api_the_websocket_and_the_brok
         get_json(&s, &alice, "/api/0/list").await["results"],
         json!(["alice", "bob"])
     );
+    // carol grants bob, not alice: nothing changes for alice (no new snapshot either).
+    let carol = signed_in(&s, "carol").await;
+    let r = s.call(&carol, Method::PUT, "/api/friends/bob", None).await;
+    assert_eq!(r.status(), 201);
     carol_phone
         .publish_acked("owntracks/carol/phone", location(52.2, 1_764_000_020))
         .await;
@@ -272,7 +276,12 @@ async fn alice_sees_bob_only_while_friends_in_the_api_the_websocket_and_the_brok
         .publish_acked("owntracks/bob/phone", location(52.1, 1_764_000_021))
         .await;
     let (_, before) = until(&mut socket, |m| is_location_of(m, "bob", 1_764_000_021)).await;
-    assert!(before.iter().all(|m| m["user"] != "carol"), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|m| m["user"] != "carol" && m["type"] != "snapshot"),
+        "{before:?}"
+    );
     assert!(
         watcher.until_topic("owntracks/bob/phone").await.is_empty(),
         "bob's point reaches alice's existing subscription; carol's does not"

@@ -10,8 +10,8 @@
 //!   service committed ([`crate::owntracks::live`]) about a device the viewer may see
 //!   ([`super::visibility::may_see`], the one visibility rule, with the friendships of that
 //!   moment);
-//! - `snapshot` again whenever the friendships change (a grant or a revoke, anyone's): the
-//!   viewer's visible devices re-read, to replace what the client shows (a revoked friend's
+//! - `snapshot` again whenever the users the viewer may see change (a grant to them or a
+//!   revoke of one): the viewer's visible devices re-read, to replace what the client shows (a revoked friend's
 //!   devices disappear, a new friend's appear); events are filtered by the new set from then
 //!   on, without reconnecting;
 //! - `resync` with `missed`: this viewer fell behind by more than the feed holds and lost that
@@ -64,6 +64,7 @@ pub async fn live(
         let mut conn = Viewer {
             socket,
             closing,
+            visible: visible_set(&viewer, &now_friends),
             user: viewer,
             friends,
             store,
@@ -93,7 +94,18 @@ struct Viewer {
     user: User,
     /// The server's friendships: read for each event, and a change sends a new snapshot.
     friends: watch::Receiver<Arc<Friendships>>,
+    /// Whose devices the last snapshot showed (sorted; `None`: everyone's), so a change of
+    /// other people's friendships sends no new snapshot.
+    visible: Option<Vec<i64>>,
     store: Store,
+}
+
+/// [`visible_users`], sorted, to compare.
+fn visible_set(viewer: &User, friends: &Friendships) -> Option<Vec<i64>> {
+    visible_users(viewer, friends).map(|mut users| {
+        users.sort_unstable();
+        users
+    })
 }
 
 /// What woke a viewer's loop.
@@ -168,6 +180,11 @@ impl Viewer {
                 }
                 Next::FriendsChanged => {
                     let friends = Arc::clone(&self.friends.borrow_and_update());
+                    let visible = visible_set(&self.user, &friends);
+                    if visible == self.visible {
+                        continue;
+                    }
+                    self.visible = visible;
                     match visible_devices(&self.store, &self.user, &friends).await {
                         Ok(devices) => self.send(&LiveMessage::Snapshot { devices }).await?,
                         Err(e) => {
