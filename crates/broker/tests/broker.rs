@@ -640,6 +640,51 @@ async fn a_friend_receives_the_location_view_only_while_granted_without_resubscr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_on_subscribe_follow_the_same_rule() {
+    let (_friends, rx) = tokio::sync::watch::channel(bob_grants_alice());
+    let (broker, _gk, _dir) = start_config(|c| c.friendships = rx).await;
+    let addr = broker.local_addr();
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+    let mut admin = Client::connect(addr, "admin-tool", "admin").await;
+    // Each retained once acknowledged (rmqtt stores it before the PUBACK).
+    async fn publish_retained(client: &mut Client, topic: &str, payload: &'static str) {
+        client
+            .client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await
+            .unwrap();
+        loop {
+            match client.next().await {
+                Some(Ok(Packet::PubAck(_))) => return,
+                Some(Ok(_)) => {}
+                other => panic!("no PUBACK for {topic}: {other:?}"),
+            }
+        }
+    }
+    publish_retained(&mut bob, "owntracks/bob/phone", "bob-last").await;
+    publish_retained(&mut bob, "owntracks/bob/phone/cmd", "bob-cmd").await;
+    publish_retained(&mut admin, "owntracks/carol/phone", "carol-last").await;
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    assert_eq!(
+        alice.subscribe("owntracks/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+    let p = alice.expect_publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.retain),
+        ("owntracks/bob/phone", &b"bob-last"[..], true)
+    );
+    assert!(
+        alice
+            .next_publish_within(Duration::from_millis(400))
+            .await
+            .is_none(),
+        "neither carol's retained location nor bob's retained command"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_sees_allowed_publishes_only_and_reaches_subscribers() {
     let (broker, gk, _dir) = start().await;
     let addr = broker.local_addr();
