@@ -96,7 +96,7 @@ pub(crate) struct State {
     commit_timeout: Duration,
     /// The app's current friendships (who may receive whose OwnTracks topics); a snapshot is
     /// borrowed briefly per SUBSCRIBE and per delivery, never across an await.
-    friendships: tokio::sync::watch::Receiver<Arc<Friendships>>,
+    pub(crate) friendships: tokio::sync::watch::Receiver<Arc<Friendships>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -193,7 +193,7 @@ impl State {
 
 /// The identity a session was accepted with (`None` only between rmqtt storing a new session
 /// and our `ClientConnack` hook).
-async fn session_identity(session: &Session) -> Option<Arc<Identity>> {
+pub(crate) async fn session_identity(session: &Session) -> Option<Arc<Identity>> {
     session
         .extra_attrs
         .read()

@@ -23,13 +23,15 @@
 //! What reaches a subscriber: what its filters match and
 //! [`porchlight_domain::acl::may_receive`] lets through, checked when each message is about
 //! to be written to it (rmqtt's `MessageExpiryCheck` hook), against the friendships the app
-//! keeps current in [`BrokerConfig::friendships`].
+//! keeps current in [`BrokerConfig::friendships`]. A new grant also sends the owner's
+//! retained OwnTracks messages to the viewer's existing sessions, as a SUBSCRIBE would.
 //!
 //! Every broker has its own rmqtt `ServerContext`, so several brokers can run in one process
 //! (see the crate tests). rmqtt's only process-wide state we know of is the cached CPU
 //! "busy" flag, which we switch off.
 
 mod bus;
+mod grants;
 mod hooks;
 mod refusals;
 mod retain;
@@ -463,6 +465,11 @@ impl BoundBroker {
             flag.store(false, Ordering::SeqCst);
         });
         let flusher = tokio::spawn(retainer.clone().flush_loop());
+        let grants = tokio::spawn(grants::follow(
+            scx.clone(),
+            state.clone(),
+            state.friendships.clone(),
+        ));
         tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
         Broker {
             scx,
@@ -474,6 +481,7 @@ impl BoundBroker {
             task,
             retainer,
             flusher,
+            grants,
         }
     }
 }
@@ -491,6 +499,9 @@ pub struct Broker {
     retainer: Arc<retain::Retainer>,
     /// Writes retained-message changes to disk; stopped and awaited by `shutdown`.
     flusher: JoinHandle<()>,
+    /// Sends a new friend's retained messages to the viewer's sessions (`grants.rs`); aborted
+    /// by `shutdown` and on drop.
+    grants: JoinHandle<()>,
 }
 
 impl fmt::Debug for Broker {
@@ -657,6 +668,7 @@ impl Broker {
     pub async fn shutdown(mut self) {
         self.running.store(false, Ordering::SeqCst);
         self.task.abort();
+        self.grants.abort();
         self.state.refusals.flush();
         let kicked = self.kick_where(|_| true).await;
         // Let the flusher finish a write in progress, then write what changed since.
@@ -694,6 +706,7 @@ impl Drop for Broker {
         // Without `shutdown`, retained-message changes of the last flush delay are lost.
         self.task.abort();
         self.flusher.abort();
+        self.grants.abort();
     }
 }
 

@@ -646,21 +646,6 @@ async fn retained_messages_on_subscribe_follow_the_same_rule() {
     let addr = broker.local_addr();
     let mut bob = Client::connect(addr, "bob-phone", "bob").await;
     let mut admin = Client::connect(addr, "admin-tool", "admin").await;
-    // Each retained once acknowledged (rmqtt stores it before the PUBACK).
-    async fn publish_retained(client: &mut Client, topic: &str, payload: &'static str) {
-        client
-            .client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
-            .await
-            .unwrap();
-        loop {
-            match client.next().await {
-                Some(Ok(Packet::PubAck(_))) => return,
-                Some(Ok(_)) => {}
-                other => panic!("no PUBACK for {topic}: {other:?}"),
-            }
-        }
-    }
     publish_retained(&mut bob, "owntracks/bob/phone", "bob-last").await;
     publish_retained(&mut bob, "owntracks/bob/phone/cmd", "bob-cmd").await;
     publish_retained(&mut admin, "owntracks/carol/phone", "carol-last").await;
@@ -682,6 +667,68 @@ async fn retained_messages_on_subscribe_follow_the_same_rule() {
         "neither carol's retained location nor bob's retained command"
     );
     broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_sends_the_owners_retained_location_and_card_to_existing_subscriptions() {
+    let (friends, rx) = tokio::sync::watch::channel(Arc::new(Friendships::default()));
+    let (broker, _gk, _dir) = start_config(|c| c.friendships = rx).await;
+    let addr = broker.local_addr();
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+    let mut admin = Client::connect(addr, "admin-tool", "admin").await;
+    publish_retained(&mut bob, "owntracks/bob/phone", "bob-last").await;
+    publish_retained(&mut bob, "owntracks/bob/phone/info", "bob-card").await;
+    publish_retained(&mut bob, "owntracks/bob/phone/cmd", "bob-cmd").await;
+    publish_retained(&mut admin, "owntracks/carol/phone", "carol-last").await;
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    for filter in ["owntracks/+/+", "owntracks/+/+/info"] {
+        assert_eq!(
+            alice.subscribe(filter, QoS::AtLeastOnce).await,
+            SubscribeReasonCode::Success(QoS::AtLeastOnce)
+        );
+    }
+    let quiet = Duration::from_millis(400);
+    assert!(alice.next_publish_within(quiet).await.is_none());
+
+    friends.send_replace(bob_grants_alice());
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = alice.expect_publish().await;
+        assert!(p.retain);
+        got.push((
+            p.topic.clone(),
+            String::from_utf8(p.payload.to_vec()).unwrap(),
+        ));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("owntracks/bob/phone".to_owned(), "bob-last".to_owned()),
+            ("owntracks/bob/phone/info".to_owned(), "bob-card".to_owned()),
+        ]
+    );
+    assert!(
+        alice.next_publish_within(quiet).await.is_none(),
+        "not bob's command, not carol's location"
+    );
+    broker.shutdown().await;
+}
+
+/// Publishes a retained QoS 1 message and waits for its PUBACK (rmqtt keeps it before that).
+async fn publish_retained(client: &mut Client, topic: &str, payload: &'static str) {
+    client
+        .client
+        .publish(topic, QoS::AtLeastOnce, true, payload)
+        .await
+        .unwrap();
+    loop {
+        match client.next().await {
+            Some(Ok(Packet::PubAck(_))) => return,
+            Some(Ok(_)) => {}
+            other => panic!("no PUBACK for {topic}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,6 +150,22 @@ impl Friendships {
             .is_some_and(|(_, names)| names.contains(owner))
     }
 
+    /// The grants here that `earlier` did not have, as `(owner name, viewer id)`, sorted.
+    pub fn added_since(&self, earlier: &Friendships) -> Vec<(String, i64)> {
+        let mut added: Vec<(String, i64)> = self
+            .by_viewer
+            .iter()
+            .flat_map(|(viewer, (_, names))| {
+                names
+                    .iter()
+                    .filter(|owner| !earlier.grants_by_name(owner, *viewer))
+                    .map(|owner| (owner.clone(), *viewer))
+            })
+            .collect();
+        added.sort();
+        added
+    }
+
     /// The users who granted `viewer_id` the sight of their devices (any order).
     pub fn owners_for(&self, viewer_id: i64) -> Vec<i64> {
         self.by_viewer
@@ -422,6 +438,23 @@ mod tests {
         assert!(!friends.grants(1, 2) && !friends.grants_by_name("alice", 2));
         assert_eq!(friends.owners_for(1), vec![2]);
         assert!(friends.owners_for(2).is_empty());
+        let more = Friendships::new([
+            Grant {
+                owner_id: 2,
+                owner: "bob".into(),
+                viewer_id: 1,
+            },
+            Grant {
+                owner_id: 3,
+                owner: "carol".into(),
+                viewer_id: 1,
+            },
+        ]);
+        assert_eq!(more.added_since(&friends), vec![("carol".into(), 1)]);
+        assert!(
+            friends.added_since(&more).is_empty(),
+            "a revoke adds nothing"
+        );
     }
 
     #[test]
