@@ -12,6 +12,7 @@ mod bus;
 mod connections;
 mod crash;
 mod floods;
+mod friends;
 mod guessing;
 mod ha_discovery;
 mod live;

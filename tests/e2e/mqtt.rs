@@ -250,14 +250,16 @@ async fn users_only_see_and_write_their_own_topics() {
         SubscribeReasonCode::Failure
     );
     assert_eq!(alice.subscribe("#").await, SubscribeReasonCode::Failure);
-    assert_eq!(
+    // Wildcard user levels are accepted (the OwnTracks apps subscribe to `owntracks/+/+`);
+    // delivery holds back what is not hers (and not a friend's), checked below.
+    assert!(matches!(
         alice.subscribe("owntracks/#").await,
-        SubscribeReasonCode::Failure
-    );
-    assert_eq!(
+        SubscribeReasonCode::Success(_)
+    ));
+    assert!(matches!(
         alice.subscribe("owntracks/+/phone").await,
-        SubscribeReasonCode::Failure
-    );
+        SubscribeReasonCode::Success(_)
+    ));
     assert!(matches!(
         alice.subscribe("owntracks/alice/#").await,
         SubscribeReasonCode::Success(_)
@@ -301,7 +303,7 @@ async fn users_only_see_and_write_their_own_topics() {
             .iter()
             .filter(|r| r["kind"] == "mqtt_publish_denied")
             .count();
-        (denied_subs >= 4 && denied_pubs >= 1).then_some(rows)
+        (denied_subs >= 2 && denied_pubs >= 1).then_some(rows)
     })
     .await;
     assert!(rows.iter().any(|r| r["kind"] == "mqtt_publish_denied"

@@ -17,6 +17,13 @@
 //! - The session limit is checked before authentication, without telling any hook; the
 //!   `ClientConnect` hook applies the same test just before and counts such refusals.
 //!
+//! Delivery to a subscriber (rmqtt 0.24.0's `session.rs`, `deliver`): every message written
+//! to a client (live, queued while it was offline, retained on subscribe, resent in-flight)
+//! first runs the `MessageExpiryCheck` hook; answering `HookResult::MessageExpiry` drops it
+//! (reported to `MessageDropped` as `MessageExpiration`). That is where a user's wildcard
+//! subscription is held to [`acl::may_receive`], with the friendships of that moment; those
+//! refusals are not counted as drops. (`MessageDelivered` cannot refuse, only rewrite.)
+//!
 //! Commit before ack (ADR 0008), from rmqtt 0.24.0's `session.rs`:
 //! - Each connection is one task running one packet at a time: a PUBLISH is handled inline
 //!   (`process_publish` → `publish` → `_publish`), which awaits the `MessagePublishCheckAcl`
@@ -42,7 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use porchlight_domain::acl::{self, Identity};
+use porchlight_domain::acl::{self, Friendships, Identity};
 use rmqtt::codec::types::QoS;
 use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::context::ServerContext;
@@ -50,7 +57,7 @@ use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{
     AuthResult, ClientId, ConnectInfo, FromType, Id, LastWill, PublishAclResult, PublishResult,
-    SubscribeAclResult,
+    Reason, SubscribeAclResult,
 };
 
 use crate::bus::{Consumers, NotCommitted};
@@ -87,6 +94,9 @@ pub(crate) struct State {
     pub(crate) refusals: Arc<Refusals>,
     /// How long a QoS 1/2 client publish waits for its acked consumers to commit.
     commit_timeout: Duration,
+    /// The app's current friendships (who may receive whose OwnTracks topics); a snapshot is
+    /// borrowed briefly per SUBSCRIBE and per delivery, never across an await.
+    pub(crate) friendships: tokio::sync::watch::Receiver<Arc<Friendships>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -99,9 +109,11 @@ impl State {
         max_payload: usize,
         max_connections: usize,
         commit_timeout: Duration,
+        friendships: tokio::sync::watch::Receiver<Arc<Friendships>>,
     ) -> Self {
         Self {
             commit_timeout,
+            friendships,
             refusals: Refusals::new(gatekeeper.clone(), max_connections),
             gatekeeper,
             max_payload,
@@ -154,6 +166,19 @@ impl State {
             .collect()
     }
 
+    /// The friendships of this moment.
+    fn friendships(&self) -> Arc<Friendships> {
+        Arc::clone(&self.friendships.borrow())
+    }
+
+    /// The identity owning the session `id`, if it is the current one.
+    fn identity_of(&self, id: &Id) -> Option<Arc<Identity>> {
+        self.live()
+            .get(&*id.client_id)
+            .filter(|l| l.id == *id)
+            .map(|l| l.identity.clone())
+    }
+
     pub(crate) fn forget(&self, id: &Id) {
         let mut live = self.live();
         if live.get(&*id.client_id).is_some_and(|l| l.id == *id) {
@@ -168,7 +193,7 @@ impl State {
 
 /// The identity a session was accepted with (`None` only between rmqtt storing a new session
 /// and our `ClientConnack` hook).
-async fn session_identity(session: &Session) -> Option<Arc<Identity>> {
+pub(crate) async fn session_identity(session: &Session) -> Option<Arc<Identity>> {
     session
         .extra_attrs
         .read()
@@ -390,9 +415,10 @@ impl HookHandler {
     ) -> SubscribeAclResult {
         let id = &session.id;
         let identity = session_identity(session).await;
+        let friendships = self.state.friendships();
         if let Some(identity) = identity
             .as_ref()
-            .filter(|i| acl::may_subscribe(i, &sub.topic_filter))
+            .filter(|i| acl::may_subscribe(i, &sub.topic_filter, &friendships))
         {
             tracing::debug!(client_id = %id.client_id, username = %identity.username, filter = %sub.topic_filter, "subscribed");
             return SubscribeAclResult::new_success(sub.opts.qos(), None);
@@ -406,6 +432,14 @@ impl HookHandler {
         });
         SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
     }
+}
+
+/// May the message on `topic` be written to the session's client now?
+async fn may_deliver(state: &State, session: &Session, topic: &str) -> bool {
+    let Some(identity) = session_identity(session).await else {
+        return false;
+    };
+    acl::may_receive(&identity, topic, &state.friendships())
 }
 
 #[async_trait]
@@ -480,6 +514,22 @@ impl Handler for HookHandler {
                     .consumers
                     .dispatch(inbound(publish, Origin::Will, identity, &from.id), None)
                     .await;
+                (true, acc)
+            }
+            Parameter::MessageExpiryCheck(session, _, publish) => {
+                if may_deliver(&self.state, session, &publish.topic).await {
+                    (true, acc)
+                } else {
+                    tracing::trace!(client_id = %session.id.client_id, topic = %publish.topic, "delivery withheld");
+                    (false, Some(HookResult::MessageExpiry))
+                }
+            }
+            Parameter::MessageDropped(Some(to), _, publish, Reason::MessageExpiration)
+                if self.state.identity_of(to).is_some_and(|identity| {
+                    !acl::may_receive(&identity, &publish.topic, &self.state.friendships())
+                }) =>
+            {
+                // Withheld by `MessageExpiryCheck` above: not a loss.
                 (true, acc)
             }
             Parameter::MessageDropped(to, from, publish, reason) => {

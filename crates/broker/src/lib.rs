@@ -20,11 +20,18 @@
 //! they missed (live views). Any of them can opt in to the app's own publishes
 //! ([`Origins::ALL`]).
 //!
+//! What reaches a subscriber: what its filters match and
+//! [`porchlight_domain::acl::may_receive`] lets through, checked when each message is about
+//! to be written to it (rmqtt's `MessageExpiryCheck` hook), against the friendships the app
+//! keeps current in [`BrokerConfig::friendships`]. A new grant also sends the owner's
+//! retained OwnTracks messages to the viewer's existing sessions, as a SUBSCRIBE would.
+//!
 //! Every broker has its own rmqtt `ServerContext`, so several brokers can run in one process
 //! (see the crate tests). rmqtt's only process-wide state we know of is the cached CPU
 //! "busy" flag, which we switch off.
 
 mod bus;
+mod grants;
 mod hooks;
 mod refusals;
 mod retain;
@@ -45,7 +52,7 @@ use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
 pub use bytes::Bytes;
-pub use porchlight_domain::acl::{Identity, LoginMethod, Role};
+pub use porchlight_domain::acl::{Friendships, Grant, Identity, LoginMethod, Role};
 
 use crate::bus::BusImpl;
 pub use crate::bus::{Ack, Delivery, Watch, Watched};
@@ -81,6 +88,12 @@ pub struct BrokerConfig {
     /// included), so keep this well below the clients' keep-alive (rmqtt closes a connection
     /// silent for 1.5 × its keep-alive; a client closes one whose PINGRESP does not come).
     pub commit_timeout: Duration,
+    /// Who granted whom the sight of their OwnTracks topics, kept current by the app. Read at
+    /// each SUBSCRIBE naming another user and at each delivery to a user of a message on
+    /// another user's topic ([`porchlight_domain::acl::may_receive`]), so a grant or a revoke
+    /// applies to existing subscriptions (and queued messages) at once, without reconnecting.
+    /// Default: nobody granted anybody.
+    pub friendships: tokio::sync::watch::Receiver<Arc<Friendships>>,
 }
 
 impl BrokerConfig {
@@ -96,6 +109,7 @@ impl BrokerConfig {
             data_dir,
             tls: None,
             commit_timeout: Duration::from_secs(10),
+            friendships: tokio::sync::watch::channel(Arc::default()).1,
         }
     }
 }
@@ -451,6 +465,11 @@ impl BoundBroker {
             flag.store(false, Ordering::SeqCst);
         });
         let flusher = tokio::spawn(retainer.clone().flush_loop());
+        let grants = tokio::spawn(grants::follow(
+            scx.clone(),
+            state.clone(),
+            state.friendships.clone(),
+        ));
         tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
         Broker {
             scx,
@@ -462,6 +481,7 @@ impl BoundBroker {
             task,
             retainer,
             flusher,
+            grants,
         }
     }
 }
@@ -479,6 +499,9 @@ pub struct Broker {
     retainer: Arc<retain::Retainer>,
     /// Writes retained-message changes to disk; stopped and awaited by `shutdown`.
     flusher: JoinHandle<()>,
+    /// Sends a new friend's retained messages to the viewer's sessions (`grants.rs`); aborted
+    /// by `shutdown` and on drop.
+    grants: JoinHandle<()>,
 }
 
 impl fmt::Debug for Broker {
@@ -521,6 +544,7 @@ impl Broker {
             config.max_payload,
             max_connections,
             config.commit_timeout,
+            config.friendships.clone(),
         ));
         let bus = Arc::new(BusImpl::new(scx.clone(), state.clone()));
         let handler = HookHandler::new(scx.clone(), state.clone());
@@ -535,6 +559,7 @@ impl Broker {
             Type::MessagePublishCheckAcl,
             Type::MessagePublish,
             Type::MessageDropped,
+            Type::MessageExpiryCheck,
         ] {
             register.add(typ, Box::new(handler.clone())).await;
         }
@@ -643,6 +668,7 @@ impl Broker {
     pub async fn shutdown(mut self) {
         self.running.store(false, Ordering::SeqCst);
         self.task.abort();
+        self.grants.abort();
         self.state.refusals.flush();
         let kicked = self.kick_where(|_| true).await;
         // Let the flusher finish a write in progress, then write what changed since.
@@ -680,6 +706,7 @@ impl Drop for Broker {
         // Without `shutdown`, retained-message changes of the last flush delay are lost.
         self.task.abort();
         self.flusher.abort();
+        self.grants.abort();
     }
 }
 

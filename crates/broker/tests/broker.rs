@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use porchlight_broker::{
-    AuditEvent, Broker, BrokerConfig, Credentials, Delivery, Error, Gatekeeper, Identity, Inbound,
-    LoginMethod, Origin, Origins, Refusal, Role, Watched,
+    AuditEvent, Broker, BrokerConfig, Credentials, Delivery, Error, Friendships, Gatekeeper, Grant,
+    Identity, Inbound, LoginMethod, Origin, Origins, Refusal, Role, Watched,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -501,9 +501,10 @@ async fn acl_keeps_users_apart() {
         alice.subscribe("#", QoS::AtLeastOnce).await,
         SubscribeReasonCode::Failure
     );
+    // A wildcard user level is accepted; delivery then keeps bob's messages from alice.
     assert_eq!(
         alice.subscribe("owntracks/+/phone", QoS::AtLeastOnce).await,
-        SubscribeReasonCode::Failure
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
     );
     assert_eq!(
         alice.subscribe("owntracks/alice/#", QoS::AtLeastOnce).await,
@@ -553,14 +554,181 @@ async fn acl_keeps_users_apart() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        denied_subs,
-        vec!["owntracks/bob/#", "#", "owntracks/+/phone"]
-    );
+    assert_eq!(denied_subs, vec!["owntracks/bob/#", "#"]);
     assert!(events.iter().any(|e| matches!(e,
         AuditEvent::PublishDenied { topic, client_id, .. }
             if topic == "owntracks/bob/phone" && client_id == "alice-phone")));
     broker.shutdown().await;
+}
+
+/// bob (2) granting alice (1), as the app hands it to the broker.
+fn bob_grants_alice() -> Arc<Friendships> {
+    Arc::new(Friendships::new([Grant {
+        owner_id: 2,
+        owner: "bob".into(),
+        viewer_id: 1,
+    }]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friend_receives_the_location_view_only_while_granted_without_resubscribing() {
+    let (friends, rx) = tokio::sync::watch::channel(Arc::new(Friendships::default()));
+    let (broker, _gk, _dir) = start_config(|c| c.friendships = rx).await;
+    let addr = broker.local_addr();
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    let bob = Client::connect(addr, "bob-phone", "bob").await;
+    let admin = Client::connect(addr, "admin-tool", "admin").await;
+    let publish = |client: &Client, topic: &'static str, payload: &'static str| {
+        let c = client.client.clone();
+        async move {
+            c.publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap()
+        }
+    };
+    let quiet = Duration::from_millis(400);
+
+    assert_eq!(
+        alice.subscribe("owntracks/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+    assert_eq!(
+        alice.subscribe("owntracks/bob/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Failure,
+        "not a friend yet"
+    );
+    publish(&bob, "owntracks/bob/phone", "before").await;
+    publish(&alice, "owntracks/alice/phone", "own").await;
+    let p = alice.expect_publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..]),
+        ("owntracks/alice/phone", &b"own"[..]),
+        "her own topics come through owntracks/#, bob's do not"
+    );
+    assert!(alice.next_publish_within(quiet).await.is_none());
+
+    friends.send_replace(bob_grants_alice());
+    publish(&bob, "owntracks/bob/phone", "granted").await;
+    publish(&bob, "owntracks/bob/phone/info", "card").await;
+    publish(&bob, "owntracks/bob/phone/event", "transition").await;
+    publish(&bob, "owntracks/bob/phone/waypoints", "regions").await;
+    publish(&admin, "owntracks/carol/phone", "carol").await;
+    for (topic, payload) in [
+        ("owntracks/bob/phone", "granted"),
+        ("owntracks/bob/phone/info", "card"),
+        ("owntracks/bob/phone/event", "transition"),
+    ] {
+        let p = alice.expect_publish().await;
+        assert_eq!(
+            (p.topic.as_str(), &p.payload[..]),
+            (topic, payload.as_bytes())
+        );
+    }
+    assert!(
+        alice.next_publish_within(quiet).await.is_none(),
+        "neither bob's waypoints nor carol's location"
+    );
+
+    friends.send_replace(Arc::new(Friendships::default()));
+    publish(&bob, "owntracks/bob/phone", "revoked").await;
+    assert!(
+        alice.next_publish_within(quiet).await.is_none(),
+        "the existing subscription stops at the revoke"
+    );
+    assert_eq!(broker.dropped_messages(), 0, "withheld is not dropped");
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_messages_on_subscribe_follow_the_same_rule() {
+    let (_friends, rx) = tokio::sync::watch::channel(bob_grants_alice());
+    let (broker, _gk, _dir) = start_config(|c| c.friendships = rx).await;
+    let addr = broker.local_addr();
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+    let mut admin = Client::connect(addr, "admin-tool", "admin").await;
+    publish_retained(&mut bob, "owntracks/bob/phone", "bob-last").await;
+    publish_retained(&mut bob, "owntracks/bob/phone/cmd", "bob-cmd").await;
+    publish_retained(&mut admin, "owntracks/carol/phone", "carol-last").await;
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    assert_eq!(
+        alice.subscribe("owntracks/#", QoS::AtLeastOnce).await,
+        SubscribeReasonCode::Success(QoS::AtLeastOnce)
+    );
+    let p = alice.expect_publish().await;
+    assert_eq!(
+        (p.topic.as_str(), &p.payload[..], p.retain),
+        ("owntracks/bob/phone", &b"bob-last"[..], true)
+    );
+    assert!(
+        alice
+            .next_publish_within(Duration::from_millis(400))
+            .await
+            .is_none(),
+        "neither carol's retained location nor bob's retained command"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_sends_the_owners_retained_location_and_card_to_existing_subscriptions() {
+    let (friends, rx) = tokio::sync::watch::channel(Arc::new(Friendships::default()));
+    let (broker, _gk, _dir) = start_config(|c| c.friendships = rx).await;
+    let addr = broker.local_addr();
+    let mut bob = Client::connect(addr, "bob-phone", "bob").await;
+    let mut admin = Client::connect(addr, "admin-tool", "admin").await;
+    publish_retained(&mut bob, "owntracks/bob/phone", "bob-last").await;
+    publish_retained(&mut bob, "owntracks/bob/phone/info", "bob-card").await;
+    publish_retained(&mut bob, "owntracks/bob/phone/cmd", "bob-cmd").await;
+    publish_retained(&mut admin, "owntracks/carol/phone", "carol-last").await;
+    let mut alice = Client::connect(addr, "alice-phone", "alice").await;
+    for filter in ["owntracks/+/+", "owntracks/+/+/info"] {
+        assert_eq!(
+            alice.subscribe(filter, QoS::AtLeastOnce).await,
+            SubscribeReasonCode::Success(QoS::AtLeastOnce)
+        );
+    }
+    let quiet = Duration::from_millis(400);
+    assert!(alice.next_publish_within(quiet).await.is_none());
+
+    friends.send_replace(bob_grants_alice());
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = alice.expect_publish().await;
+        assert!(p.retain);
+        got.push((
+            p.topic.clone(),
+            String::from_utf8(p.payload.to_vec()).unwrap(),
+        ));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("owntracks/bob/phone".to_owned(), "bob-last".to_owned()),
+            ("owntracks/bob/phone/info".to_owned(), "bob-card".to_owned()),
+        ]
+    );
+    assert!(
+        alice.next_publish_within(quiet).await.is_none(),
+        "not bob's command, not carol's location"
+    );
+    broker.shutdown().await;
+}
+
+/// Publishes a retained QoS 1 message and waits for its PUBACK (rmqtt keeps it before that).
+async fn publish_retained(client: &mut Client, topic: &str, payload: &'static str) {
+    client
+        .client
+        .publish(topic, QoS::AtLeastOnce, true, payload)
+        .await
+        .unwrap();
+    loop {
+        match client.next().await {
+            Some(Ok(Packet::PubAck(_))) => return,
+            Some(Ok(_)) => {}
+            other => panic!("no PUBACK for {topic}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

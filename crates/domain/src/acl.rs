@@ -1,17 +1,26 @@
 //! Who may publish to and subscribe on which MQTT topics.
 //!
 //! Pure functions, no I/O. The broker asks [`may_publish`] for every client publish (and for
-//! the last-will topic at CONNECT) and [`may_subscribe`] for every subscription filter.
+//! the last-will topic at CONNECT), [`may_subscribe`] for every subscription filter, and
+//! [`may_receive`] for every message about to be delivered to a subscriber (a filter with a
+//! wildcard user level matches other users' topics; this is where they are held back).
 //!
 //! Rules:
 //! - [`Role::Admin`]: any valid topic or filter, including `$`-topics (`$SYS/...`).
-//! - [`Role::User`] `alice`: only `owntracks/alice` and below (`owntracks/alice/#`); the first
-//!   two levels of a filter must be these literal levels, wildcards only after them.
+//! - [`Role::User`] `alice`: publishes only to `owntracks/alice` and below. Receives all of
+//!   `owntracks/alice/#`, plus the location/lwt (`owntracks/bob/<device>`), card (`…/info`)
+//!   and transition (`…/event`) topics of every user who granted her friendship
+//!   ([`Friendships`]); never anything else of theirs (commands, waypoints, dumps). She may
+//!   subscribe to filters whose first level is the literal `owntracks` and whose second is her
+//!   own name, a friend's name, or a wildcard (`owntracks/#`, `owntracks/+/+`: what the
+//!   OwnTracks apps subscribe to); what such a filter delivers is decided per message by
+//!   [`may_receive`], so a revoked friendship stops delivery on existing subscriptions.
 //! - [`Role::HomeAssistant`]: only under `homeassistant/` and `porchlight/` (first level literal).
 //! - Topics and filters starting with `$` only for admins.
 //! - Empty topics, topics with wildcards or NUL, and filters with malformed wildcards are
 //!   refused for everybody.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -97,6 +106,75 @@ pub struct Identity {
     pub login: LoginMethod,
 }
 
+/// One user granting another the sight of their OwnTracks devices.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Grant {
+    /// The user whose devices are shown.
+    pub owner_id: i64,
+    /// The owner's name (the user level of their topics).
+    pub owner: String,
+    /// The user who may see them.
+    pub viewer_id: i64,
+}
+
+/// Every friendship at one moment: who granted whom the sight of their devices. Built once per
+/// change and shared read-only (by id for the HTTP side, by owner name for MQTT topics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Friendships {
+    /// Per viewer: the owners who granted them, by id and by name.
+    by_viewer: HashMap<i64, (HashSet<i64>, HashSet<String>)>,
+}
+
+impl Friendships {
+    pub fn new(grants: impl IntoIterator<Item = Grant>) -> Self {
+        let mut by_viewer: HashMap<i64, (HashSet<i64>, HashSet<String>)> = HashMap::new();
+        for g in grants {
+            let (ids, names) = by_viewer.entry(g.viewer_id).or_default();
+            ids.insert(g.owner_id);
+            names.insert(g.owner);
+        }
+        Friendships { by_viewer }
+    }
+
+    /// Has the user `owner_id` granted `viewer_id` the sight of their devices?
+    pub fn grants(&self, owner_id: i64, viewer_id: i64) -> bool {
+        self.by_viewer
+            .get(&viewer_id)
+            .is_some_and(|(ids, _)| ids.contains(&owner_id))
+    }
+
+    /// Has the user named `owner` granted `viewer_id` the sight of their devices?
+    pub fn grants_by_name(&self, owner: &str, viewer_id: i64) -> bool {
+        self.by_viewer
+            .get(&viewer_id)
+            .is_some_and(|(_, names)| names.contains(owner))
+    }
+
+    /// The grants here that `earlier` did not have, as `(owner name, viewer id)`, sorted.
+    pub fn added_since(&self, earlier: &Friendships) -> Vec<(String, i64)> {
+        let mut added: Vec<(String, i64)> = self
+            .by_viewer
+            .iter()
+            .flat_map(|(viewer, (_, names))| {
+                names
+                    .iter()
+                    .filter(|owner| !earlier.grants_by_name(owner, *viewer))
+                    .map(|owner| (owner.clone(), *viewer))
+            })
+            .collect();
+        added.sort();
+        added
+    }
+
+    /// The users who granted `viewer_id` the sight of their devices (any order).
+    pub fn owners_for(&self, viewer_id: i64) -> Vec<i64> {
+        self.by_viewer
+            .get(&viewer_id)
+            .map(|(ids, _)| ids.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
 /// Top-level topic prefixes the Home Assistant role may use.
 const HOME_ASSISTANT_ROOTS: [&str; 2] = ["homeassistant", "porchlight"];
 
@@ -153,12 +231,58 @@ pub fn may_publish(id: &Identity, topic: &str) -> bool {
     allowed_by_role(id, topic)
 }
 
-/// May `id` subscribe to `filter`?
-pub fn may_subscribe(id: &Identity, filter: &str) -> bool {
+/// May `id` subscribe to `filter`? A user's filter may name a friend (someone in `friends`
+/// who granted them) or have a wildcard as its user level; [`may_receive`] then decides per
+/// message.
+pub fn may_subscribe(id: &Identity, filter: &str, friends: &Friendships) -> bool {
     if !is_valid_filter(filter) {
         return false;
     }
+    if id.role == Role::User && is_literal_level(&id.username) {
+        let mut levels = filter.split('/');
+        if levels.next() == Some("owntracks") {
+            match levels.next() {
+                Some("+" | "#") => return true,
+                Some(owner) if owner != id.username => {
+                    return friends.grants_by_name(owner, id.user_id);
+                }
+                _ => {}
+            }
+        }
+    }
     allowed_by_role(id, filter)
+}
+
+/// May a message on `topic` be delivered to `id`, whose subscription matched it? Users get
+/// their own `owntracks/<name>/…` and, from friends who granted them, the topics a friend's
+/// location view needs: `owntracks/<friend>/<device>` (location, lwt), `…/info` (card) and
+/// `…/event` (transition). Admins get everything; the Home Assistant role what its
+/// subscriptions may match.
+pub fn may_receive(id: &Identity, topic: &str, friends: &Friendships) -> bool {
+    match id.role {
+        Role::Admin => true,
+        Role::HomeAssistant => allowed_by_role(id, topic),
+        Role::User => {
+            if allowed_by_role(id, topic) {
+                return true;
+            }
+            let mut levels = topic.split('/');
+            let (Some("owntracks"), Some(owner), Some(device)) =
+                (levels.next(), levels.next(), levels.next())
+            else {
+                return false;
+            };
+            // The location view: the device topic itself, its card and its transitions.
+            let shared = matches!(
+                (levels.next(), levels.next()),
+                (None, _) | (Some("info" | "event"), None)
+            );
+            shared
+                && !device.is_empty()
+                && is_literal_level(owner)
+                && friends.grants_by_name(owner, id.user_id)
+        }
+    }
 }
 
 /// The role check shared by topics and (already validated) filters: the leading levels that
@@ -234,23 +358,112 @@ mod tests {
         assert!(!may_publish(&alice, "/owntracks/alice"));
     }
 
+    fn none() -> Friendships {
+        Friendships::default()
+    }
+
+    /// bob (id 2) granted alice (id 1).
+    fn bob_grants_alice() -> Friendships {
+        Friendships::new([Grant {
+            owner_id: 2,
+            owner: "bob".into(),
+            viewer_id: 1,
+        }])
+    }
+
     #[test]
     fn user_subscribe() {
         let alice = ident("alice", Role::User);
-        assert!(may_subscribe(&alice, "owntracks/alice/#"));
-        assert!(may_subscribe(&alice, "owntracks/alice"));
-        assert!(may_subscribe(&alice, "owntracks/alice/+"));
-        assert!(may_subscribe(&alice, "owntracks/alice/+/event"));
-        assert!(!may_subscribe(&alice, "owntracks/bob/#"));
-        assert!(!may_subscribe(&alice, "owntracks/+/x"));
-        assert!(!may_subscribe(&alice, "owntracks/+"));
-        assert!(!may_subscribe(&alice, "owntracks/#"));
-        assert!(!may_subscribe(&alice, "#"));
-        assert!(!may_subscribe(&alice, "+/alice/#"));
-        assert!(!may_subscribe(&alice, "+"));
-        assert!(!may_subscribe(&alice, "$SYS/#"));
-        assert!(!may_subscribe(&alice, "$share/g/owntracks/alice/#"));
-        assert!(!may_subscribe(&alice, ""));
+        let may_subscribe = |filter| may_subscribe(&alice, filter, &none());
+        assert!(may_subscribe("owntracks/alice/#"));
+        assert!(may_subscribe("owntracks/alice"));
+        assert!(may_subscribe("owntracks/alice/+"));
+        assert!(may_subscribe("owntracks/alice/+/event"));
+        assert!(!may_subscribe("owntracks/bob/#"));
+        assert!(!may_subscribe("#"));
+        assert!(!may_subscribe("+/alice/#"));
+        assert!(!may_subscribe("+"));
+        assert!(!may_subscribe("$SYS/#"));
+        assert!(!may_subscribe("$share/g/owntracks/alice/#"));
+        assert!(!may_subscribe(""));
+        assert!(!may_subscribe("owntracksx/#"));
+        // Wildcard user levels are accepted: may_receive filters what they match.
+        assert!(may_subscribe("owntracks/+/x"));
+        assert!(may_subscribe("owntracks/+"));
+        assert!(may_subscribe("owntracks/#"));
+        assert!(may_subscribe("owntracks/+/+"));
+    }
+
+    #[test]
+    fn a_friend_may_subscribe_by_name_and_receives_only_the_location_view() {
+        let alice = ident("alice", Role::User);
+        let friends = bob_grants_alice();
+        assert!(may_subscribe(&alice, "owntracks/bob/#", &friends));
+        assert!(!may_subscribe(&alice, "owntracks/carol/#", &friends));
+        for topic in [
+            "owntracks/bob/phone",
+            "owntracks/bob/phone/info",
+            "owntracks/bob/phone/event",
+        ] {
+            assert!(may_receive(&alice, topic, &friends), "{topic}");
+            assert!(!may_receive(&alice, topic, &none()), "{topic}");
+        }
+        for topic in [
+            "owntracks/bob/phone/cmd",
+            "owntracks/bob/phone/waypoints",
+            "owntracks/bob/phone/dump",
+            "owntracks/bob/phone/info/x",
+            "owntracks/bob",
+            "owntracks/bob/",
+            "owntracks/carol/phone",
+            "homeassistant/x",
+        ] {
+            assert!(!may_receive(&alice, topic, &friends), "{topic}");
+        }
+        // Her own topics, all of them; friendship is one-way.
+        assert!(may_receive(&alice, "owntracks/alice/phone/cmd", &none()));
+        let bob = Identity {
+            user_id: 2,
+            ..ident("bob", Role::User)
+        };
+        assert!(!may_receive(&bob, "owntracks/alice/phone", &friends));
+        // Publishing stays own-only.
+        assert!(!may_publish(&alice, "owntracks/bob/phone"));
+    }
+
+    #[test]
+    fn friendships_answer_by_id_and_by_name() {
+        let friends = bob_grants_alice();
+        assert!(friends.grants(2, 1) && friends.grants_by_name("bob", 1));
+        assert!(!friends.grants(1, 2) && !friends.grants_by_name("alice", 2));
+        assert_eq!(friends.owners_for(1), vec![2]);
+        assert!(friends.owners_for(2).is_empty());
+        let more = Friendships::new([
+            Grant {
+                owner_id: 2,
+                owner: "bob".into(),
+                viewer_id: 1,
+            },
+            Grant {
+                owner_id: 3,
+                owner: "carol".into(),
+                viewer_id: 1,
+            },
+        ]);
+        assert_eq!(more.added_since(&friends), vec![("carol".into(), 1)]);
+        assert!(
+            friends.added_since(&more).is_empty(),
+            "a revoke adds nothing"
+        );
+    }
+
+    #[test]
+    fn admins_receive_everything_and_home_assistant_its_own_roots() {
+        let admin = ident("root", Role::Admin);
+        assert!(may_receive(&admin, "owntracks/bob/phone/cmd", &none()));
+        let ha = ident("ha", Role::HomeAssistant);
+        assert!(may_receive(&ha, "homeassistant/status", &none()));
+        assert!(!may_receive(&ha, "owntracks/bob/phone", &none()));
     }
 
     #[test]
@@ -258,11 +471,11 @@ mod tests {
         let admin = ident("root", Role::Admin);
         for bad in ["", "a/#/b", "a#", "a/b#", "a/+b", "+a/b", "##", "a\0b"] {
             assert!(!is_valid_filter(bad), "{bad:?}");
-            assert!(!may_subscribe(&admin, bad), "{bad:?}");
+            assert!(!may_subscribe(&admin, bad, &none()), "{bad:?}");
         }
         for good in ["#", "+", "a/+/b", "a/#", "+/+", "/", "a//b", "$SYS/#"] {
             assert!(is_valid_filter(good), "{good:?}");
-            assert!(may_subscribe(&admin, good), "{good:?}");
+            assert!(may_subscribe(&admin, good, &none()), "{good:?}");
         }
     }
 
@@ -272,8 +485,8 @@ mod tests {
             let weird = ident(name, Role::User);
             let topic = format!("owntracks/{name}/phone");
             assert!(!may_publish(&weird, &topic), "{name:?}");
-            assert!(!may_subscribe(&weird, "owntracks/+/#"), "{name:?}");
-            assert!(!may_subscribe(&weird, "owntracks/#"), "{name:?}");
+            assert!(!may_subscribe(&weird, "owntracks/+/#", &none()), "{name:?}");
+            assert!(!may_subscribe(&weird, "owntracks/#", &none()), "{name:?}");
         }
     }
 
@@ -282,12 +495,12 @@ mod tests {
         let ha = ident("ha", Role::HomeAssistant);
         assert!(may_publish(&ha, "homeassistant/status"));
         assert!(may_publish(&ha, "porchlight/alarm/set"));
-        assert!(may_subscribe(&ha, "homeassistant/#"));
-        assert!(may_subscribe(&ha, "homeassistant/+/+/config"));
-        assert!(may_subscribe(&ha, "porchlight/#"));
-        assert!(!may_subscribe(&ha, "#"));
-        assert!(!may_subscribe(&ha, "+/status"));
-        assert!(!may_subscribe(&ha, "owntracks/#"));
+        assert!(may_subscribe(&ha, "homeassistant/#", &none()));
+        assert!(may_subscribe(&ha, "homeassistant/+/+/config", &none()));
+        assert!(may_subscribe(&ha, "porchlight/#", &none()));
+        assert!(!may_subscribe(&ha, "#", &none()));
+        assert!(!may_subscribe(&ha, "+/status", &none()));
+        assert!(!may_subscribe(&ha, "owntracks/#", &none()));
         assert!(!may_publish(&ha, "owntracks/ha/x"));
         assert!(!may_publish(&ha, "homeassistantx/status"));
         assert!(!may_publish(&ha, "$SYS/broker"));
@@ -314,8 +527,8 @@ mod tests {
         let admin = ident("root", Role::Admin);
         assert!(may_publish(&admin, "anything/at/all"));
         assert!(may_publish(&admin, "$SYS/broker/uptime"));
-        assert!(may_subscribe(&admin, "#"));
-        assert!(may_subscribe(&admin, "$SYS/#"));
+        assert!(may_subscribe(&admin, "#", &none()));
+        assert!(may_subscribe(&admin, "$SYS/#", &none()));
         assert!(!may_publish(&admin, ""));
         assert!(!may_publish(&admin, "a/+"));
     }

@@ -18,6 +18,7 @@
 
 mod audit_sink;
 pub mod config;
+mod friends;
 mod http;
 mod login;
 mod mqtt;
@@ -216,10 +217,19 @@ pub async fn start_with(
     let (audit, audit_writer) =
         audit_sink::AuditSink::start(store.clone(), config.audit.retention());
     let logins = Arc::new(login::LoginGate::new(store.clone()));
+    let friends = friends::Friends::load(store.clone()).await?;
     let bound = match config.mqtt_port() {
-        Some(port) => {
-            Some(bind_broker(&config, port, store.clone(), audit.clone(), logins.clone()).await?)
-        }
+        Some(port) => Some(
+            bind_broker(
+                &config,
+                port,
+                store.clone(),
+                audit.clone(),
+                logins.clone(),
+                friends.subscribe(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let bus = bound.as_ref().map(|b| b.bus());
@@ -250,7 +260,7 @@ pub async fn start_with(
     let mqtt_tls_addr = broker.as_ref().and_then(|b| b.tls_local_addr());
     let sweep = broker
         .clone()
-        .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b));
+        .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
     let (http_stop, stop_rx) = watch::channel(false);
     let state = http::AppState {
         store: store.clone(),
@@ -273,6 +283,7 @@ pub async fn start_with(
         },
         live: ingest.live(),
         closing: stop_rx.clone(),
+        friends,
     };
     let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {
@@ -307,6 +318,7 @@ async fn bind_broker(
     store: Store,
     audit: audit_sink::AuditSink,
     logins: Arc<login::LoginGate>,
+    friendships: watch::Receiver<Arc<porchlight_domain::acl::Friendships>>,
 ) -> Result<porchlight_broker::BoundBroker, Error> {
     let mut broker_config = porchlight_broker::BrokerConfig::new(
         SocketAddr::new(config.mqtt.bind, port),
@@ -318,6 +330,7 @@ async fn bind_broker(
         std::time::Duration::from_secs(config.mqtt.connect_timeout_secs);
     broker_config.max_queued_messages = config.mqtt.max_queued_messages;
     broker_config.max_inflight = config.mqtt.max_inflight;
+    broker_config.friendships = friendships;
     broker_config.tls = config
         .mqtt
         .tls

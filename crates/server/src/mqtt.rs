@@ -219,18 +219,21 @@ impl BrokerControl for BrokerHandle {
 /// How often live MQTT sessions are checked against the accounts in the database.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Ends MQTT sessions whose device or user no longer exists. Removals through the HTTP API
-/// disconnect at once; this catches removals made elsewhere, such as `porchlight device remove`
-/// run in another process against the same database.
+/// Ends MQTT sessions whose device or user no longer exists, and re-reads the friendships.
+/// Removals and grants through the HTTP API apply at once; this catches changes made
+/// elsewhere, such as `porchlight device remove` run in another process against the same
+/// database.
 pub fn spawn_revocation_sweep(
     store: Store,
     broker: Arc<porchlight_broker::Broker>,
+    friends: Arc<crate::friends::Friends>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            friends.reload_or_log().await;
             let live = broker.live_identities();
             if live.is_empty() {
                 continue;

@@ -1,5 +1,5 @@
 //! The audit log: connection attempts, disconnects, refused publishes and subscriptions, web
-//! logins. Rows carry who/where/what happened and a human reason; never a password.
+//! logins, friendships granted and revoked. Rows carry who/where/what happened and a human reason; never a password.
 
 use std::time::{Duration, SystemTime};
 
@@ -18,6 +18,10 @@ pub enum AuditKind {
     MqttPublishDenied,
     MqttSubscribeDenied,
     HttpLogin,
+    /// A user granted another the sight of their OwnTracks devices (`detail`: `owner -> viewer`).
+    FriendGranted,
+    /// A grant was revoked (`detail`: `owner -> viewer`).
+    FriendRevoked,
 }
 
 impl AuditKind {
@@ -28,6 +32,8 @@ impl AuditKind {
             AuditKind::MqttPublishDenied => "mqtt_publish_denied",
             AuditKind::MqttSubscribeDenied => "mqtt_subscribe_denied",
             AuditKind::HttpLogin => "http_login",
+            AuditKind::FriendGranted => "friend_granted",
+            AuditKind::FriendRevoked => "friend_revoked",
         }
     }
 
@@ -38,6 +44,8 @@ impl AuditKind {
             AuditKind::MqttPublishDenied,
             AuditKind::MqttSubscribeDenied,
             AuditKind::HttpLogin,
+            AuditKind::FriendGranted,
+            AuditKind::FriendRevoked,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

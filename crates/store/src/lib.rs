@@ -16,6 +16,7 @@
 
 mod accounts;
 mod audit;
+mod friends;
 mod hashing;
 mod migrate;
 mod owntracks;
@@ -38,6 +39,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::{ApiToken, Device, LoginCheck, LoginCheckMode, PasswordChange, User};
 pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditKind};
+pub use friends::Friendship;
 pub use hashing::{
     HashPriority, MAX_CONCURRENT_HASHES, REMEMBER_LOGIN_FOR, hash_password, random_password,
     verify_password,

@@ -111,6 +111,8 @@ pub async fn remove_user(
     if let Some(broker) = &state.broker {
         broker.disconnect_user(user.id).await;
     }
+    // Their grants went with them (a later user of the same name gets none of them).
+    state.friends.reload_or_log().await;
     tracing::info!(by = %admin.username, %username, "user removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,12 @@
 //!   committed in between is missed; it may arrive twice, in the snapshot and after it);
 //! - `location`, `transition`, `card`, `status` (online/offline) for each change the ingest
 //!   service committed ([`crate::owntracks::live`]) about a device the viewer may see
-//!   ([`super::visibility::may_see`], the one visibility rule);
+//!   ([`super::visibility::may_see`], the one visibility rule, with the friendships of that
+//!   moment);
+//! - `snapshot` again whenever the users the viewer may see change (a grant to them or a
+//!   revoke of one): the viewer's visible devices re-read, to replace what the client shows (a revoked friend's
+//!   devices disappear, a new friend's appear); events are filtered by the new set from then
+//!   on, without reconnecting;
 //! - `resync` with `missed`: this viewer fell behind by more than the feed holds and lost that
 //!   many messages (its own loss only: the feed never waits for a viewer, so a slow browser
 //!   never slows ingest); the client should reload (reconnect for a new snapshot).
@@ -25,7 +30,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
-use porchlight_store::User;
+use porchlight_domain::acl::Friendships;
+use porchlight_store::{Store, User};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
@@ -49,22 +55,36 @@ pub async fn live(
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let events = state.live.subscribe();
-    let devices = state
-        .store
-        .last_locations(visible_users(&viewer))
-        .await?
-        .iter()
-        .map(LiveDeviceView::from)
-        .collect();
+    let mut friends = state.friends.subscribe();
+    let now_friends = Arc::clone(&friends.borrow_and_update());
+    let devices = visible_devices(&state.store, &viewer, &now_friends).await?;
     let closing = state.closing.clone();
+    let store = state.store.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
         let mut conn = Viewer {
             socket,
             closing,
+            visible: visible_set(&viewer, &now_friends),
             user: viewer,
+            friends,
+            store,
         };
         conn.run(LiveMessage::Snapshot { devices }, events).await;
     }))
+}
+
+/// The snapshot of every device `viewer` may see with these friendships.
+async fn visible_devices(
+    store: &Store,
+    viewer: &User,
+    friends: &Friendships,
+) -> ApiResult<Vec<LiveDeviceView>> {
+    Ok(store
+        .last_locations(visible_users(viewer, friends))
+        .await?
+        .iter()
+        .map(LiveDeviceView::from)
+        .collect())
 }
 
 struct Viewer {
@@ -72,11 +92,26 @@ struct Viewer {
     /// Becomes true when the server shuts down.
     closing: watch::Receiver<bool>,
     user: User,
+    /// The server's friendships: read for each event, and a change sends a new snapshot.
+    friends: watch::Receiver<Arc<Friendships>>,
+    /// Whose devices the last snapshot showed (sorted; `None`: everyone's), so a change of
+    /// other people's friendships sends no new snapshot.
+    visible: Option<Vec<i64>>,
+    store: Store,
+}
+
+/// [`visible_users`], sorted, to compare.
+fn visible_set(viewer: &User, friends: &Friendships) -> Option<Vec<i64>> {
+    visible_users(viewer, friends).map(|mut users| {
+        users.sort_unstable();
+        users
+    })
 }
 
 /// What woke a viewer's loop.
 enum Next {
     Event(Result<Arc<LiveEvent>, RecvError>),
+    FriendsChanged,
     Pong,
     Ping,
 }
@@ -125,6 +160,10 @@ impl Viewer {
             let next = tokio::select! {
                 _ = self.closing.wait_for(|closing| *closing) => return Err(End::GoingAway),
                 event = events.recv() => Next::Event(event),
+                changed = self.friends.changed() => match changed {
+                    Ok(()) => Next::FriendsChanged,
+                    Err(_) => return Err(End::GoingAway),
+                },
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Pong(_))) => Next::Pong,
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(End::Gone),
@@ -134,8 +173,24 @@ impl Viewer {
             };
             match next {
                 Next::Event(Ok(event)) => {
-                    if may_see(&self.user, event.user_id) {
+                    let visible = may_see(&self.user, event.user_id, &self.friends.borrow());
+                    if visible {
                         self.send(&LiveMessage::from(event.as_ref())).await?;
+                    }
+                }
+                Next::FriendsChanged => {
+                    let friends = Arc::clone(&self.friends.borrow_and_update());
+                    let visible = visible_set(&self.user, &friends);
+                    if visible == self.visible {
+                        continue;
+                    }
+                    self.visible = visible;
+                    match visible_devices(&self.store, &self.user, &friends).await {
+                        Ok(devices) => self.send(&LiveMessage::Snapshot { devices }).await?,
+                        Err(e) => {
+                            tracing::warn!(user = %self.user.username, error = %e, "live snapshot not re-read; closing");
+                            return Err(End::GoingAway);
+                        }
                     }
                 }
                 Next::Event(Err(RecvError::Lagged(missed))) => {

@@ -9,6 +9,7 @@ mod assets;
 mod auth;
 mod commands;
 mod error;
+mod friends;
 mod history;
 mod live;
 mod onboarding;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub bus: Option<Arc<dyn porchlight_broker::Bus>>,
     /// Commands to phones and device onboarding.
     pub owntracks_settings: OwnTracksSettings,
+    /// Who granted whom the sight of their OwnTracks devices (the visibility rule's input).
+    pub friends: Arc<crate::friends::Friends>,
 }
 
 /// What the OwnTracks endpoints need to know about this server beyond the store.
@@ -110,6 +113,15 @@ pub fn router(state: AppState) -> Router {
             delete(accounts::remove_device),
         )
         .route("/audit", get(accounts::audit))
+        .route("/friends", get(friends::list))
+        .route(
+            "/friends/{viewer}",
+            put(friends::grant_mine).delete(friends::revoke_mine),
+        )
+        .route(
+            "/users/{owner}/friends/{viewer}",
+            put(friends::grant).delete(friends::revoke),
+        )
         .route("/owntracks/devices/{id}/track", get(tracks::track))
         .route("/owntracks/devices/{id}/commands", post(commands::send))
         .route("/owntracks/devices/{id}", delete(history::delete_device))

@@ -206,7 +206,7 @@ pub async fn owned_device(state: &AppState, caller: &User, id: i64) -> ApiResult
         .ok_or_else(not_found)?;
     if device.user_id == caller.id || caller.role == Role::Admin {
         Ok(device)
-    } else if super::visibility::may_see(caller, device.user_id) {
+    } else if super::visibility::may_see(caller, device.user_id, &state.friends.snapshot()) {
         Err(ApiError::Forbidden)
     } else {
         Err(not_found())

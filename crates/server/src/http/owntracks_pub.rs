@@ -9,12 +9,19 @@
 //! MQTT rules (the user must be the authenticated one; a device key posts only as its own
 //! device) and answers once the message is committed: a 2xx means it is on disk.
 //!
-//! Answers: 200 with the JSON array of the commands queued for this device
-//! (`POST /api/owntracks/devices/{id}/commands`, `http/commands.rs`), taken from the store
-//! after the message's commit so each is delivered once (`[]` when none; friends' cards and
-//! locations: not yet) — encrypted whole as `{"_type":"encrypted","data":…}` with the
-//! device's passphrase when it has one, as the Recorder does (`http/owntracks_keys.rs`); 400 for a payload the parser rejects; 403 for a user/device the login may not
-//! post as; 401 (with `WWW-Authenticate`) for missing or wrong credentials; 429 when password
+//! Answers: 200 with a JSON array (`[]` when there is nothing): the commands queued for this
+//! device (`POST /api/owntracks/devices/{id}/commands`, `http/commands.rs`), taken from the
+//! store after the message's commit so each is delivered once; then, as the Recorder's HTTP
+//! mode does, for each device of each user who granted the poster friendship (explicit
+//! grants only, admins included: an admin's phone is not sent the whole household), its card
+//! (`{"_type":"card","tid","name","face","topic"}`, when one is known) and its last location
+//! (`{"_type":"location","tid","lat","lon","tst","acc","alt","vac","vel","cog","topic"}`).
+//! The apps key a friend by `topic` (`owntracks/<user>/<device>`) and need `tid`: the
+//! device's last `tid`, else the last two characters of its name (the apps' default).
+//! The whole array is encrypted as `{"_type":"encrypted","data":…}` with the device's
+//! passphrase when it has one, as the Recorder does (`http/owntracks_keys.rs`).
+//! 400 for a payload the parser rejects; 403 for a user/device the login may not post as; 401
+//! (with `WWW-Authenticate`) for missing or wrong credentials; 429 when password
 //! attempts are throttled; 503 when it could not be stored (the phone sends it again).
 
 use std::net::SocketAddr;
@@ -74,10 +81,12 @@ pub async fn publish(
     let user_id = identity.user_id;
     match state.ingest.submit(identity, &user, &device, body).await {
         Ok(_) => {
-            let commands = Value::Array(queued_commands(&state, user_id, &device).await);
-            let body = encrypted_for(&state, user_id, &device, &commands)
+            let mut answer = queued_commands(&state, user_id, &device).await;
+            answer.extend(friends_view(&state, user_id).await);
+            let answer = Value::Array(answer);
+            let body = encrypted_for(&state, user_id, &device, &answer)
                 .await
-                .unwrap_or(commands);
+                .unwrap_or(answer);
             (StatusCode::OK, Json(body)).into_response()
         }
         Err(e) if e.is_forbidden() => error(StatusCode::FORBIDDEN, &e.to_string()),
@@ -144,6 +153,77 @@ async fn encrypted_for(
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let payload = crypto::encrypted_payload(answer.to_string().as_bytes(), &key, nonce).ok()?;
     serde_json::from_str(&payload).ok()
+}
+
+/// The cards and last locations of the devices of every user who granted `viewer_id`
+/// friendship, in the Recorder's HTTP-mode shape. A store failure answers none (logged): the
+/// poster's point is committed, so the answer stays 200.
+async fn friends_view(state: &AppState, viewer_id: i64) -> Vec<Value> {
+    let owners = state.friends.snapshot().owners_for(viewer_id);
+    if owners.is_empty() {
+        return Vec::new();
+    }
+    let lasts = match state.store.last_locations(Some(owners)).await {
+        Ok(lasts) => lasts,
+        Err(e) => {
+            tracing::warn!(error = %e, "friends' locations not read for /pub");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for last in lasts {
+        let Some(location) = last.location else {
+            continue;
+        };
+        let device = &last.device;
+        let topic = format!("owntracks/{}/{}", device.username, device.name);
+        let tid = location
+            .fields
+            .tid
+            .clone()
+            .unwrap_or_else(|| default_tid(&device.name));
+        match state.store.card(device.id).await {
+            Ok(Some(card)) => out.push(json!({
+                "_type": "card",
+                "tid": tid,
+                "name": card.name,
+                "face": card.face,
+                "topic": topic,
+            })),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, device = %topic, "friend's card not read for /pub")
+            }
+        }
+        let f = &location.fields;
+        let mut message = json!({
+            "_type": "location",
+            "tid": tid,
+            "lat": f.lat,
+            "lon": f.lon,
+            "tst": location.tst,
+            "topic": topic,
+        });
+        for (name, value) in [
+            ("acc", f.acc),
+            ("alt", f.alt),
+            ("vac", f.vac),
+            ("vel", f.vel),
+            ("cog", f.cog),
+        ] {
+            if let Some(value) = value {
+                message[name] = json!(value);
+            }
+        }
+        out.push(message);
+    }
+    out
+}
+
+/// The OwnTracks apps' default tracker id: the device name's last two characters.
+fn default_tid(device: &str) -> String {
+    let chars: Vec<char> = device.chars().collect();
+    chars[chars.len().saturating_sub(2)..].iter().collect()
 }
 
 /// The poster's identity, and its device name when it logged in with a device key.
@@ -228,6 +308,13 @@ fn error(status: StatusCode, message: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_tid_is_the_last_two_characters_of_the_device_name() {
+        assert_eq!(default_tid("phone"), "ne");
+        assert_eq!(default_tid("x"), "x");
+        assert_eq!(default_tid("télé"), "lé");
+    }
 
     #[test]
     fn basic_credentials_are_decoded_and_other_schemes_ignored() {

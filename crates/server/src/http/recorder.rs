@@ -24,9 +24,10 @@
 //! in the Recorder). User and device names match regardless of ASCII case (the Recorder
 //! lowercases them).
 //!
-//! Visibility: a user sees their own users/devices, an admin all. A user or device the caller
-//! may not see answers exactly as one that does not exist (the Recorder's empty answers), so
-//! the API never reveals whether another user's device exists.
+//! Visibility: a user sees their own users/devices and their friends' (`visibility.rs`), an
+//! admin all. A user or device the caller may not see answers exactly as one that does not
+//! exist (the Recorder's empty answers), so the API never reveals whether another user's
+//! device exists.
 //!
 //! Bounds: a window answers at most [`MAX_ROWS`] points; a larger window without `limit` is
 //! refused with 400 (narrow it or pass `limit`), never streamed unbounded.
@@ -135,7 +136,7 @@ pub async fn list(
     let params = Params::new(&method, &headers, query, &body);
     let devices = state
         .store
-        .owntracks_devices(visible_users(&caller))
+        .owntracks_devices(visible_users(&caller, &state.friends.snapshot()))
         .await?;
     let results: Vec<String> = match (params.get("user"), params.get("device")) {
         (None, _) => {
@@ -166,7 +167,7 @@ pub async fn monitor(
 ) -> ApiResult<String> {
     let latest = state
         .store
-        .owntracks_devices(visible_users(&caller))
+        .owntracks_devices(visible_users(&caller, &state.friends.snapshot()))
         .await?
         .into_iter()
         .max_by_key(|d| d.last_seen_at);
@@ -194,7 +195,11 @@ pub async fn last(
     let (user, device) = (params.get("user"), params.get("device"));
     let fields = params.fields();
     let mut out = Vec::new();
-    for last in state.store.last_locations(visible_users(&caller)).await? {
+    for last in state
+        .store
+        .last_locations(visible_users(&caller, &state.friends.snapshot()))
+        .await?
+    {
         if user.is_some_and(|u| !u.eq_ignore_ascii_case(&last.device.username))
             || device.is_some_and(|d| !d.eq_ignore_ascii_case(&last.device.name))
         {
@@ -385,7 +390,7 @@ async fn find_device(
 ) -> ApiResult<Option<OwnTracksDevice>> {
     Ok(state
         .store
-        .owntracks_devices(visible_users(caller))
+        .owntracks_devices(visible_users(caller, &state.friends.snapshot()))
         .await?
         .into_iter()
         .find(|d| d.username.eq_ignore_ascii_case(user) && d.name.eq_ignore_ascii_case(device)))

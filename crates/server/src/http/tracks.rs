@@ -69,7 +69,7 @@ pub async fn track(
             "max_points must be from 2 to {MAX_TRACK_POINTS}."
         )));
     }
-    let visible = super::visibility::visible_users(&caller);
+    let visible = super::visibility::visible_users(&caller, &state.friends.snapshot());
     let device = state
         .store
         .owntracks_devices(visible)

@@ -1,26 +1,36 @@
-//! Who may see whose OwnTracks data: the one rule, used by the Recorder API, the UI's API and
-//! the live feed. Today a user sees their own devices and an admin sees all; friendship (a
-//! user granting another the sight of their devices) is to be added here.
+//! Who may see whose OwnTracks data: the one rule, used by the Recorder API (`/api/0/*`), the
+//! UI's API (`/api/owntracks/…`) and the live feed (`/ws/live`). A user sees their own devices
+//! and those of the users who granted them friendship; an admin sees all. The friendships are
+//! the server's current snapshot ([`crate::friends::Friends::snapshot`]), so callers pass the
+//! one they read (the broker applies the same grants to MQTT through
+//! `porchlight_domain::acl::may_receive`).
 
 use porchlight_domain::Role;
+use porchlight_domain::acl::Friendships;
 use porchlight_store::User;
 
 /// The users whose data `viewer` may see (`None`: all).
-pub fn visible_users(viewer: &User) -> Option<Vec<i64>> {
+pub fn visible_users(viewer: &User, friends: &Friendships) -> Option<Vec<i64>> {
     match viewer.role {
         Role::Admin => None,
-        _ => Some(vec![viewer.id]),
+        _ => {
+            let mut users = vec![viewer.id];
+            users.extend(friends.owners_for(viewer.id));
+            Some(users)
+        }
     }
 }
 
 /// Whether `viewer` may see the data of the user `owner`.
-pub fn may_see(viewer: &User, owner: i64) -> bool {
-    visible_users(viewer).is_none_or(|users| users.contains(&owner))
+pub fn may_see(viewer: &User, owner: i64, friends: &Friendships) -> bool {
+    viewer.role == Role::Admin || viewer.id == owner || friends.grants(owner, viewer.id)
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::UNIX_EPOCH;
+
+    use porchlight_domain::acl::Grant;
 
     use super::*;
 
@@ -35,12 +45,29 @@ mod tests {
 
     #[test]
     fn a_user_sees_their_own_and_an_admin_sees_everyone() {
+        let none = Friendships::default();
         let alice = user(1, Role::User);
-        assert!(may_see(&alice, 1));
-        assert!(!may_see(&alice, 2));
-        assert_eq!(visible_users(&alice), Some(vec![1]));
+        assert!(may_see(&alice, 1, &none));
+        assert!(!may_see(&alice, 2, &none));
+        assert_eq!(visible_users(&alice, &none), Some(vec![1]));
         let admin = user(3, Role::Admin);
-        assert!(may_see(&admin, 1) && may_see(&admin, 2));
-        assert_eq!(visible_users(&admin), None);
+        assert!(may_see(&admin, 1, &none) && may_see(&admin, 2, &none));
+        assert_eq!(visible_users(&admin, &none), None);
+    }
+
+    #[test]
+    fn a_user_also_sees_those_who_granted_them_and_only_them() {
+        // u2 granted u1; u3 granted nobody.
+        let friends = Friendships::new([Grant {
+            owner_id: 2,
+            owner: "u2".into(),
+            viewer_id: 1,
+        }]);
+        let alice = user(1, Role::User);
+        assert!(may_see(&alice, 2, &friends));
+        assert!(!may_see(&alice, 3, &friends));
+        assert_eq!(visible_users(&alice, &friends), Some(vec![1, 2]));
+        let bob = user(2, Role::User);
+        assert!(!may_see(&bob, 1, &friends), "friendship is one-way");
     }
 }
