@@ -428,6 +428,8 @@ impl Alarm {
         if self.s.sensors.insert(id.clone(), active) == Some(active) {
             return Ok(effects);
         }
+        // The situation changed: the same command again is a new attempt, not a duplicate.
+        self.s.last_command = None;
         effects.push(Effect::SensorChanged {
             sensor: id.clone(),
             active,
@@ -693,6 +695,7 @@ impl Alarm {
             let Some(due) = self.s.deadline_ms.filter(|d| *d <= now_ms) else {
                 return;
             };
+            self.s.last_command = None;
             match self.s.state {
                 AlarmState::Arming => self.finish_arming(due, effects),
                 AlarmState::Pending => {

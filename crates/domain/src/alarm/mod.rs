@@ -36,7 +36,9 @@
 //! - A command identical to the previous one (action, force, user, origin, kind of code)
 //!   within `dedup_window_ms` (default 1 s) is a [`Verdict::Duplicate`]: nothing happens,
 //!   nothing is published (HA cards repeat a DISARM within 50 ms). The window counts from
-//!   the first of a burst.
+//!   the first of a burst. A sensor change or a delay ending in between makes the next
+//!   command a new attempt (an arm refused for an open window is retried at once after
+//!   closing it).
 //! - An arm within `rearm_guard_ms` (default 2 s) after a disarm is refused
 //!   ([`Rejection::RearmGuard`]): a stale repeated ARM must not undo the disarm.
 //! - A duress code acts exactly as a normal code, and the command's outcome, the state and

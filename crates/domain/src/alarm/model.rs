@@ -171,7 +171,8 @@ pub struct Settings {
     /// Disarming needs a code (Home Assistant's `code_disarm_required`).
     pub code_disarm_required: bool,
     /// A command identical to the previous one (same action, force, user, origin and kind
-    /// of code) within this many milliseconds is a duplicate and ignored. 0: off.
+    /// of code) within this many milliseconds, with no sensor change or delay ending in
+    /// between, is a duplicate and ignored. 0: off.
     pub dedup_window_ms: u32,
     /// An arm command within this many milliseconds after a disarm is refused. 0: off.
     pub rearm_guard_ms: u32,

@@ -922,6 +922,34 @@ fn repeated_identical_commands_within_the_window_are_duplicates() {
 }
 
 #[test]
+fn a_retry_after_the_situation_changed_is_not_a_duplicate() {
+    let mut a = alarm();
+    a.sensor(&id("window"), true, at(0.0)).unwrap();
+    let out = a.command(cmd(Action::ArmHome), &with_code(), at(1.0));
+    assert_eq!(rejected(&out).reason(), "open_sensors");
+    a.sensor(&id("window"), false, at(1.2)).unwrap();
+    accepted(&a.command(cmd(Action::ArmHome), &with_code(), at(1.4)));
+
+    // A delay ending in between, too.
+    let mut s = settings();
+    s.disarmed_trigger_time_secs = 1;
+    s.dedup_window_ms = 5_000;
+    let mut a = Alarm::new(s, house());
+    accepted(&a.command(cmd(Action::Trigger), &no_code(), at(0.0)));
+    let again = a.command(cmd(Action::Trigger), &no_code(), at(0.5));
+    assert_eq!(again.verdict, Verdict::Duplicate);
+    let later = a.command(cmd(Action::Trigger), &no_code(), at(2.0));
+    accepted(&later);
+    assert_eq!(
+        transitions(&later.effects),
+        [
+            (AlarmState::Triggered, AlarmState::Disarmed),
+            (AlarmState::Disarmed, AlarmState::Triggered)
+        ]
+    );
+}
+
+#[test]
 fn dedup_and_rearm_guard_can_be_switched_off() {
     let mut s = settings();
     s.dedup_window_ms = 0;
