@@ -13,7 +13,8 @@
 //! code. A numeric JSON code is refused rather than guessed at (`0042` is not valid JSON, and
 //! `42` is not `0042`).
 //!
-//! No input panics (property-tested with arbitrary bytes); errors never contain the code.
+//! No input panics (property-tested with arbitrary bytes); errors never contain the code,
+//! not even one sent where the action belongs (digits are masked in echoed actions).
 
 use std::fmt;
 
@@ -227,17 +228,21 @@ fn code_from_text(text: &str) -> Result<Option<Pin>, CommandError> {
     Pin::new(text).map(Some)
 }
 
-/// Echoing what came is useful, but bounded (an action is never secret).
+/// Echoing what came helps, but bounded, and with digits masked: no action name has
+/// digits, and a PIN sent where the action belongs (`1234`, `DISARM 1234`, a template
+/// putting `{{ code }}` in `action`) must not reach a log or the error topic.
 fn shorten(s: &str) -> String {
     const MAX: usize = 32;
     let s = s.trim();
-    if s.chars().count() <= MAX {
-        s.to_owned()
-    } else {
-        let mut out: String = s.chars().take(MAX).collect();
+    let mut out: String = s
+        .chars()
+        .take(MAX)
+        .map(|c| if c.is_ascii_digit() { '*' } else { c })
+        .collect();
+    if s.chars().count() > MAX {
         out.push('…');
-        out
     }
+    out
 }
 
 fn json_kind(value: &Value) -> &'static str {

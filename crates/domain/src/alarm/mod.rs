@@ -57,7 +57,8 @@
 //!   for the mode's entry delay, then `triggered`;
 //! - pending: an instant sensor watched in the mode → `triggered` at once; an entry-delay
 //!   one is recorded as a trip and the delay runs on;
-//! - arming: an always-on sensor → `triggered`; a sensor watched in the target mode and not
+//! - arming (only the target mode's sensors are watched, also when changing from another
+//!   armed mode, as Alarmo): an always-on sensor → `triggered`; a sensor watched in it and not
 //!   "allowed open while arming" **aborts the arming** (back to the state before it,
 //!   [`TransitionReason::ArmingAborted`]), as Alarmo; one that is allowed is ignored;
 //! - triggered: a trip is recorded, the state stays;

@@ -99,6 +99,9 @@ fn check_command(result: Result<CommandPayload, CommandError>) {
         Err(e) => {
             assert!(!e.to_string().is_empty());
             assert!(!e.reason().is_empty());
+            if let CommandError::UnknownAction(echo) = &e {
+                assert!(!echo.chars().any(|c| c.is_ascii_digit()), "{echo:?}");
+            }
         }
     }
 }

@@ -232,6 +232,20 @@ fn unknown_actions_are_named_and_the_value_template_bug_is_explained() {
 }
 
 #[test]
+fn a_pin_sent_as_the_action_is_not_echoed() {
+    for payload in [
+        &b"1234"[..],
+        b"DISARM 0042",
+        br#"{"action": "5678", "code": "None"}"#,
+    ] {
+        let err = parse_command(payload).unwrap_err();
+        assert_eq!(err.reason(), "unknown_action");
+        let text = err.to_string();
+        assert!(!text.chars().any(|c| c.is_ascii_digit()), "{text}");
+    }
+}
+
+#[test]
 fn malformed_payloads_are_refused_with_a_reason() {
     let too_big = vec![b' '; MAX_COMMAND_BYTES + 1];
     for (payload, reason) in [
