@@ -343,6 +343,12 @@ impl Alarm {
         self.s.state
     }
 
+    /// A sensor's last known state (`Some(true)`: active/open), `None` until it reports:
+    /// the "current value" the UI shows per sensor.
+    pub fn sensor_state(&self, id: &SensorId) -> Option<bool> {
+        self.s.sensors.get(id).copied()
+    }
+
     /// When the running delay ends: sleep until then and call [`Alarm::advance`].
     pub fn next_deadline(&self) -> Option<SystemTime> {
         self.s.deadline_ms.map(to_time)

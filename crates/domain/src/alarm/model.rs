@@ -50,6 +50,18 @@ impl ArmMode {
         }
     }
 
+    /// The name in Home Assistant's MQTT `supported_features` list: `arm_home`, `arm_away`,
+    /// `arm_night`, `arm_vacation`, `arm_custom_bypass` (`trigger` is always supported).
+    pub fn supported_feature(self) -> &'static str {
+        match self {
+            ArmMode::Home => "arm_home",
+            ArmMode::Away => "arm_away",
+            ArmMode::Night => "arm_night",
+            ArmMode::Vacation => "arm_vacation",
+            ArmMode::CustomBypass => "arm_custom_bypass",
+        }
+    }
+
     /// `home`, `away`, `night`, `vacation`, `custom_bypass`.
     pub fn as_str(self) -> &'static str {
         match self {

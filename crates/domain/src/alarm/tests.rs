@@ -1164,3 +1164,39 @@ fn reconfiguring_forgets_removed_sensors() {
     assert!(status.open_sensors.is_empty());
     assert_eq!(a.state(), AlarmState::ArmedHome);
 }
+
+#[test]
+fn settings_and_snapshots_fill_missing_fields_with_defaults() {
+    let s: Settings = serde_json::from_str("{}").unwrap();
+    assert_eq!(s, Settings::default());
+    let s: Settings = serde_json::from_str(r#"{"code_arm_required": false}"#).unwrap();
+    assert!(!s.code_arm_required && s.code_disarm_required);
+    let text = serde_json::to_string(&settings()).unwrap();
+    assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), settings());
+
+    let snap: AlarmSnapshot = serde_json::from_str(r#"{"state": "armed_night"}"#).unwrap();
+    let (a, effects) = Alarm::restore(snap, settings(), house(), at(0.0));
+    assert!(effects.is_empty());
+    assert_eq!(a.state(), AlarmState::ArmedNight);
+}
+
+#[test]
+fn sensor_values_and_home_assistant_features() {
+    let mut a = alarm();
+    assert_eq!(a.sensor_state(&id("door")), None);
+    a.sensor(&id("door"), true, at(0.0)).unwrap();
+    assert_eq!(a.sensor_state(&id("door")), Some(true));
+    a.sensor(&id("door"), false, at(1.0)).unwrap();
+    assert_eq!(a.sensor_state(&id("door")), Some(false));
+    let features: Vec<&str> = ArmMode::ALL.iter().map(|m| m.supported_feature()).collect();
+    assert_eq!(
+        features,
+        [
+            "arm_home",
+            "arm_away",
+            "arm_night",
+            "arm_vacation",
+            "arm_custom_bypass"
+        ]
+    );
+}
