@@ -36,6 +36,19 @@ impl SensorSource {
             SensorSource::Mqtt(m) => Some(&m.topic),
         }
     }
+
+    /// Reads an MQTT message: `None` when it is not for this source (another topic, or a
+    /// source of another kind), else what [`MqttSource::read`] says.
+    pub fn read_mqtt(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Option<Result<Option<bool>, SourceError>> {
+        match self {
+            SensorSource::Mqtt(m) if m.matches_topic(topic) => Some(m.read(payload)),
+            SensorSource::Mqtt(_) => None,
+        }
+    }
 }
 
 /// A topic plus a payload match.

@@ -352,6 +352,14 @@ fn a_sensor_source_round_trips_through_serde() {
     assert!(text.contains("\"kind\":\"mqtt\""), "{text}");
     assert_eq!(serde_json::from_str::<SensorSource>(&text).unwrap(), source);
     assert_eq!(source.mqtt_topic(), Some("zigbee2mqtt/front_door"));
+    assert_eq!(
+        source.read_mqtt("zigbee2mqtt/front_door", br#"{"contact": false}"#),
+        Some(Ok(Some(true)))
+    );
+    assert_eq!(
+        source.read_mqtt("zigbee2mqtt/back_door", br#"{"contact": false}"#),
+        None
+    );
 }
 
 // ---------------------------------------------------------------- the machine: states
