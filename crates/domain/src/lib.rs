@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod acl;
+pub mod alarm;
 pub mod owntracks;
 pub mod secret;
 pub mod session;
