@@ -516,3 +516,77 @@ async fn http_mode_posts_reach_the_feed_once_stored() {
     );
     s.stop().await;
 }
+
+/// Reads until the server closes the socket; returns the close frame's code and reason.
+async fn closed(socket: &mut Socket, within: Duration) -> (u16, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                return (u16::from(frame.code), frame.reason.to_string());
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the socket was not closed with a frame: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_viewer_is_closed_once_its_sign_in_ends() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    create_user(&s, &admin, "alice").await;
+
+    // Signed in with a session cookie, then signed out from that session.
+    let cookie = session_cookie(&s, "alice", &password("alice")).await;
+    let mut by_cookie = connect(&s, ("cookie", &cookie)).await;
+    assert_eq!(next_json(&mut by_cookie).await["type"], "snapshot");
+    // A second viewer whose session stays: it must stay open.
+    let other_cookie = session_cookie(&s, "alice", &password("alice")).await;
+    let mut staying = connect(&s, ("cookie", &other_cookie)).await;
+    assert_eq!(next_json(&mut staying).await["type"], "snapshot");
+    let r = client()
+        .post(s.url("/api/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (code, reason) = closed(&mut by_cookie, Duration::from_secs(12)).await;
+    assert_eq!((code, reason.as_str()), (1008, "signed out"));
+
+    // Signed in with an API token, then the token is revoked.
+    let alice_web = client();
+    let r = alice_web
+        .post(s.url("/api/tokens"))
+        .header("cookie", &other_cookie)
+        .json(&json!({ "name": "map on the wall" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let id = created["info"]["id"].as_i64().unwrap();
+    let mut by_token = connect(&s, ("authorization", &format!("Bearer {token}"))).await;
+    assert_eq!(next_json(&mut by_token).await["type"], "snapshot");
+    let r = alice_web
+        .delete(s.url(&format!("/api/tokens/{id}")))
+        .header("cookie", &other_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (code, _) = closed(&mut by_token, Duration::from_secs(12)).await;
+    assert_eq!(code, 1008);
+
+    // The viewer whose session still holds got no close: it still answers with live data.
+    let mut phone = Phone::connect(&s, "alice-phone", "alice", None).await;
+    phone
+        .publish_acked("owntracks/alice/phone", location(52.3, 1_764_000_100))
+        .await;
+    let (m, _) = until(&mut staying, |m| is(m, "location", "alice")).await;
+    assert_eq!(m["lat"], 52.3, "{m}");
+    s.stop().await;
+}

@@ -44,6 +44,34 @@ struct AcceptedSession(Arc<OnceLock<String>>);
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
 
+/// What a request signed in with: kept by long-lived connections (the live feed) to check
+/// later that it still holds (not signed out, password not changed, token not revoked).
+#[derive(Clone)]
+pub enum Credential {
+    Token(String),
+    Session(String),
+}
+
+impl Credential {
+    /// The credential of a request (a bearer token wins over a cookie, as for every call).
+    pub fn of(headers: &HeaderMap) -> Option<Credential> {
+        if let Some(token) = bearer_token(headers) {
+            return Some(Credential::Token(token.to_owned()));
+        }
+        session_cookie(headers).map(|s| Credential::Session(s.to_owned()))
+    }
+
+    /// The user it still signs in, if any.
+    pub async fn user(&self, state: &AppState, now: SystemTime) -> ApiResult<Option<User>> {
+        Ok(match self {
+            Credential::Token(token) => state.store.api_token_user(token, now).await?,
+            Credential::Session(token) => {
+                state.store.session_user(token, now, state.sessions).await?
+            }
+        })
+    }
+}
+
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 

@@ -18,6 +18,11 @@
 //!   many messages (its own loss only: the feed never waits for a viewer, so a slow browser
 //!   never slows ingest); the client should reload (reconnect for a new snapshot).
 //!
+//! Sign-out: every [`CREDENTIAL_CHECK`] the cookie or token the socket was opened with is
+//! checked again; once it no longer signs the viewer in (signed out, sessions ended by a
+//! password change, token revoked, user removed, session expired) the socket is closed with
+//! code 1008 (policy) and reason `signed out`: a live map does not outlive its sign-in.
+//!
 //! Keepalive: a ping every [`PING_EVERY`]; a viewer that has not answered the previous ping
 //! by the next one is closed. Messages from the client other than pongs and close are
 //! ignored. On server shutdown every socket is closed with code 1001 (going away), also while
@@ -25,10 +30,11 @@
 //! on an open socket.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use porchlight_domain::acl::Friendships;
 use porchlight_store::{Store, User};
@@ -36,14 +42,17 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use super::AppState;
-use super::auth::CurrentUser;
-use super::error::ApiResult;
+use super::auth::{Credential, CurrentUser};
+use super::error::{ApiError, ApiResult};
 use super::views::{LiveDeviceView, LiveMessage};
 use super::visibility::{may_see, visible_users};
 use crate::owntracks::LiveEvent;
 
 /// How often the server pings a viewer.
 pub const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// How often a viewer's sign-in is checked again.
+pub const CREDENTIAL_CHECK: Duration = Duration::from_secs(5);
 
 /// How long a closing handshake may take before the socket is dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -52,8 +61,10 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 pub async fn live(
     State(state): State<AppState>,
     CurrentUser(viewer): CurrentUser,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
+    let credential = Credential::of(&headers).ok_or(ApiError::Unauthorized)?;
     let events = state.live.subscribe();
     let mut friends = state.friends.subscribe();
     let now_friends = Arc::clone(&friends.borrow_and_update());
@@ -68,6 +79,8 @@ pub async fn live(
             user: viewer,
             friends,
             store,
+            credential,
+            state,
         };
         conn.run(LiveMessage::Snapshot { devices }, events).await;
     }))
@@ -98,6 +111,9 @@ struct Viewer {
     /// other people's friendships sends no new snapshot.
     visible: Option<Vec<i64>>,
     store: Store,
+    /// What the socket was opened with, checked again every [`CREDENTIAL_CHECK`].
+    credential: Credential,
+    state: AppState,
 }
 
 /// [`visible_users`], sorted, to compare.
@@ -114,6 +130,7 @@ enum Next {
     FriendsChanged,
     Pong,
     Ping,
+    CheckCredential,
 }
 
 /// Why a viewer's loop ends.
@@ -122,6 +139,8 @@ enum End {
     GoingAway,
     /// The client left, or the socket failed.
     Gone,
+    /// The sign-in the socket was opened with no longer holds.
+    SignedOut,
 }
 
 impl Viewer {
@@ -135,11 +154,18 @@ impl Viewer {
             Err(end) => end,
         };
         drop(events);
-        if let End::GoingAway = end {
-            let frame = CloseFrame {
+        let frame = match end {
+            End::GoingAway => Some(CloseFrame {
                 code: close_code::AWAY,
                 reason: "server shutting down".into(),
-            };
+            }),
+            End::SignedOut => Some(CloseFrame {
+                code: close_code::POLICY,
+                reason: "signed out".into(),
+            }),
+            End::Gone => None,
+        };
+        if let Some(frame) = frame {
             let _ = tokio::time::timeout(CLOSE_WAIT, self.socket.send(Message::Close(Some(frame))))
                 .await;
         }
@@ -156,6 +182,10 @@ impl Viewer {
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut awaiting_pong = false;
+        let mut check = tokio::time::interval_at(
+            tokio::time::Instant::now() + CREDENTIAL_CHECK,
+            CREDENTIAL_CHECK,
+        );
         loop {
             let next = tokio::select! {
                 _ = self.closing.wait_for(|closing| *closing) => return Err(End::GoingAway),
@@ -170,6 +200,7 @@ impl Viewer {
                     Some(Ok(_)) => continue,
                 },
                 _ = ping.tick() => Next::Ping,
+                _ = check.tick() => Next::CheckCredential,
             };
             match next {
                 Next::Event(Ok(event)) => {
@@ -198,6 +229,19 @@ impl Viewer {
                 }
                 Next::Event(Err(RecvError::Closed)) => return Err(End::GoingAway),
                 Next::Pong => awaiting_pong = false,
+                Next::CheckCredential => {
+                    match self.credential.user(&self.state, SystemTime::now()).await {
+                        Ok(Some(user)) if user.id == self.user.id => {}
+                        Ok(_) => {
+                            tracing::debug!(user = %self.user.username, "live viewer signed out; closing");
+                            return Err(End::SignedOut);
+                        }
+                        // The store is busy or failing: check again next time.
+                        Err(e) => {
+                            tracing::warn!(user = %self.user.username, error = %e, "live viewer's sign-in not checked");
+                        }
+                    }
+                }
                 Next::Ping => {
                     if awaiting_pong {
                         tracing::debug!(user = %self.user.username, "live viewer did not answer a ping");
