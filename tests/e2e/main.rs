@@ -18,6 +18,7 @@ mod live;
 mod mqtt;
 mod owntracks_commands;
 mod owntracks_ingest;
+mod owntracks_retained;
 mod password_change;
 mod raw_mqtt;
 mod recorder_api;

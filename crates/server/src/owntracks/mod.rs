@@ -1,7 +1,8 @@
 //! OwnTracks services: what connects the domain's OwnTracks rules, the broker's bus and the
 //! store. Today: [`ingest`] (phones' MQTT publishes and HTTP-mode posts into the store, commit
-//! before ack), [`live`] (what ingest committed, fanned out to live viewers) and
-//! [`ha_discovery`] (devices as Home Assistant `device_tracker`s over MQTT discovery).
+//! before ack), [`live`] (what ingest committed, fanned out to live viewers),
+//! [`ha_discovery`] (devices as Home Assistant `device_tracker`s over MQTT discovery) and
+//! [`last_known`] (each device's last location and card retained in the broker at start).
 //!
 //! Architecture invariant: no rules here (parsing and topic rules live in
 //! `porchlight_domain::owntracks`), no SQL (the store), no JSON shapes (`http/`) except the
@@ -9,6 +10,7 @@
 
 pub mod ha_discovery;
 pub mod ingest;
+pub mod last_known;
 pub mod live;
 
 pub use ha_discovery::HaDiscovery;
