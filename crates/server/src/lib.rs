@@ -237,10 +237,7 @@ pub async fn start_with(
     });
     if let Some(bus) = &bus {
         // Before serving: no subscriber gets these twice, and no newer point can be overtaken.
-        if let Err(e) = owntracks::last_known::retain_last_known(&store, bus.as_ref())
-            .await
-            .and(Err::<(), _>(porchlight_store::Error::Closed))
-        {
+        if let Err(e) = owntracks::last_known::retain_last_known(&store, bus.as_ref()).await {
             tracing::warn!(error = %e, "last OwnTracks locations not retained");
         }
     }
