@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, LoadOptions};
+pub use http::owntracks_pub::{PubInput, PubInputError, check_pub_request};
 pub use porchlight_broker::{Bus, Inbound, Origin, Origins, Watch, Watched};
 pub use porchlight_store as store;
 

@@ -11,7 +11,7 @@ mod commands;
 mod error;
 mod live;
 mod onboarding;
-mod owntracks_pub;
+pub(crate) mod owntracks_pub;
 mod recorder;
 mod tracks;
 mod views;
