@@ -120,6 +120,10 @@ pub async fn run(args: HistoryArgs) -> Result<()> {
         })
         .await?,
     );
+    kinds
+        .last_mut()
+        .into_iter()
+        .for_each(|k| k.rss_after_kb = server.rss_kb());
     kinds.push(
         timed("day, /api/0/locations", n, &http, |k| {
             let from = day_start(k);
@@ -130,6 +134,10 @@ pub async fn run(args: HistoryArgs) -> Result<()> {
         })
         .await?,
     );
+    kinds
+        .last_mut()
+        .into_iter()
+        .for_each(|k| k.rss_after_kb = server.rss_kb());
     kinds.push(
         timed("year → 1,000 points, track API", n, &http, |_| {
             format!(
@@ -140,6 +148,10 @@ pub async fn run(args: HistoryArgs) -> Result<()> {
         })
         .await?,
     );
+    kinds
+        .last_mut()
+        .into_iter()
+        .for_each(|k| k.rss_after_kb = server.rss_kb());
     kinds.push(
         timed("year unthinned, /api/0/locations", 3, &http, |_| {
             format!(
@@ -149,19 +161,24 @@ pub async fn run(args: HistoryArgs) -> Result<()> {
         })
         .await?,
     );
+    kinds
+        .last_mut()
+        .into_iter()
+        .for_each(|k| k.rss_after_kb = server.rss_kb());
     let wall = started.elapsed().as_secs_f64();
     let server_cpu = cpu_seconds(server.pid) - server_cpu;
     let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu;
     for k in &kinds {
         println!(
-            "{:<34} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {} points / {:.0} kB per answer)",
+            "{:<34} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} requests, {} points / {:.0} kB per answer; server RSS then {:.0} MB)",
             k.name,
             k.p50_ms,
             k.p99_ms,
             k.max_ms,
             k.requests,
             k.points,
-            k.bytes as f64 / 1024.0
+            k.bytes as f64 / 1024.0,
+            k.rss_after_kb as f64 / 1024.0
         );
     }
     println!(
@@ -363,6 +380,8 @@ struct Kind {
     points: usize,
     /// Bytes of the last answer.
     bytes: usize,
+    /// The server's RSS right after this kind's requests, in kB.
+    rss_after_kb: u64,
 }
 
 /// `n` GETs of `url(k)`, one at a time, each timed to the end of its body; every answer must
@@ -408,6 +427,7 @@ async fn timed(
         max_ms: pct(1.0),
         points,
         bytes,
+        rss_after_kb: 0,
     })
 }
 
