@@ -758,6 +758,64 @@ async fn http_pub_answers_after_the_commit_with_the_mqtt_rules() {
     s.stop().await;
 }
 
+/// HTTP mode takes every message type too: each of alice's samples posted to `/pub` with her
+/// device key is answered 200 after its commit and is in the store; then each bad sample is
+/// answered 400 with a reason, and the next good post is stored.
+#[tokio::test]
+async fn every_message_type_and_every_bad_sample_through_http_pub() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let key = user_with_device(&s, &admin, "alice", "user").await;
+    let alice: Vec<(String, String)> = samples()
+        .into_iter()
+        .filter(|(topic, _)| topic.starts_with("owntracks/alice/phone"))
+        .collect();
+    for (topic, payload) in &alice {
+        let r = post_pub(&s, ("alice", &key), "", &[], payload).await;
+        assert_eq!(r.status(), 200, "{topic}: {payload}");
+    }
+    let counts = health_owntracks(&s).await;
+    assert_eq!(counts["stored"], alice.len(), "{counts}");
+    let store = s.running.store();
+    let phone = device_id(store, "alice", "phone").await.unwrap();
+    assert_eq!(
+        store
+            .location_window(phone, 0, i64::MAX, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        store.transitions(phone, 0, i64::MAX).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.waypoints(phone).await.unwrap().len(), 2);
+    assert_eq!(
+        store.card(phone).await.unwrap().unwrap().name.as_deref(),
+        Some("Alice")
+    );
+
+    let bad: Vec<&str> = BAD_PAYLOADS
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    for (i, payload) in bad.iter().enumerate() {
+        let r = post_pub(&s, ("alice", &key), "", &[], payload).await;
+        assert_eq!(r.status(), 400, "{payload}");
+        let error: Value = r.json().await.unwrap();
+        assert!(
+            error["error"].as_str().is_some_and(|e| e.len() > 10),
+            "{payload}: {error}"
+        );
+        let tst = 1764600000 + i as i64;
+        let r = post_pub(&s, ("alice", &key), "", &[], &location(tst)).await;
+        assert_eq!(r.status(), 200, "the post after {payload}");
+        assert!(store.location_raw(phone, tst).await.unwrap().is_some());
+    }
+    s.stop().await;
+}
+
 /// The real binary: a point answered 2xx by `POST /pub` survives an immediate SIGKILL.
 #[test]
 fn a_point_answered_by_http_pub_survives_kill_9() {
