@@ -73,11 +73,12 @@ pub async fn run(args: HistoryArgs) -> Result<()> {
         filled.cpu,
         filled.cpu / filled.wall.max(1e-9) * 100.0
     );
-    let size = db_size(&db);
+    let (size, wal) = db_size(&db);
     println!(
-        "size       {:.1} MB on disk ({:.1} MB per million points)",
+        "size       {:.1} MB on disk ({:.1} MB per million points; of it WAL {:.1} MB)",
         size as f64 / 1e6,
-        size as f64 / 1e6 * 1e6 / points as f64
+        size as f64 / 1e6 * 1e6 / points as f64,
+        wal as f64 / 1e6
     );
 
     let server = Server::start(&dir).await?;
@@ -357,16 +358,15 @@ impl Walk {
     }
 }
 
-/// The database file and its WAL, in bytes.
-fn db_size(db: &Path) -> u64 {
-    ["", "-wal"]
-        .iter()
-        .map(|suffix| {
-            let mut name = db.as_os_str().to_owned();
-            name.push(suffix);
-            std::fs::metadata(name).map(|m| m.len()).unwrap_or(0)
-        })
-        .sum()
+/// The database file and its WAL together, and the WAL alone, in bytes.
+fn db_size(db: &Path) -> (u64, u64) {
+    let size = |suffix: &str| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        std::fs::metadata(name).map(|m| m.len()).unwrap_or(0)
+    };
+    let wal = size("-wal");
+    (size("") + wal, wal)
 }
 
 /// One kind of query's figures.
