@@ -26,6 +26,18 @@ fn http_url(dir: &Path) -> String {
         .to_owned()
 }
 
+/// The server process, killed if a failing assertion unwinds past it (no orphan servers).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// SIGTERM and wait: a clean stop, as a service manager does it.
 fn stop(child: &mut Child) {
     let status = Command::new("kill")
@@ -125,7 +137,7 @@ fn location(tst: i64) -> String {
 #[test]
 fn a_new_subscriber_after_a_restart_gets_the_last_location_and_card_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = serve(dir.path());
+    let mut server = Server(serve(dir.path()));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let url = http_url(dir.path());
@@ -164,9 +176,9 @@ fn a_new_subscriber_after_a_restart_gets_the_last_location_and_card_at_once() {
         }
         phone.disconnect().await.unwrap();
     });
-    stop(&mut server);
+    stop(&mut server.0);
 
-    let mut server = serve(dir.path());
+    let mut server = Server(serve(dir.path()));
     let port = mqtt_port(dir.path());
     rt.block_on(async {
         // The admin may read all of `owntracks/#`, alice her own `owntracks/alice/#`.
@@ -215,5 +227,5 @@ fn a_new_subscriber_after_a_restart_gets_the_last_location_and_card_at_once() {
             assert!(got.is_empty(), "carol got {got:?} on {filter}");
         }
     });
-    stop(&mut server);
+    stop(&mut server.0);
 }
