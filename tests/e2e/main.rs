@@ -21,6 +21,7 @@ mod owntracks_commands;
 mod owntracks_history;
 mod owntracks_ingest;
 mod owntracks_keys;
+mod owntracks_retained;
 mod password_change;
 mod raw_mqtt;
 mod recorder_api;

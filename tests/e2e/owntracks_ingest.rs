@@ -10,7 +10,7 @@ use rumqttc::{AsyncClient, LastWill, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::support::{ADMIN_PASSWORD, TestServer, eventually, mqtt_connect};
+use crate::support::{ADMIN_PASSWORD, TestServer, client, eventually, mqtt_connect};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -298,6 +298,140 @@ async fn mosquitto_pub_on_mqtt_3_1_is_stored_before_it_exits() {
             .is_some(),
         "the point must be committed when mosquitto_pub got its PUBACK"
     );
+    s.stop().await;
+}
+
+/// Every message type, published by Debian's `mosquitto_pub` on MQTT 3.1 (the Android app's
+/// default protocol) at QoS 1, lands in the store and comes out of the APIs that serve it:
+/// locations and the card through the Recorder API, the LWT as the device's offline state on
+/// `/ws/live`; transitions, waypoints, status and configuration (no read API yet) from the
+/// store.
+#[tokio::test]
+async fn every_message_type_round_trips_from_mosquitto_pub_on_mqtt_3_1() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let key = user_with_device(&s, &admin, "alice", "user").await;
+    user_with_device(&s, &admin, "bob", "user").await;
+    let port = s.mqtt_addr().port().to_string();
+    let mut messages = samples();
+    // The samples have no configuration dump; the apps send one on `…/dump`.
+    messages.push((
+        "owntracks/alice/phone/dump".into(),
+        json!({"_type": "configuration", "mode": 0, "host": "hub.example", "port": 1883,
+               "username": "alice", "password": "not to be kept", "deviceId": "phone", "tid": "al"})
+        .to_string(),
+    ));
+    for (i, (topic, payload)) in messages.iter().enumerate() {
+        let (user, pass) = if topic.starts_with("owntracks/bob/") {
+            ("bob", password("bob"))
+        } else {
+            ("alice", key.clone())
+        };
+        let out = tokio::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "-V", "mqttv31", "-q", "1"])
+            .args(["-i", &format!("ot-{i}"), "-u", user, "-P", &pass])
+            .args(["-t", topic, "-m", payload])
+            .output()
+            .await
+            .expect("mosquitto_pub (apt install mosquitto-clients)");
+        assert!(out.status.success(), "{topic}: {out:?}");
+    }
+    let counts = health_owntracks(&s).await;
+    assert_eq!(counts["stored"], messages.len(), "{counts}");
+    assert_eq!(counts["rejected"], json!({}), "{counts}");
+
+    // Out of the Recorder API: the locations, and the card merged into the last location.
+    let recorder = |path: String, user: &'static str, pass: String| {
+        let url = s.url(&path);
+        async move {
+            let r = client()
+                .get(url)
+                .basic_auth(user, Some(pass))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let window = "from=1763900000&to=1764100000";
+    let alice_points = recorder(
+        format!("/api/0/locations?user=alice&device=phone&{window}"),
+        "alice",
+        password("alice"),
+    )
+    .await;
+    let tsts: Vec<i64> = alice_points["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["tst"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tsts, [1764000000, 1764000300, 1764000400]);
+    assert_eq!(alice_points["data"][1]["SSID"], "home-net");
+    let bob_points = recorder(
+        format!("/api/0/locations?user=bob&device=tablet&{window}"),
+        "bob",
+        password("bob"),
+    )
+    .await;
+    assert_eq!(bob_points["data"][0]["lat"], -33.8688);
+    let last = recorder(
+        "/api/0/last?user=alice&device=phone".into(),
+        "alice",
+        password("alice"),
+    )
+    .await;
+    assert_eq!(last[0]["tst"], 1764000400);
+    assert_eq!(last[0]["name"], "Alice", "the card: {last}");
+
+    // Out of the live feed's snapshot: the LWT (after the locations) left the phone offline.
+    let login = client()
+        .post(s.url("/api/login"))
+        .json(&json!({"username": "alice", "password": password("alice")}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("porchlight_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut request = format!("ws://{}/ws/live", s.running.http_addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let snapshot = match tokio::time::timeout(WAIT, socket.next()).await {
+        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+            serde_json::from_str::<Value>(&t).unwrap()
+        }
+        other => panic!("no snapshot: {other:?}"),
+    };
+    let phone = snapshot["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "phone")
+        .unwrap_or_else(|| panic!("{snapshot}"));
+    assert_eq!(phone["online"], false, "{snapshot}");
+
+    // The rest, from the store.
+    let store = s.running.store();
+    let id = device_id(store, "alice", "phone").await.unwrap();
+    assert_eq!(store.transitions(id, 0, i64::MAX).await.unwrap().len(), 1);
+    assert_eq!(store.waypoints(id).await.unwrap().len(), 2);
     s.stop().await;
 }
 
@@ -621,6 +755,64 @@ async fn http_pub_answers_after_the_commit_with_the_mqtt_rules() {
     assert_eq!(counts["rejected"]["wrong_user"], 1, "{counts}");
     assert_eq!(counts["rejected"]["invalid_value"], 1, "{counts}");
     assert_eq!(counts["ignored"], 1, "{counts}");
+    s.stop().await;
+}
+
+/// HTTP mode takes every message type too: each of alice's samples posted to `/pub` with her
+/// device key is answered 200 after its commit and is in the store; then each bad sample is
+/// answered 400 with a reason, and the next good post is stored.
+#[tokio::test]
+async fn every_message_type_and_every_bad_sample_through_http_pub() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let key = user_with_device(&s, &admin, "alice", "user").await;
+    let alice: Vec<(String, String)> = samples()
+        .into_iter()
+        .filter(|(topic, _)| topic.starts_with("owntracks/alice/phone"))
+        .collect();
+    for (topic, payload) in &alice {
+        let r = post_pub(&s, ("alice", &key), "", &[], payload).await;
+        assert_eq!(r.status(), 200, "{topic}: {payload}");
+    }
+    let counts = health_owntracks(&s).await;
+    assert_eq!(counts["stored"], alice.len(), "{counts}");
+    let store = s.running.store();
+    let phone = device_id(store, "alice", "phone").await.unwrap();
+    assert_eq!(
+        store
+            .location_window(phone, 0, i64::MAX, 100)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        store.transitions(phone, 0, i64::MAX).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.waypoints(phone).await.unwrap().len(), 2);
+    assert_eq!(
+        store.card(phone).await.unwrap().unwrap().name.as_deref(),
+        Some("Alice")
+    );
+
+    let bad: Vec<&str> = BAD_PAYLOADS
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    for (i, payload) in bad.iter().enumerate() {
+        let r = post_pub(&s, ("alice", &key), "", &[], payload).await;
+        assert_eq!(r.status(), 400, "{payload}");
+        let error: Value = r.json().await.unwrap();
+        assert!(
+            error["error"].as_str().is_some_and(|e| e.len() > 10),
+            "{payload}: {error}"
+        );
+        let tst = 1764600000 + i as i64;
+        let r = post_pub(&s, ("alice", &key), "", &[], &location(tst)).await;
+        assert_eq!(r.status(), 200, "the post after {payload}");
+        assert!(store.location_raw(phone, tst).await.unwrap().is_some());
+    }
     s.stop().await;
 }
 

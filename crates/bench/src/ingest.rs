@@ -72,14 +72,17 @@ pub struct LoadArgs {
 }
 
 /// One device's login.
-struct Login {
-    user: String,
-    device: String,
-    key: String,
+pub(crate) struct Login {
+    pub(crate) user: String,
+    pub(crate) device: String,
+    pub(crate) key: String,
 }
 
+/// The password of the `admin` account of [`start_server`]'s server.
+pub(crate) const BENCH_ADMIN_PASSWORD: &str = "bench admin password";
+
 /// The real server on free loopback ports, its data in `dir`.
-async fn start_server(dir: &Path) -> Result<porchlight_server::Running> {
+pub(crate) async fn start_server(dir: &Path) -> Result<porchlight_server::Running> {
     let options = porchlight_server::LoadOptions {
         data_dir: Some(dir.join("porchlight")),
         http_port: Some(0),
@@ -89,7 +92,7 @@ async fn start_server(dir: &Path) -> Result<porchlight_server::Running> {
     };
     let env = [(
         "PORCHLIGHT_ADMIN_PASSWORD".to_owned(),
-        "bench admin password".to_owned(),
+        BENCH_ADMIN_PASSWORD.to_owned(),
     )];
     let config = porchlight_server::Config::load_from(&options, env)?;
     Ok(porchlight_server::start(config).await?)
@@ -145,7 +148,10 @@ pub async fn run(args: IngestArgs) -> Result<()> {
     Ok(())
 }
 
-async fn create_users(running: &porchlight_server::Running, n: usize) -> Result<Vec<String>> {
+pub(crate) async fn create_users(
+    running: &porchlight_server::Running,
+    n: usize,
+) -> Result<Vec<String>> {
     let mut users = Vec::new();
     for i in 0..n {
         let name = format!("ingest{i}");
@@ -163,7 +169,7 @@ async fn create_users(running: &porchlight_server::Running, n: usize) -> Result<
     Ok(users)
 }
 
-async fn create_devices(
+pub(crate) async fn create_devices(
     running: &porchlight_server::Running,
     users: &[String],
     prefix: &str,
@@ -186,7 +192,7 @@ async fn create_devices(
     Ok(logins)
 }
 
-fn write_logins(path: &Path, logins: &[Login]) -> Result<()> {
+pub(crate) fn write_logins(path: &Path, logins: &[Login]) -> Result<()> {
     let text: String = logins
         .iter()
         .map(|l| format!("{}\t{}\t{}\n", l.user, l.device, l.key))
@@ -195,7 +201,7 @@ fn write_logins(path: &Path, logins: &[Login]) -> Result<()> {
     Ok(())
 }
 
-fn read_logins(path: &Path) -> Result<Vec<Login>> {
+pub(crate) fn read_logins(path: &Path) -> Result<Vec<Login>> {
     std::fs::read_to_string(path)?
         .lines()
         .map(|l| {
@@ -213,7 +219,7 @@ fn read_logins(path: &Path) -> Result<Vec<Login>> {
 }
 
 /// CPU seconds (user + system) of a process so far. Linux's USER_HZ is 100.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -340,7 +346,7 @@ async fn check_stored(
 }
 
 /// A ~270-byte OwnTracks location for the `i`-th point of a device.
-fn location(tid: &str, i: u64, tst: u64) -> Vec<u8> {
+pub(crate) fn location(tid: &str, i: u64, tst: u64) -> Vec<u8> {
     let frac = i % 100_000;
     format!(
         r#"{{"_type":"location","lat":52.3{frac:05},"lon":4.9{frac:05},"tst":{tst},"acc":12,"alt":3,"vac":4,"vel":27,"cog":180,"batt":87,"bs":1,"t":"u","tid":"{tid}","conn":"m","m":1,"created_at":{tst},"SSID":"home-network","BSSID":"aa:bb:cc:dd:ee:ff","inregions":["Home"]}}"#

@@ -32,8 +32,11 @@ use porchlight_domain::secret::Secret;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
+mod fuzz;
+mod history;
 mod ingest;
 mod lean_mqtt;
+mod live;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -54,6 +57,17 @@ enum Mode {
     /// The ingest bench's load generator (run by `ingest` as a child process).
     #[command(hide = true)]
     IngestLoad(ingest::LoadArgs),
+    /// Ingest → live-feed latency at a steady rate: MQTT QoS 1 phones and a `/ws/live` viewer.
+    Live(live::LiveArgs),
+    /// The live bench's phones and viewer (run by `live` as a child process).
+    #[command(hide = true)]
+    LiveLoad(live::LiveLoadArgs),
+    /// History over HTTP with 1,000,000 stored points: day windows, a year downsampled,
+    /// database size, the server's idle RSS (runs the `porchlight` binary next to this one).
+    History(history::HistoryArgs),
+    /// The OwnTracks payload parser and the `/pub` input checks on generated inputs
+    /// (arbitrary bytes, edited valid and bad samples, odd headers): no panic, clear errors.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -110,6 +124,10 @@ fn main() -> Result<()> {
     match cli.mode {
         Some(Mode::Ingest(args)) => runtime.block_on(ingest::run(args)),
         Some(Mode::IngestLoad(args)) => runtime.block_on(ingest::load(args)),
+        Some(Mode::Live(args)) => runtime.block_on(live::run(args)),
+        Some(Mode::LiveLoad(args)) => runtime.block_on(live::load(args)),
+        Some(Mode::History(args)) => runtime.block_on(history::run(args)),
+        Some(Mode::Fuzz(args)) => fuzz::run(args),
         None => {
             let args = cli.broker;
             if args.payload < 8 {

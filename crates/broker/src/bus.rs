@@ -24,7 +24,7 @@ use porchlight_domain::acl;
 use rmqtt::codec::types::QoS;
 use rmqtt::context::ServerContext;
 use rmqtt::session::SessionState;
-use rmqtt::types::{ClientId, CodecPublish, From, Id, Publish, TopicName};
+use rmqtt::types::{ClientId, CodecPublish, From, Id, Publish, TopicFilter, TopicName};
 use rmqtt::utils::timestamp_millis;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -440,5 +440,26 @@ impl Bus for BusImpl {
             tx,
         });
         Watch { rx: Some(rx) }
+    }
+
+    async fn retained(&self, topic: &str) -> Result<Option<Bytes>, Error> {
+        if !acl::is_valid_topic(topic) {
+            return Err(Error::InvalidTopic(topic.to_owned()));
+        }
+        let found = self
+            .scx
+            .extends
+            .retain()
+            .await
+            .get(&TopicFilter::from(topic))
+            .await
+            .map_err(|e| Error::Retained {
+                topic: topic.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(found
+            .into_iter()
+            .find(|(name, _)| &name[..] == topic)
+            .map(|(_, r)| r.publish.payload.clone()))
     }
 }

@@ -285,6 +285,8 @@ pub enum Error {
     NotRunning,
     #[error("publish to {topic:?} failed: {reason}")]
     Publish { topic: String, reason: String },
+    #[error("reading the retained message of {topic:?} failed: {reason}")]
+    Retained { topic: String, reason: String },
 }
 
 /// Who put a message on the bus.
@@ -403,6 +405,10 @@ pub trait Bus: Send + Sync {
 
     /// [`Bus::watch`] with a choice of origins.
     fn watch_from(&self, filter: &str, capacity: usize, origins: Origins) -> Watch;
+
+    /// The payload of the retained message on `topic` (a topic name, not a filter), if any.
+    /// Lets a service publish a retained message only where none (or an older one) is kept.
+    async fn retained(&self, topic: &str) -> Result<Option<Bytes>, Error>;
 }
 
 /// A broker whose ports are bound and whose hooks are in place, not yet accepting: attach

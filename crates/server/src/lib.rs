@@ -35,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, LoadOptions};
+pub use http::owntracks_pub::{PubInput, PubInputError, check_pub_request};
 pub use porchlight_broker::{Bus, Inbound, Origin, Origins, Watch, Watched};
 pub use porchlight_store as store;
 
@@ -254,6 +255,12 @@ pub async fn start_with(
         store: &store,
         bus: bus.clone(),
     });
+    if let Some(bus) = &bus {
+        // Before serving: no subscriber gets these twice, and no newer point can be overtaken.
+        if let Err(e) = owntracks::last_known::retain_last_known(&store, bus.as_ref()).await {
+            tracing::warn!(error = %e, "last OwnTracks locations not retained");
+        }
+    }
     let initial_admin = ensure_admin(&store, &config).await?;
     let broker = bound.map(|b| Arc::new(b.serve()));
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());

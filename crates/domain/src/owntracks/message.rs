@@ -345,6 +345,24 @@ pub struct Card {
     pub tid: Option<String>,
 }
 
+impl Card {
+    /// The card as a `_type: card` payload, as the apps publish it on `…/info`.
+    pub fn to_payload(&self) -> String {
+        let mut map = Map::new();
+        map.insert("_type".into(), "card".into());
+        for (key, value) in [
+            ("name", &self.name),
+            ("face", &self.face),
+            ("tid", &self.tid),
+        ] {
+            if let Some(v) = value {
+                map.insert(key.into(), v.clone().into());
+            }
+        }
+        Value::Object(map).to_string()
+    }
+}
+
 /// `_type: configuration` (a dump). Its raw JSON holds secrets: see
 /// [`Message::raw_json_redacted`].
 #[derive(Debug, Clone, PartialEq)]

@@ -178,6 +178,23 @@ fn lwt_card_and_status_samples() {
 }
 
 #[test]
+fn a_card_payload_parses_back_to_the_same_card() {
+    let card = Card {
+        name: Some("Alice \"A\"".into()),
+        face: Some("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==".into()),
+        tid: None,
+    };
+    let m = message(card.to_payload().as_bytes(), Some(TopicKind::Info));
+    assert_eq!(m.body(), &Body::Card(card));
+    let empty = Card {
+        name: None,
+        face: None,
+        tid: Some("al".into()),
+    };
+    assert_eq!(empty.to_payload(), r#"{"_type":"card","tid":"al"}"#);
+}
+
+#[test]
 fn card_with_a_face_image() {
     let m = message(
         br#"{"_type":"card","name":"Alice","face":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="}"#,

@@ -98,7 +98,7 @@ pub enum TopicError {
     EmptyLevel { level: &'static str },
     #[error("the {level} level is longer than {MAX_LEVEL_LEN} bytes")]
     LevelTooLong { level: &'static str },
-    #[error("the {level} level contains a wildcard (+ or #) or a NUL character")]
+    #[error("the {level} level contains a wildcard (+ or #), a / or a NUL character")]
     InvalidCharacter { level: &'static str },
     #[error("unknown topic suffix {0:?}")]
     UnknownSuffix(String),

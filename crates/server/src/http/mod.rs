@@ -14,7 +14,7 @@ mod history;
 mod live;
 mod onboarding;
 mod owntracks_keys;
-mod owntracks_pub;
+pub(crate) mod owntracks_pub;
 mod recorder;
 mod tracks;
 mod views;
