@@ -343,40 +343,53 @@ pub async fn locations(
                 _ => HashMap::new(),
             };
             let fields = params.fields();
-            let data: Vec<Map<String, Value>> = points
-                .iter()
-                .map(|p| {
-                    let object = location_object(p, raw.get(&p.tst).map(String::as_str));
-                    object_with_times(object, p)
-                })
-                .collect();
-            if format == Format::Xml {
-                let data: Vec<Map<String, Value>> = data
-                    .into_iter()
-                    .map(|o| pick(o, fields.as_deref()))
-                    .collect();
-                typed(xml(&data), "application/xml; charset=utf-8")
-            } else if format == Format::GeoJsonPoi {
-                Json(geojson_poi(&data)).into_response()
-            } else if format == Format::Csv {
-                let columns: Vec<String> =
-                    fields.unwrap_or_else(|| CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect());
-                typed(csv(&columns, &data), "text/csv; charset=utf-8")
+            let object = |p: &StoredLocation| {
+                object_with_times(location_object(p, raw.get(&p.tst).map(String::as_str)), p)
+            };
+            if format == Format::Json {
+                // Written object by object: a window of 100,000 points is ~36 MB of JSON, and
+                // a tree of all its objects would take ten times that at once.
+                json_answer(points.iter().map(|p| pick(object(p), fields.as_deref())))?
             } else {
-                let data: Vec<Value> = data
-                    .into_iter()
-                    .map(|o| Value::Object(pick(o, fields.as_deref())))
-                    .collect();
-                Json(json!({
-                    "count": data.len(),
-                    "data": data,
-                    "status": 200,
-                    "version": VERSION,
-                }))
-                .into_response()
+                let data: Vec<Map<String, Value>> = points.iter().map(object).collect();
+                if format == Format::Xml {
+                    let data: Vec<Map<String, Value>> = data
+                        .into_iter()
+                        .map(|o| pick(o, fields.as_deref()))
+                        .collect();
+                    typed(xml(&data), "application/xml; charset=utf-8")
+                } else if format == Format::GeoJsonPoi {
+                    Json(geojson_poi(&data)).into_response()
+                } else {
+                    let columns: Vec<String> = fields
+                        .unwrap_or_else(|| CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect());
+                    typed(csv(&columns, &data), "text/csv; charset=utf-8")
+                }
             }
         }
     };
+    Ok(response)
+}
+
+/// The Recorder's JSON answer, `{"count", "data", "status", "version"}`, serialised one
+/// object at a time into the body.
+fn json_answer(objects: impl ExactSizeIterator<Item = Map<String, Value>>) -> ApiResult<Response> {
+    let count = objects.len();
+    let mut body = Vec::with_capacity(count * 400 + 64);
+    body.extend_from_slice(format!("{{\"count\":{count},\"data\":[").as_bytes());
+    for (i, object) in objects.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &object)
+            .map_err(|e| ApiError::Internal(format!("location not serialised: {e}")))?;
+    }
+    body.extend_from_slice(format!("],\"status\":200,\"version\":{}}}", json!(VERSION)).as_bytes());
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(response)
 }
 
