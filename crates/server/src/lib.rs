@@ -16,6 +16,7 @@
 //! - Only `http` knows HTTP/JSON; only the broker crate knows MQTT internals (this crate talks
 //!   to it through its `Gatekeeper`/`Bus` traits).
 
+pub mod alarm;
 mod audit_sink;
 pub mod config;
 mod friends;
@@ -262,6 +263,8 @@ pub async fn start_with(
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
     let (http_stop, stop_rx) = watch::channel(false);
+    // One PIN check per process: its throttle is the memory of wrong PINs.
+    let pins = Arc::new(alarm::codes::PinCheck::new(store.clone(), audit.clone()));
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -284,6 +287,7 @@ pub async fn start_with(
         live: ingest.live(),
         closing: stop_rx.clone(),
         friends,
+        pins,
     };
     let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {

@@ -47,7 +47,7 @@ impl From<porchlight_store::Error> for ApiError {
         use porchlight_store::Error as E;
         match e {
             E::Invalid(_) | E::BadInput(_) | E::LastAdmin => ApiError::BadRequest(e.to_string()),
-            E::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
+            E::AlreadyExists { .. } | E::PinTaken => ApiError::Conflict(e.to_string()),
             E::NotFound { .. } => ApiError::NotFound(e.to_string()),
             E::Busy => ApiError::Throttled(1),
             other => ApiError::Internal(other.to_string()),
