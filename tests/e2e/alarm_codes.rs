@@ -273,6 +273,8 @@ async fn probing_for_taken_pins_through_the_api_is_throttled() {
         statuses.push(r.status().as_u16());
         if r.status() == 429 {
             assert!(r.headers().contains_key("retry-after"));
+            let e = error_of(r).await;
+            assert!(e.contains("already in use. Try again in"), "{e}");
         }
     }
     assert_eq!(statuses, [409, 409, 409, 409, 409, 429]);

@@ -79,7 +79,7 @@ struct Login {
 }
 
 /// The real server on free loopback ports, its data in `dir`.
-async fn start_server(dir: &Path) -> Result<porchlight_server::Running> {
+pub(crate) async fn start_server(dir: &Path) -> Result<porchlight_server::Running> {
     let options = porchlight_server::LoadOptions {
         data_dir: Some(dir.join("porchlight")),
         http_port: Some(0),
@@ -213,7 +213,7 @@ fn read_logins(path: &Path) -> Result<Vec<Login>> {
 }
 
 /// CPU seconds (user + system) of a process so far. Linux's USER_HZ is 100.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };

@@ -18,6 +18,7 @@
 //! `porchlight-bench ingest` (module `ingest`) is the other mode: OwnTracks points through
 //! the whole server into SQLite with commit before ack, from lean raw-TCP MQTT publishers
 //! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
+//! `porchlight-bench pin` (module `pin`): alarm PIN verification latency and CPU.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -34,10 +35,11 @@ use tokio::sync::mpsc;
 
 mod ingest;
 mod lean_mqtt;
+mod pin;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
-    about = "Porchlight broker vs Mosquitto: throughput and latency on loopback (default), or `ingest`: OwnTracks ingest into the store"
+    about = "Porchlight broker vs Mosquitto: throughput and latency on loopback (default), `ingest`: OwnTracks ingest into the store, or `pin`: alarm PIN verification"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +53,8 @@ enum Mode {
     /// OwnTracks ingest through the whole server (MQTT QoS 1 and HTTP /pub, commit before
     /// ack), with the stored points read back.
     Ingest(ingest::IngestArgs),
+    /// Alarm PIN verification latency (p50/p99) with codes stored, and its CPU.
+    Pin(pin::PinArgs),
     /// The ingest bench's load generator (run by `ingest` as a child process).
     #[command(hide = true)]
     IngestLoad(ingest::LoadArgs),
@@ -110,6 +114,7 @@ fn main() -> Result<()> {
     match cli.mode {
         Some(Mode::Ingest(args)) => runtime.block_on(ingest::run(args)),
         Some(Mode::IngestLoad(args)) => runtime.block_on(ingest::load(args)),
+        Some(Mode::Pin(args)) => runtime.block_on(pin::run(args)),
         None => {
             let args = cli.broker;
             if args.payload < 8 {

@@ -140,7 +140,7 @@ fn pin(value: String) -> ApiResult<Secret> {
 
 fn write_error(e: CodeWriteError) -> ApiError {
     match e {
-        CodeWriteError::LockedOut(wait) => ApiError::Throttled(wait.as_secs().max(1)),
+        CodeWriteError::LockedOut(wait) => ApiError::TooManyTakenPins(wait.as_secs().max(1)),
         CodeWriteError::Store(porchlight_store::Error::PinTaken) => ApiError::Conflict(
             "pin: this PIN is already in use by another code; choose another.".into(),
         ),
