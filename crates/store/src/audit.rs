@@ -1,5 +1,6 @@
 //! The audit log: connection attempts, disconnects, refused publishes and subscriptions, web
-//! logins, friendships granted and revoked, alarm PIN codes used and refused. Rows carry who/where/what happened and a human reason; never a password.
+//! logins, friendships granted and revoked, alarm PIN codes used and refused. Rows carry
+//! who/where/what happened and a human reason; never a password or a PIN.
 
 use std::time::{Duration, SystemTime};
 
