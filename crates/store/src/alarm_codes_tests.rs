@@ -261,3 +261,39 @@ async fn with_200_codes_a_pin_costs_about_one_argon2_not_one_per_code() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_code_hashed_under_an_older_profile_still_matches_by_its_phc_string() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let (_dir, store) = temp_store();
+    let alice = user(&store, "alice").await;
+    let c = store
+        .add_alarm_code(alice, code("Door", "97531"), SystemTime::now())
+        .await
+        .unwrap();
+    // Rewrite its hash as an earlier profile would have made it (other m, t, p).
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let old = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(16 * 1024, 2, 1, None).unwrap(),
+    )
+    .hash_password(b"97531", &salt)
+    .unwrap()
+    .to_string();
+    let id = c.id;
+    store
+        .write(move |conn| {
+            conn.execute(
+                "UPDATE alarm_codes SET pin_hash = ?1 WHERE id = ?2",
+                rusqlite::params![old, id],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let found = store.match_alarm_pin("97531").await.unwrap();
+    assert_eq!(found.code.map(|c| c.id), Some(id));
+    assert_eq!(found.hashes_checked, 1);
+    assert_eq!(store.match_alarm_pin("97532").await.unwrap().code, None);
+}
