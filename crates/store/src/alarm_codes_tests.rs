@@ -297,3 +297,25 @@ async fn a_code_hashed_under_an_older_profile_still_matches_by_its_phc_string() 
     assert_eq!(found.hashes_checked, 1);
     assert_eq!(store.match_alarm_pin("97532").await.unwrap().code, None);
 }
+
+#[tokio::test]
+async fn a_pin_check_does_not_wait_for_password_hashing() {
+    use crate::hashing::{HASH_GATE, HashPriority, MAX_CONCURRENT_HASHES};
+    let (_dir, store) = temp_store();
+    let alice = user(&store, "alice").await;
+    store
+        .add_alarm_code(alice, code("Door", "8642"), SystemTime::now())
+        .await
+        .unwrap();
+    // Every password argon2 slot is held (as by a burst of logins) while the PIN is checked.
+    let mut held = Vec::new();
+    for _ in 0..MAX_CONCURRENT_HASHES {
+        held.push(HASH_GATE.acquire(HashPriority::Normal).await.unwrap());
+    }
+    let found = tokio::time::timeout(Duration::from_secs(30), store.match_alarm_pin("8642"))
+        .await
+        .expect("a PIN check waited for the password gate")
+        .unwrap();
+    drop(held);
+    assert_eq!(found.code.map(|c| c.label), Some("Door".to_owned()));
+}
