@@ -18,6 +18,7 @@
 //! `porchlight-bench ingest` (module `ingest`) is the other mode: OwnTracks points through
 //! the whole server into SQLite with commit before ack, from lean raw-TCP MQTT publishers
 //! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
+//! `porchlight-bench pin` (module `pin`): alarm PIN verification latency and CPU.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,10 +38,11 @@ mod history;
 mod ingest;
 mod lean_mqtt;
 mod live;
+mod pin;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
-    about = "Porchlight broker vs Mosquitto: throughput and latency on loopback (default), or `ingest`: OwnTracks ingest into the store"
+    about = "Porchlight broker vs Mosquitto: throughput and latency on loopback (default), `ingest`: OwnTracks ingest into the store, or `pin`: alarm PIN verification"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,6 +56,8 @@ enum Mode {
     /// OwnTracks ingest through the whole server (MQTT QoS 1 and HTTP /pub, commit before
     /// ack), with the stored points read back.
     Ingest(ingest::IngestArgs),
+    /// Alarm PIN verification latency (p50/p99) with codes stored, and its CPU.
+    Pin(pin::PinArgs),
     /// The ingest bench's load generator (run by `ingest` as a child process).
     #[command(hide = true)]
     IngestLoad(ingest::LoadArgs),
@@ -128,6 +132,7 @@ fn main() -> Result<()> {
         Some(Mode::LiveLoad(args)) => runtime.block_on(live::load(args)),
         Some(Mode::History(args)) => runtime.block_on(history::run(args)),
         Some(Mode::Fuzz(args)) => fuzz::run(args),
+        Some(Mode::Pin(args)) => runtime.block_on(pin::run(args)),
         None => {
             let args = cli.broker;
             if args.payload < 8 {

@@ -7,6 +7,7 @@ pub mod account;
 pub mod acl;
 pub mod alarm;
 pub mod owntracks;
+pub mod pin;
 pub mod secret;
 pub mod session;
 pub mod throttle;

@@ -153,6 +153,11 @@ impl<K: Eq + Hash + Clone> Throttle<K> {
         });
     }
 
+    /// Attempts counted for `key` (failed or being checked).
+    pub fn count(&self, key: &K) -> u32 {
+        self.records.get(key).map_or(0, |r| r.failures)
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }

@@ -16,6 +16,7 @@
 //! - Only `http` knows HTTP/JSON; only the broker crate knows MQTT internals (this crate talks
 //!   to it through its `Gatekeeper`/`Bus` traits).
 
+pub mod alarm;
 mod audit_sink;
 pub mod config;
 mod friends;
@@ -98,6 +99,8 @@ pub struct Running {
     /// Set on the first start with an empty database.
     pub initial_admin: Option<InitialAdmin>,
     store: Store,
+    /// Alarm PIN verification, shared with the HTTP handlers (one wrong-PIN throttle).
+    pins: Arc<alarm::codes::PinCheck>,
     /// The embedded broker (shared with the HTTP handlers until they stop).
     broker: Option<Arc<porchlight_broker::Broker>>,
     /// Closes sessions of devices/users removed outside this process; aborted at shutdown.
@@ -132,6 +135,11 @@ impl Running {
     /// The store, for in-process callers (the CLI, tests).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Alarm PIN verification (the process's one instance, the HTTP API's too).
+    pub fn pins(&self) -> Arc<alarm::codes::PinCheck> {
+        Arc::clone(&self.pins)
     }
 
     /// The app's in-process link to the broker (`None` when the broker is disabled).
@@ -269,6 +277,8 @@ pub async fn start_with(
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
     let (http_stop, stop_rx) = watch::channel(false);
+    // One PIN check per process: its throttle is the memory of wrong PINs.
+    let pins = Arc::new(alarm::codes::PinCheck::new(store.clone(), audit.clone()));
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -291,6 +301,7 @@ pub async fn start_with(
         live: ingest.live(),
         closing: stop_rx.clone(),
         friends,
+        pins: pins.clone(),
     };
     let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {
@@ -306,6 +317,7 @@ pub async fn start_with(
         mqtt_tls_addr,
         initial_admin,
         store,
+        pins,
         broker,
         sweep,
         ingest,

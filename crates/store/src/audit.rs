@@ -1,5 +1,6 @@
 //! The audit log: connection attempts, disconnects, refused publishes and subscriptions, web
-//! logins, friendships granted and revoked. Rows carry who/where/what happened and a human reason; never a password.
+//! logins, friendships granted and revoked, alarm PIN codes used and refused. Rows carry
+//! who/where/what happened and a human reason; never a password or a PIN.
 
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +23,11 @@ pub enum AuditKind {
     FriendGranted,
     /// A grant was revoked (`detail`: `owner -> viewer`).
     FriendRevoked,
+    /// An alarm PIN was accepted (`detail`: source and code id; never the PIN).
+    AlarmCodeUsed,
+    /// An alarm PIN was refused: wrong, disabled, out of its window, locked out, not a PIN
+    /// (`reason` says which; never the PIN).
+    AlarmCodeRefused,
 }
 
 impl AuditKind {
@@ -34,6 +40,8 @@ impl AuditKind {
             AuditKind::HttpLogin => "http_login",
             AuditKind::FriendGranted => "friend_granted",
             AuditKind::FriendRevoked => "friend_revoked",
+            AuditKind::AlarmCodeUsed => "alarm_code_used",
+            AuditKind::AlarmCodeRefused => "alarm_code_refused",
         }
     }
 
@@ -46,6 +54,8 @@ impl AuditKind {
             AuditKind::HttpLogin,
             AuditKind::FriendGranted,
             AuditKind::FriendRevoked,
+            AuditKind::AlarmCodeUsed,
+            AuditKind::AlarmCodeRefused,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

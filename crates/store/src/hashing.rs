@@ -353,6 +353,89 @@ pub fn verify_password(password: &[u8], phc: &str) -> bool {
     }
 }
 
+/// Argon2 computations for PINs running at once (8 MiB each).
+pub const MAX_CONCURRENT_PIN_HASHES: usize = 2;
+/// PIN checks that may wait for one; beyond this a caller gets [`Error::Busy`].
+const MAX_WAITING_PIN_HASHES: usize = 16;
+
+/// The PINs' own argon2 limit, apart from the passwords' [`HASH_GATE`] on purpose: a PIN
+/// check costs a few milliseconds and arms or disarms a house, so it must never wait behind
+/// password logins (64 MiB and ~100 ms each, and attackers can queue those up). Both gates
+/// together bound argon2 memory at 2 × 64 + 2 × 8 MiB.
+pub(crate) static PIN_GATE: LazyLock<Arc<HashGate>> = LazyLock::new(|| {
+    Arc::new(HashGate::new(
+        MAX_CONCURRENT_PIN_HASHES,
+        MAX_WAITING_PIN_HASHES,
+    ))
+});
+
+/// Runs `work` (PIN argon2) on a blocking thread once a slot of the PIN gate is free.
+pub(crate) async fn with_pin_slot<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let permit = PIN_GATE
+        .acquire(HashPriority::Normal)
+        .await
+        .map_err(|GateFull| Error::Busy)?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        work()
+    })
+    .await
+    .map_err(|e| Error::Hashing(e.to_string()))
+}
+
+/// The PIN profile: argon2id, 1 pass, 8 MiB, 2 lanes. A PIN's keyspace is tiny (10⁴–10⁸), so
+/// cost buys little against an offline attacker and only adds latency to every arm/disarm;
+/// the protection is the throttle (docs/adr/0013-alarm-pin-codes.md).
+fn pin_hasher() -> Result<Argon2<'static>> {
+    let params = Params::new(8 * 1024, 1, 2, None).map_err(|e| Error::Hashing(e.to_string()))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes a PIN into a PHC string with the PIN profile. Call off the async runtime.
+pub fn hash_pin(pin: &Secret) -> Result<String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    pin_hasher()?
+        .hash_password(pin.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Hashing(e.to_string()))
+}
+
+/// Checks a PIN against a stored PHC string, by the parameters written in it (so codes hashed
+/// under an older profile still verify). A malformed hash verifies as false.
+pub fn verify_pin(pin: &[u8], phc: &str) -> bool {
+    verify_password(pin, phc)
+}
+
+/// HMAC-SHA256 (RFC 2104) of `message` under a 32-byte key.
+pub(crate) fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// A PIN's tag: the first 16 bits of HMAC-SHA256(key, PIN). Cheap to compute, so a keypad
+/// entry is hashed with argon2 only against the codes sharing its tag; short, so a tag alone
+/// matches one in 65,536 PINs.
+pub(crate) fn pin_tag(key: &[u8; 32], pin: &str) -> i64 {
+    let mac = hmac_sha256(key, pin.as_bytes());
+    i64::from(u16::from_be_bytes([mac[0], mac[1]]))
+}
+
+/// A PHC string of a random PIN, verified against when no stored code shares a PIN's tag, so
+/// that a wrong PIN costs the same as a right one.
+pub(crate) fn decoy_pin_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_pin(&random_secret("")).unwrap_or_default())
+}
+
 /// A PHC string of a random password, verified against when a user name is unknown so that
 /// unknown and known names take the same time.
 pub(crate) fn decoy_hash() -> &'static str {
@@ -397,6 +480,47 @@ mod tests {
         assert!(phc.starts_with("$argon2id$v=19$m=65536,t=2,p=1$"), "{phc}");
         assert!(verify_password(b"correct horse battery", &phc));
         assert!(!verify_password(b"correct horse batterz", &phc));
+    }
+
+    #[test]
+    fn pins_use_their_own_cheap_profile_and_older_profiles_still_verify() {
+        let phc = hash_pin(&Secret::new("0042")).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=8192,t=1,p=2$"), "{phc}");
+        assert!(verify_pin(b"0042", &phc));
+        assert!(!verify_pin(b"42", &phc));
+        assert!(!verify_pin(b"0043", &phc));
+        // A PIN hashed under other parameters (an older profile) verifies by its PHC string.
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let old = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4 * 1024, 3, 1, None).unwrap(),
+        )
+        .hash_password(b"0042", &salt)
+        .unwrap()
+        .to_string();
+        assert!(old.contains("m=4096,t=3,p=1"));
+        assert!(verify_pin(b"0042", &old));
+        assert!(!verify_pin(b"0041", &old));
+        assert!(!verify_pin(b"0042", "not a phc string"));
+    }
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_and_tags_are_16_bits() {
+        // RFC 4231 test case 2 uses a 4-byte key ("Jefe"); zero-padded to 32 bytes it is the
+        // same HMAC, as keys shorter than the block are padded with zeros.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            hex::encode(hmac_sha256(&key, b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let tags: std::collections::HashSet<i64> = (0..1000)
+            .map(|n| pin_tag(&key, &format!("{n:04}")))
+            .collect();
+        assert!(tags.iter().all(|t| (0..65536).contains(t)));
+        assert!(tags.len() > 980, "tags spread out: {}", tags.len());
+        assert_ne!(pin_tag(&key, "0042"), pin_tag(&[7u8; 32], "0042"));
     }
 
     #[test]

@@ -13,8 +13,14 @@
 //!   never wait for the writer.
 //! - Migrations are embedded at compile time and applied in order at open, in one transaction;
 //!   a database written by a newer Porchlight is refused.
+//! - Alarm PIN codes (`alarm_codes.rs`) are stored as argon2id PHC strings (their own cheap
+//!   profile and argon2 limit, `hashing.rs`) with a keyed 16-bit tag, so a PIN is checked
+//!   with argon2 against about one code, not all of them (ADR 0013).
 
 mod accounts;
+mod alarm_codes;
+#[cfg(test)]
+mod alarm_codes_tests;
 mod audit;
 mod friends;
 mod hashing;
@@ -38,11 +44,12 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::{ApiToken, Device, LoginCheck, LoginCheckMode, PasswordChange, User};
+pub use alarm_codes::{AlarmCode, AlarmCodeChange, NewAlarmCode, PinMatch};
 pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditKind};
 pub use friends::Friendship;
 pub use hashing::{
-    HashPriority, MAX_CONCURRENT_HASHES, REMEMBER_LOGIN_FOR, hash_password, random_password,
-    verify_password,
+    HashPriority, MAX_CONCURRENT_HASHES, MAX_CONCURRENT_PIN_HASHES, REMEMBER_LOGIN_FOR,
+    hash_password, hash_pin, random_password, verify_password, verify_pin,
 };
 pub use migrate::LATEST_VERSION;
 pub use owntracks::{
@@ -88,6 +95,9 @@ pub enum Error {
     /// Too many password checks are running or waiting (see [`HashPriority`]); try later.
     #[error("too many password checks at once; try again shortly")]
     Busy,
+    /// Another alarm code (of any user, enabled or not) already has this PIN. Names nobody.
+    #[error("this PIN is already in use; choose another")]
+    PinTaken,
     #[error("commit failed: {0}")]
     Commit(String),
     #[error("cannot begin a write transaction: {0}")]

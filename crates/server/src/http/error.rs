@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 429 with `Retry-After`: too many password attempts, or too many password checks at once.
     #[error("Too many sign-in attempts. Try again in {}.", in_seconds(*.0))]
     Throttled(u64),
+    /// 429 with `Retry-After`: too many alarm codes refused as "PIN already in use".
+    #[error("Too many codes refused as already in use. Try again in {}.", in_seconds(*.0))]
+    TooManyTakenPins(u64),
     #[error("Porchlight had an internal error; see its log.")]
     Internal(String),
 }
@@ -47,7 +50,7 @@ impl From<porchlight_store::Error> for ApiError {
         use porchlight_store::Error as E;
         match e {
             E::Invalid(_) | E::BadInput(_) | E::LastAdmin => ApiError::BadRequest(e.to_string()),
-            E::AlreadyExists { .. } => ApiError::Conflict(e.to_string()),
+            E::AlreadyExists { .. } | E::PinTaken => ApiError::Conflict(e.to_string()),
             E::NotFound { .. } => ApiError::NotFound(e.to_string()),
             E::Busy => ApiError::Throttled(1),
             other => ApiError::Internal(other.to_string()),
@@ -63,14 +66,14 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden | ApiError::WrongCurrentPassword => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Throttled(_) | ApiError::TooManyTakenPins(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
-        if let ApiError::Throttled(secs) = self
+        if let ApiError::Throttled(secs) | ApiError::TooManyTakenPins(secs) = self
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -5,6 +5,7 @@
 //! and the broker control; they hold no state of their own beyond [`AppState`].
 
 mod accounts;
+mod alarm_codes;
 mod assets;
 mod auth;
 mod commands;
@@ -27,7 +28,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use porchlight_domain::session::SessionPolicy;
 use porchlight_store::Store;
 use serde_json::json;
@@ -63,6 +64,9 @@ pub struct AppState {
     pub owntracks_settings: OwnTracksSettings,
     /// Who granted whom the sight of their OwnTracks devices (the visibility rule's input).
     pub friends: Arc<crate::friends::Friends>,
+    /// Alarm PIN verification and code changes, with the process's one wrong-PIN throttle
+    /// (the alarm's keypad, Home Assistant and API paths share it).
+    pub pins: Arc<crate::alarm::codes::PinCheck>,
 }
 
 /// What the OwnTracks endpoints need to know about this server beyond the store.
@@ -134,6 +138,14 @@ pub fn router(state: AppState) -> Router {
             put(owntracks_keys::set_by_id).delete(owntracks_keys::remove_by_id),
         )
         .route("/owntracks/keys", get(owntracks_keys::list))
+        .route(
+            "/alarm/codes",
+            get(alarm_codes::list).post(alarm_codes::create),
+        )
+        .route(
+            "/alarm/codes/{id}",
+            patch(alarm_codes::update).delete(alarm_codes::remove),
+        )
         .route(
             "/owntracks/keys/{username}/{device}",
             put(owntracks_keys::set_by_name).delete(owntracks_keys::remove_by_name),

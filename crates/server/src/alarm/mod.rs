@@ -1,0 +1,3 @@
+//! The alarm: PIN codes (`codes.rs`).
+
+pub mod codes;
