@@ -875,3 +875,116 @@ async fn a_qos_0_point_is_stored_too() {
     .await;
     s.stop().await;
 }
+
+/// What a phone sent comes out of the UI's device API: the device list (online state, last
+/// location, card), the region events and the regions.
+#[tokio::test]
+async fn posted_messages_come_out_of_the_device_api() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let key = user_with_device(&s, &admin, "alice", "user").await;
+    let _ = user_with_device(&s, &admin, "carol", "user").await;
+    for (topic, payload) in samples()
+        .into_iter()
+        .filter(|(topic, _)| topic.starts_with("owntracks/alice/phone"))
+        // The LWT is dated before the last location: posted last, it would still say offline.
+        .filter(|(_, payload)| !payload.contains(r#""_type":"lwt""#))
+    {
+        let r = post_pub(&s, ("alice", &key), "", &[], &payload).await;
+        assert_eq!(r.status(), 200, "{topic}: {payload}");
+    }
+    let alice = s.signed_in("alice", &password("alice")).await;
+    let devices: Value = alice
+        .get(s.url("/api/owntracks/devices"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let devices = devices.as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    let phone = &devices[0];
+    assert_eq!(phone["user"], "alice");
+    assert_eq!(phone["device"], "phone");
+    assert_eq!(phone["online"], true);
+    assert_eq!(phone["location"]["tst"], 1764000400, "the newest by tst");
+    assert_eq!(phone["location"]["lat"], 52.3701);
+    assert_eq!(phone["card"]["name"], "Alice");
+    let id = phone["device_id"].as_i64().unwrap();
+
+    let transitions: Value = alice
+        .get(s.url(&format!(
+            "/api/owntracks/devices/{id}/transitions?from=1764000000000&to=1764000400000"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        transitions,
+        json!([{
+            "at": 1764000305000i64, "event": "enter", "desc": "Home", "rid": "a1b2c3",
+            "lat": 52.3701, "lon": 4.8952, "acc": 5.0
+        }])
+    );
+    // Outside the window: none.
+    let none: Value = alice
+        .get(s.url(&format!(
+            "/api/owntracks/devices/{id}/transitions?from=1764000306000&to=1764000400000"
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none, json!([]));
+
+    let regions: Value = alice
+        .get(s.url(&format!("/api/owntracks/devices/{id}/waypoints")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<_> = regions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["desc"].as_str().unwrap(), w["rad"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(names, [("Home", 100), ("Work", 150)]);
+
+    // Carol sees neither the device nor its history.
+    let carol = s.signed_in("carol", &password("carol")).await;
+    let theirs: Value = carol
+        .get(s.url("/api/owntracks/devices"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs, json!([]));
+    for path in ["transitions", "waypoints"] {
+        let r = carol
+            .get(s.url(&format!("/api/owntracks/devices/{id}/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let r = alice
+        .get(s.url(&format!(
+            "/api/owntracks/devices/{id}/transitions?from=10&to=5"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    s.stop().await;
+}

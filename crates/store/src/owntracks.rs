@@ -198,11 +198,12 @@ pub struct StoredLocation {
     pub received_at: SystemTime,
 }
 
-/// A device with its newest location (by `tst`), if it sent any.
+/// A device with its newest location (by `tst`) and its card, if it sent any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastLocation {
     pub device: OwnTracksDevice,
     pub location: Option<StoredLocation>,
+    pub card: Option<Card>,
 }
 
 /// A stored transition.
@@ -615,8 +616,8 @@ impl Store {
         .await
     }
 
-    /// Each device of the given users (all for `None`) with its newest location by `tst`.
-    /// Two index probes per device (drained and log), however long the history.
+    /// Each device of the given users (all for `None`) with its newest location by `tst` and
+    /// its card. Three index probes per device (drained, log, card), however long the history.
     pub async fn last_locations(&self, users: Option<Vec<i64>>) -> Result<Vec<LastLocation>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -635,6 +636,8 @@ impl Store {
                                   WHERE l.device_id = ?1 ORDER BY l.tst DESC LIMIT 1)) l
                  ORDER BY l.tst DESC LIMIT 1"
             ))?;
+            let mut card_stmt =
+                c.prepare_cached("SELECT name, face FROM ot_cards WHERE device_id = ?1")?;
             let mut out = Vec::new();
             for device in devices {
                 if users.as_ref().is_some_and(|u| !u.contains(&device.user_id)) {
@@ -643,7 +646,19 @@ impl Store {
                 let location = newest
                     .query_row([device.id], |r| location_from_row(r, 0))
                     .optional()?;
-                out.push(LastLocation { device, location });
+                let card = card_stmt
+                    .query_row([device.id], |r| {
+                        Ok(Card {
+                            name: r.get(0)?,
+                            face: r.get(1)?,
+                        })
+                    })
+                    .optional()?;
+                out.push(LastLocation {
+                    device,
+                    location,
+                    card,
+                });
             }
             Ok(out)
         })

@@ -14,6 +14,7 @@ mod friends;
 mod history;
 mod live;
 mod onboarding;
+mod owntracks_devices;
 mod owntracks_keys;
 pub(crate) mod owntracks_pub;
 mod recorder;
@@ -126,7 +127,16 @@ pub fn router(state: AppState) -> Router {
             "/users/{owner}/friends/{viewer}",
             put(friends::grant).delete(friends::revoke),
         )
+        .route("/owntracks/devices", get(owntracks_devices::list))
         .route("/owntracks/devices/{id}/track", get(tracks::track))
+        .route(
+            "/owntracks/devices/{id}/transitions",
+            get(owntracks_devices::transitions),
+        )
+        .route(
+            "/owntracks/devices/{id}/waypoints",
+            get(owntracks_devices::waypoints),
+        )
         .route("/owntracks/devices/{id}/commands", post(commands::send))
         .route("/owntracks/devices/{id}", delete(history::delete_device))
         .route(

@@ -231,6 +231,17 @@ pub struct LiveDeviceView {
     pub last_seen_at: i64,
     /// The newest location by `tst`, if any.
     pub location: Option<LiveLocationView>,
+    /// The device's card (display name, base64 picture), if it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardView>,
+}
+
+/// A card: what an OwnTracks phone shows for a person.
+#[derive(Debug, Serialize)]
+pub struct CardView {
+    pub name: Option<String>,
+    /// Base64 image, as the phone sent it.
+    pub face: Option<String>,
 }
 
 impl From<&porchlight_store::LastLocation> for LiveDeviceView {
@@ -249,6 +260,10 @@ impl From<&porchlight_store::LastLocation> for LiveDeviceView {
                 .location
                 .as_ref()
                 .map(|s| LiveLocationView::new(s.tst, &s.fields)),
+            card: l.card.as_ref().map(|c| CardView {
+                name: c.name.clone(),
+                face: c.face.clone(),
+            }),
         }
     }
 }
