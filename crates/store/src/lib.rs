@@ -15,6 +15,7 @@
 //!   a database written by a newer Porchlight is refused.
 
 mod accounts;
+mod alarm;
 mod audit;
 mod friends;
 mod hashing;
@@ -38,6 +39,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::{ApiToken, Device, LoginCheck, LoginCheckMode, PasswordChange, User};
+pub use alarm::{
+    ALARM_EVENT_PURGE_BATCH, AlarmEvent, AlarmEventKind, AlarmRecord, MAX_ALARM_EVENTS,
+    NewAlarmEvent,
+};
 pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditKind};
 pub use friends::Friendship;
 pub use hashing::{

@@ -1,0 +1,2 @@
+-- Placeholder: migration 0006 is written on another branch (alarm codes). This file only keeps
+-- this branch's numbering contiguous; the lead deletes it at merge.
