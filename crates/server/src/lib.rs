@@ -16,6 +16,7 @@
 //! - Only `http` knows HTTP/JSON; only the broker crate knows MQTT internals (this crate talks
 //!   to it through its `Gatekeeper`/`Bus` traits).
 
+pub mod alarm;
 mod audit_sink;
 pub mod config;
 mod friends;
@@ -110,6 +111,9 @@ pub struct Running {
     /// Deletes each user's locations past their retention, in the background; stopped before
     /// the broker (it needs only the store).
     retention: owntracks::Retention,
+    /// The alarm (its state machine, MQTT command and sensor topics, Home Assistant entity);
+    /// stopped before the broker so that its `offline` availability is published.
+    alarm: alarm::AlarmService,
     /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
     /// WebSockets to close.
     http_stop: watch::Sender<bool>,
@@ -138,6 +142,11 @@ impl Running {
         self.broker.as_ref().map(|b| b.bus())
     }
 
+    /// The alarm, for the REST API and the keypad.
+    pub fn alarm(&self) -> alarm::AlarmHandle {
+        self.alarm.handle()
+    }
+
     /// Counters of the OwnTracks ingest service.
     pub fn owntracks_stats(&self) -> owntracks::IngestStats {
         self.ingest.stats()
@@ -157,6 +166,7 @@ impl Running {
             let _ = sweep.await;
         }
         self.retention.stop().await;
+        self.alarm.stop().await;
         if let Some(ha) = self.ha_discovery {
             ha.stop().await;
         }
@@ -189,6 +199,24 @@ impl std::fmt::Debug for Wiring<'_> {
     }
 }
 
+/// Parts of the server that can be replaced when it is started in-process (tests, the bench).
+#[derive(Default)]
+pub struct Overrides {
+    /// Who a PIN belongs to; default [`alarm::NoPins`] (no codes: every PIN is wrong).
+    pub pin_verifier: Option<Arc<dyn alarm::PinVerifier>>,
+    /// The alarm's Home Assistant names and event retention; default [`alarm::AlarmConfig`].
+    pub alarm: Option<alarm::AlarmConfig>,
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("pin_verifier", &self.pin_verifier.is_some())
+            .field("alarm", &self.alarm)
+            .finish()
+    }
+}
+
 /// Opens the store, starts the broker and the HTTP server.
 pub async fn start(config: Config) -> Result<Running, Error> {
     start_with(config, |_| {}).await
@@ -198,6 +226,15 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// serves its first client. Services end with the broker (their receivers close).
 pub async fn start_with(
     config: Config,
+    services: impl FnOnce(&Wiring<'_>),
+) -> Result<Running, Error> {
+    start_with_overrides(config, Overrides::default(), services).await
+}
+
+/// [`start_with`], with some parts replaced ([`Overrides`]).
+pub async fn start_with_overrides(
+    config: Config,
+    overrides: Overrides,
     services: impl FnOnce(&Wiring<'_>),
 ) -> Result<Running, Error> {
     create_private_dir(&config.data_dir)?;
@@ -250,6 +287,16 @@ pub async fn start_with(
         store.clone(),
         owntracks::RetentionConfig::every(config.owntracks.retention_check()),
     );
+    let alarm = alarm::AlarmService::start(
+        store.clone(),
+        bus.clone(),
+        overrides
+            .pin_verifier
+            .unwrap_or_else(|| Arc::new(alarm::NoPins)),
+        overrides.alarm.unwrap_or_default(),
+    )
+    .await
+    .map_err(|e| Error::Internal(format!("starting the alarm: {e}")))?;
     services(&Wiring {
         store: &store,
         bus: bus.clone(),
@@ -304,6 +351,7 @@ pub async fn start_with(
         ingest,
         ha_discovery,
         retention,
+        alarm,
         http_stop,
         http_task,
         audit_writer,
