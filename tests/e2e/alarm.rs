@@ -37,6 +37,11 @@ const PIN: &str = "0042";
 const DURESS_PIN: &str = "9911";
 const SENSOR_TOPIC: &str = "zigbee2mqtt/front_door";
 
+/// Whether `topic` is one the alarm publishes on (for tests about other things).
+pub fn is_alarm_topic(topic: &str) -> bool {
+    topic.starts_with("porchlight/alarm/") || topic == PANEL_CONFIG || topic == DURESS_CONFIG
+}
+
 /// The codes every test uses: alice's normal PIN and her duress PIN (hashed once).
 fn codes() -> FixedPins {
     static CODES: std::sync::OnceLock<Vec<FixedCode>> = std::sync::OnceLock::new();
