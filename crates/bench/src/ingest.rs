@@ -213,7 +213,7 @@ fn read_logins(path: &Path) -> Result<Vec<Login>> {
 }
 
 /// CPU seconds (user + system) of a process so far. Linux's USER_HZ is 100.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };

@@ -15,6 +15,9 @@
 //! Payload: 8 bytes send time (ns since the bench started) + padding, `--payload` bytes in all.
 //! Nothing here leaves the loopback interface.
 //!
+//! `porchlight-bench alarm` (module `alarm`): alarm command → state latency through the
+//! embedded broker with PIN verification, Home Assistant's side in a child process.
+//!
 //! `porchlight-bench ingest` (module `ingest`) is the other mode: OwnTracks points through
 //! the whole server into SQLite with commit before ack, from lean raw-TCP MQTT publishers
 //! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
@@ -32,6 +35,7 @@ use porchlight_domain::secret::Secret;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
+mod alarm;
 mod ingest;
 mod lean_mqtt;
 
@@ -54,6 +58,12 @@ enum Mode {
     /// The ingest bench's load generator (run by `ingest` as a child process).
     #[command(hide = true)]
     IngestLoad(ingest::LoadArgs),
+    /// The alarm: command published → new state received, through the embedded broker,
+    /// with PIN verification (p50/p99), and each process's CPU.
+    Alarm(alarm::AlarmArgs),
+    /// The alarm bench's Home Assistant side (run by `alarm` as a child process).
+    #[command(hide = true)]
+    AlarmLoad(alarm::AlarmLoadArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -110,6 +120,8 @@ fn main() -> Result<()> {
     match cli.mode {
         Some(Mode::Ingest(args)) => runtime.block_on(ingest::run(args)),
         Some(Mode::IngestLoad(args)) => runtime.block_on(ingest::load(args)),
+        Some(Mode::Alarm(args)) => runtime.block_on(alarm::run(args)),
+        Some(Mode::AlarmLoad(args)) => runtime.block_on(alarm::load(args)),
         None => {
             let args = cli.broker;
             if args.payload < 8 {
