@@ -422,6 +422,25 @@ async fn a_sensor_on_the_broker_drives_every_transition_and_the_log_records_them
     ha.publish(COMMAND, "DISARM").await;
     assert_eq!(ha.next_text(STATE).await, "disarmed");
 
+    // Sensors are reconfigured while running: a removed sensor's topic is no longer read, so
+    // its opening neither blocks arming nor trips the alarm.
+    running
+        .store()
+        .delete_alarm_sensor(&SensorId("front".into()))
+        .await
+        .unwrap();
+    running.alarm().reload().await.unwrap();
+    // A reload announces the panel again (its features may have changed).
+    ha.next(PANEL_CONFIG).await;
+    assert_eq!(ha.next_text(STATE).await, "disarmed");
+    door.publish(SENSOR_TOPIC, r#"{"contact": true}"#).await;
+    door.publish(SENSOR_TOPIC, r#"{"contact": false}"#).await;
+    ha.publish(COMMAND, "ARM_AWAY").await;
+    assert_eq!(ha.next_text(STATE).await, "arming");
+    assert_eq!(ha.next_text(STATE).await, "armed_away");
+    ha.publish(COMMAND, "DISARM").await;
+    assert_eq!(ha.next_text(STATE).await, "disarmed");
+
     let mut transitions = running
         .store()
         .alarm_events(None, None, &[AlarmEventKind::Transition], 100)
@@ -442,6 +461,9 @@ async fn a_sensor_on_the_broker_drives_every_transition_and_the_log_records_them
         ("pending", "disarmed"),
         ("disarmed", "triggered"),
         ("triggered", "disarmed"),
+        ("disarmed", "arming"),
+        ("arming", "armed_away"),
+        ("armed_away", "disarmed"),
     ];
     let want: Vec<(String, String)> = want
         .iter()

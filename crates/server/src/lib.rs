@@ -7,9 +7,11 @@
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
 //! and stop after the broker; the store-only ones (the location retention purge,
-//! [`owntracks::Retention`]) start with them and stop before the broker. [`start_with`] is the same with extra services (tests now, the
-//! alarm next): each one is wired on the [`Wiring`] before any MQTT client is served, so none
-//! misses the first message.
+//! [`owntracks::Retention`]) and the alarm ([`alarm::AlarmService`], which publishes `offline`
+//! when it stops) start with them and stop before the broker. [`start_with`] is the same with
+//! extra services (tests): each one is wired on the [`Wiring`] before any MQTT client is
+//! served, so none misses the first message; [`start_with_overrides`] also replaces parts
+//! ([`Overrides`]: the alarm's PIN verifier, its Home Assistant names).
 //!
 //! Architecture invariants:
 //! - This crate is the only one that knows every other crate; the others know only the domain.
