@@ -164,3 +164,38 @@ pub(crate) fn duress(by: Option<&str>, via: Via, at: SystemTime) -> Value {
         "at": unix_secs(at),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use porchlight_domain::alarm::ArmMode;
+
+    use super::*;
+
+    #[test]
+    fn the_panel_offers_the_enabled_modes_and_the_code_rules() {
+        let config = AlarmConfig::default();
+        let mut settings = Settings::default();
+        settings.vacation.enabled = true;
+        settings.night.enabled = false;
+        settings.code_arm_required = false;
+        let panel = panel_config(&config, &settings);
+        assert_eq!(
+            panel["supported_features"],
+            json!(["arm_home", "arm_away", "arm_vacation", "trigger"])
+        );
+        assert_eq!(panel["code_arm_required"], false);
+        assert_eq!(panel["code_disarm_required"], true);
+        assert_eq!(panel["command_template"], COMMAND_TEMPLATE);
+        assert_eq!(
+            panel_topic(&config),
+            "homeassistant/alarm_control_panel/porchlight/config"
+        );
+        for mode in ArmMode::ALL {
+            settings.mode_mut(mode).enabled = false;
+        }
+        assert_eq!(
+            panel_config(&config, &settings)["supported_features"],
+            json!(["trigger"])
+        );
+    }
+}

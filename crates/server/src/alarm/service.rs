@@ -943,3 +943,187 @@ fn reason_text(reason: &TransitionReason) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use porchlight_domain::alarm::AlarmState;
+
+    use super::*;
+
+    /// Answers every PIN with what the test put in.
+    struct Scripted(Mutex<Result<CodeHolder, PinRefusal>>);
+
+    #[async_trait]
+    impl PinVerifier for Scripted {
+        async fn verify(
+            &self,
+            _pin: &Pin,
+            _via: Via,
+            _peer: Option<IpAddr>,
+            _now: SystemTime,
+        ) -> Result<CodeHolder, PinRefusal> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn holder(may_arm: bool, may_disarm: bool, duress: bool) -> CodeHolder {
+        CodeHolder {
+            username: "alice".into(),
+            may_arm,
+            may_disarm,
+            duress,
+        }
+    }
+
+    async fn service(
+        answer: Result<CodeHolder, PinRefusal>,
+    ) -> (tempfile::TempDir, Store, AlarmService, Arc<Scripted>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a.db")).unwrap();
+        let verifier = Arc::new(Scripted(Mutex::new(answer)));
+        let service = AlarmService::start(
+            store.clone(),
+            None,
+            verifier.clone(),
+            AlarmConfig::default(),
+        )
+        .await
+        .unwrap();
+        (dir, store, service, verifier)
+    }
+
+    fn request(action: Action, pin: Option<&str>) -> CommandRequest {
+        CommandRequest {
+            action,
+            force: false,
+            pin: pin.map(|p| Pin::new(p).unwrap()),
+            via: Via::Keypad,
+            user: None,
+            peer: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_locked_out_pin_is_refused_with_its_retry_time_and_logged_without_the_code() {
+        let (_dir, store, service, _) = service(Err(PinRefusal {
+            reason: "locked_out",
+            message: "too many wrong codes; try again in 30 s".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        }))
+        .await;
+        let handle = service.handle();
+        let reply = handle
+            .command(request(Action::ArmAway, Some("1234")))
+            .await
+            .unwrap();
+        let CommandReply::Refused(refusal, status) = reply else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(refusal.reason, "locked_out");
+        assert_eq!(refusal.retry_after, Some(Duration::from_secs(30)));
+        assert_eq!(status.state, AlarmState::Disarmed);
+        let events = store
+            .alarm_events(None, None, &[AlarmEventKind::CodeRefused], 10)
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].via.as_deref(), Some("keypad"));
+        assert!(!format!("{events:?}").contains("1234"));
+        service.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_code_is_refused_for_what_its_holder_may_not_do_but_duress_still_calls() {
+        let (_dir, store, service, verifier) = service(Ok(holder(false, true, true))).await;
+        let handle = service.handle();
+        let reply = handle
+            .command(request(Action::ArmHome, Some("0042")))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&reply, CommandReply::Refused(r, _) if r.reason == "not_permitted"),
+            "{reply:?}"
+        );
+        let duress = store
+            .alarm_events(None, None, &[AlarmEventKind::Duress], 10)
+            .await
+            .unwrap();
+        assert_eq!(duress.len(), 1);
+        assert_eq!(duress[0].who.as_deref(), Some("alice"));
+
+        // With the permission: armed, changed by the holder, the status watch follows.
+        *verifier.0.lock().unwrap() = Ok(holder(true, true, false));
+        let mut watch = handle.subscribe();
+        let reply = handle
+            .command(request(Action::ArmHome, Some("0042")))
+            .await
+            .unwrap();
+        let CommandReply::Accepted(status) = reply else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(status.state, AlarmState::ArmedHome);
+        assert_eq!(status.changed_by.as_deref(), Some("alice"));
+        assert_eq!(watch.borrow_and_update().state, AlarmState::ArmedHome);
+        assert_eq!(handle.status().await.unwrap().state, AlarmState::ArmedHome);
+        // The same command again within the window: a duplicate, nothing recorded.
+        let again = handle
+            .command(request(Action::ArmHome, Some("0042")))
+            .await
+            .unwrap();
+        assert!(matches!(again, CommandReply::Duplicate(_)), "{again:?}");
+        let accepted = store
+            .alarm_events(None, None, &[AlarmEventKind::CodeAccepted], 10)
+            .await
+            .unwrap();
+        assert_eq!(accepted.len(), 1);
+        service.stop().await;
+    }
+
+    #[tokio::test]
+    async fn reload_takes_new_settings_and_sensors_from_the_store() {
+        let (_dir, store, service, _) = service(Err(PinRefusal::wrong())).await;
+        let handle = service.handle();
+        assert!(handle.sensors().await.unwrap().is_empty());
+        let settings = porchlight_domain::alarm::Settings {
+            code_arm_required: false,
+            ..Default::default()
+        };
+        store
+            .set_alarm_settings(&settings, SystemTime::now())
+            .await
+            .unwrap();
+        let sensor: Sensor = serde_json::from_value(serde_json::json!({
+            "id": "hall", "name": "Hall", "kind": "motion", "modes": ["away"],
+            "use_entry_delay": false, "allow_open_while_arming": true,
+            "source": {"kind": "mqtt", "topic": "hall/motion", "on": "ON", "off": "OFF"}
+        }))
+        .unwrap();
+        store
+            .put_alarm_sensor(&sensor, SystemTime::now())
+            .await
+            .unwrap();
+        // Not yet: the running alarm has the old settings.
+        let before = handle
+            .command(request(Action::ArmHome, None))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&before, CommandReply::Refused(r, _) if r.reason == "code_required"),
+            "{before:?}"
+        );
+        handle.reload().await.unwrap();
+        let sensors = handle.sensors().await.unwrap();
+        assert_eq!(sensors.len(), 1);
+        assert_eq!(sensors[0].active, None);
+        let mut night = request(Action::ArmNight, None);
+        night.user = Some("bob".into());
+        let after = handle.command(night).await.unwrap();
+        assert!(matches!(after, CommandReply::Accepted(_)), "{after:?}");
+        service.stop().await;
+        // The snapshot was persisted with the step.
+        let record = store.alarm_record().await.unwrap();
+        assert_eq!(record.snapshot.unwrap().state, AlarmState::ArmedNight);
+    }
+}
