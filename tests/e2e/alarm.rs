@@ -721,3 +721,47 @@ async fn home_assistant_coming_online_gets_discovery_availability_and_state_agai
     ha.task.abort();
     running.shutdown().await;
 }
+
+#[test]
+fn kill_9_in_the_exit_delay_and_the_next_process_continues_it() {
+    use crate::crash::{kill_9, mosquitto, mqtt_port, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = quick(false);
+    settings.away.exit_delay_secs = 5;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store =
+            porchlight_server::store::Store::open(&dir.path().join("porchlight.db")).unwrap();
+        store
+            .set_alarm_settings(&settings, SystemTime::now())
+            .await
+            .unwrap();
+        store.close().await;
+    });
+
+    let mut first = serve(dir.path());
+    let port = mqtt_port(dir.path());
+    let out = mosquitto(
+        "mosquitto_pub",
+        &port,
+        &["-q", "1", "-t", COMMAND, "-m", "arm_away"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = mosquitto("mosquitto_sub", &port, &["-t", STATE, "-C", "1", "-W", "5"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "arming");
+    kill_9(&mut first);
+
+    let mut second = serve(dir.path());
+    let port = mqtt_port(dir.path());
+    let out = mosquitto(
+        "mosquitto_sub",
+        &port,
+        &["-t", STATE, "-C", "2", "-W", "15"],
+    );
+    let states: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(states, ["arming", "armed_away"], "{out:?}");
+    kill_9(&mut second);
+}
