@@ -236,7 +236,7 @@ async fn home_assistant_sees_a_phone_as_a_device_tracker() {
     while availability.is_none() || attributes.is_none() {
         let p = later
             .next(|p| match p {
-                Packet::Publish(p) if p.topic.starts_with("porchlight/") => Take::Yes(p),
+                Packet::Publish(p) if p.topic.starts_with("porchlight/owntracks/") => Take::Yes(p),
                 p => Take::No(p),
             })
             .await;
