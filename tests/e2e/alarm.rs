@@ -399,6 +399,9 @@ async fn a_sensor_on_the_broker_drives_every_transition_and_the_log_records_them
 
     // Closed: exit delay, armed; opened: entry delay, triggered, back to armed.
     door.publish(SENSOR_TOPIC, r#"{"contact": true}"#).await;
+    // (Two clients: the close must have arrived before the command is sent.)
+    ha.next_json_where(ATTRIBUTES, |a| a["ready_to_arm"] == true)
+        .await;
     ha.publish(COMMAND, "ARM_AWAY").await;
     assert_eq!(ha.next_text(STATE).await, "arming");
     let attributes = ha
