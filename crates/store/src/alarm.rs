@@ -339,28 +339,38 @@ impl Store {
     ) -> Result<Vec<AlarmEvent>> {
         let from = from.map_or(i64::MIN, unix_ms);
         let to = to.map_or(i64::MAX, unix_ms);
-        let kinds: Vec<AlarmEventKind> = kinds.to_vec();
+        let kinds: Vec<&'static str> = kinds.iter().map(|k| k.as_str()).collect();
         let limit = i64::try_from(limit.min(MAX_ALARM_EVENTS)).unwrap_or(0);
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
+            // Unknown kinds (written by a newer Porchlight) are left out even unfiltered.
+            let wanted: Vec<&str> = if kinds.is_empty() {
+                AlarmEventKind::ALL.iter().map(|k| k.as_str()).collect()
+            } else {
+                kinds
+            };
+            let marks = (0..wanted.len())
+                .map(|i| format!("?{}", i + 4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT id, at, kind, who, via, from_state, to_state, sensor, detail
-                 FROM alarm_events WHERE at >= ?1 AND at < ?2
-                 ORDER BY at DESC, id DESC",
-            )?;
-            let rows = stmt.query_map(params![from, to], event_from_row)?;
+                 FROM alarm_events WHERE at >= ?1 AND at < ?2 AND kind IN ({marks})
+                 ORDER BY at DESC, id DESC LIMIT ?3"
+            ))?;
+            let mut values: Vec<rusqlite::types::Value> =
+                vec![from.into(), to.into(), limit.into()];
+            values.extend(
+                wanted
+                    .iter()
+                    .map(|k| rusqlite::types::Value::Text((*k).to_owned())),
+            );
+            let rows = stmt.query_map(rusqlite::params_from_iter(values), event_from_row)?;
             let mut out = Vec::new();
             for row in rows {
-                if out.len() as i64 >= limit {
-                    break;
-                }
                 let (mut event, kind) = row?;
-                // A kind this version does not know (written by a newer one) is skipped.
                 let Some(kind) = AlarmEventKind::parse(&kind) else {
                     continue;
                 };
-                if !kinds.is_empty() && !kinds.contains(&kind) {
-                    continue;
-                }
                 event.kind = kind;
                 out.push(event);
             }
@@ -520,6 +530,24 @@ mod tests {
         assert_eq!(window.len(), 1);
         assert_eq!(window[0].kind, AlarmEventKind::CodeRefused);
         assert_eq!(s.alarm_events(None, None, &[], 1).await.unwrap().len(), 1);
+        // The limit counts the kinds asked for, not the newer events of other kinds.
+        let oldest = s
+            .alarm_events(None, None, &[AlarmEventKind::CodeAccepted], 1)
+            .await
+            .unwrap();
+        assert_eq!(oldest.len(), 1);
+        assert_eq!(oldest[0].kind, AlarmEventKind::CodeAccepted);
+        // A kind written by a newer Porchlight is left out.
+        s.write(|c| {
+            c.execute(
+                "INSERT INTO alarm_events (at, kind) VALUES (1700000030000, 'from_the_future')",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(s.alarm_events(None, None, &[], 100).await.unwrap().len(), 3);
     }
 
     #[tokio::test]
