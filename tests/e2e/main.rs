@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod alarm;
 mod alarm_codes;
 mod bus;
 mod connections;

@@ -15,6 +15,9 @@
 //! Payload: 8 bytes send time (ns since the bench started) + padding, `--payload` bytes in all.
 //! Nothing here leaves the loopback interface.
 //!
+//! `porchlight-bench alarm` (module `alarm`): alarm command → state latency through the
+//! embedded broker with PIN verification, Home Assistant's side in a child process.
+//!
 //! `porchlight-bench ingest` (module `ingest`) is the other mode: OwnTracks points through
 //! the whole server into SQLite with commit before ack, from lean raw-TCP MQTT publishers
 //! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
@@ -33,6 +36,7 @@ use porchlight_domain::secret::Secret;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
+mod alarm;
 mod fuzz;
 mod history;
 mod ingest;
@@ -72,6 +76,12 @@ enum Mode {
     /// The OwnTracks payload parser and the `/pub` input checks on generated inputs
     /// (arbitrary bytes, edited valid and bad samples, odd headers): no panic, clear errors.
     Fuzz(fuzz::FuzzArgs),
+    /// The alarm: command published → new state received, through the embedded broker,
+    /// with PIN verification (p50/p99), and each process's CPU.
+    Alarm(alarm::AlarmArgs),
+    /// The alarm bench's Home Assistant side (run by `alarm` as a child process).
+    #[command(hide = true)]
+    AlarmLoad(alarm::AlarmLoadArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -133,6 +143,8 @@ fn main() -> Result<()> {
         Some(Mode::History(args)) => runtime.block_on(history::run(args)),
         Some(Mode::Fuzz(args)) => fuzz::run(args),
         Some(Mode::Pin(args)) => runtime.block_on(pin::run(args)),
+        Some(Mode::Alarm(args)) => runtime.block_on(alarm::run(args)),
+        Some(Mode::AlarmLoad(args)) => runtime.block_on(alarm::load(args)),
         None => {
             let args = cli.broker;
             if args.payload < 8 {

@@ -15,7 +15,10 @@
 //!   own name, a friend's name, or a wildcard (`owntracks/#`, `owntracks/+/+`: what the
 //!   OwnTracks apps subscribe to); what such a filter delivers is decided per message by
 //!   [`may_receive`], so a revoked friendship stops delivery on existing subscriptions.
-//! - [`Role::HomeAssistant`]: only under `homeassistant/` and `porchlight/` (first level literal).
+//! - [`Role::HomeAssistant`]: reads and writes `homeassistant/#` (discovery, its birth
+//!   message); reads `porchlight/#`; publishes under `porchlight/` only on the alarm's command
+//!   topic ([`crate::alarm::topics::COMMAND`]), so it cannot overwrite the retained state,
+//!   availability and discovery Porchlight publishes there.
 //! - Topics and filters starting with `$` only for admins.
 //! - Empty topics, topics with wildcards or NUL, and filters with malformed wildcards are
 //!   refused for everybody.
@@ -34,7 +37,8 @@ pub enum Role {
     Admin,
     /// A person with OwnTracks devices: `owntracks/<username>/#` only.
     User,
-    /// The Home Assistant integration: `homeassistant/#` and `porchlight/#`.
+    /// The Home Assistant integration: `homeassistant/#`, reading `porchlight/#`, and the
+    /// alarm's command topic.
     #[serde(rename = "homeassistant")]
     HomeAssistant,
 }
@@ -175,8 +179,11 @@ impl Friendships {
     }
 }
 
-/// Top-level topic prefixes the Home Assistant role may use.
+/// Top-level topic prefixes the Home Assistant role may subscribe to and receive from.
 const HOME_ASSISTANT_ROOTS: [&str; 2] = ["homeassistant", "porchlight"];
+
+/// Topics under `porchlight/` the Home Assistant role may publish to.
+const HOME_ASSISTANT_COMMANDS: [&str; 1] = [crate::alarm::topics::COMMAND];
 
 /// A topic name (not a filter) is well formed: non-empty, no wildcards, no NUL.
 pub fn is_valid_topic(topic: &str) -> bool {
@@ -227,6 +234,10 @@ fn is_literal_level(s: &str) -> bool {
 pub fn may_publish(id: &Identity, topic: &str) -> bool {
     if !is_valid_topic(topic) {
         return false;
+    }
+    if id.role == Role::HomeAssistant {
+        return topic.split('/').next() == Some("homeassistant")
+            || HOME_ASSISTANT_COMMANDS.contains(&topic);
     }
     allowed_by_role(id, topic)
 }
@@ -495,6 +506,24 @@ mod tests {
         let ha = ident("ha", Role::HomeAssistant);
         assert!(may_publish(&ha, "homeassistant/status"));
         assert!(may_publish(&ha, "porchlight/alarm/set"));
+        assert!(may_publish(
+            &ha,
+            "homeassistant/alarm_control_panel/x/config"
+        ));
+        // What Porchlight publishes there (retained) is not Home Assistant's to overwrite.
+        for topic in [
+            "porchlight/alarm/state",
+            "porchlight/alarm/availability",
+            "porchlight/alarm/attributes",
+            "porchlight/alarm/error",
+            "porchlight/alarm/duress",
+            "porchlight/alarm/set/x",
+            "porchlight/owntracks/alice/phone/attributes",
+            "porchlight",
+        ] {
+            assert!(!may_publish(&ha, topic), "{topic}");
+        }
+        assert!(may_receive(&ha, "porchlight/alarm/state", &none()));
         assert!(may_subscribe(&ha, "homeassistant/#", &none()));
         assert!(may_subscribe(&ha, "homeassistant/+/+/config", &none()));
         assert!(may_subscribe(&ha, "porchlight/#", &none()));

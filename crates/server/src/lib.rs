@@ -7,9 +7,11 @@
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
 //! and stop after the broker; the store-only ones (the location retention purge,
-//! [`owntracks::Retention`]) start with them and stop before the broker. [`start_with`] is the same with extra services (tests now, the
-//! alarm next): each one is wired on the [`Wiring`] before any MQTT client is served, so none
-//! misses the first message.
+//! [`owntracks::Retention`]) and the alarm ([`alarm::AlarmService`], which publishes `offline`
+//! when it stops) start with them and stop before the broker. [`start_with`] is the same with
+//! extra services (tests): each one is wired on the [`Wiring`] before any MQTT client is
+//! served, so none misses the first message; [`start_with_overrides`] also replaces parts
+//! ([`Overrides`]: the alarm's PIN verifier, its Home Assistant names).
 //!
 //! Architecture invariants:
 //! - This crate is the only one that knows every other crate; the others know only the domain.
@@ -114,6 +116,9 @@ pub struct Running {
     /// Deletes each user's locations past their retention, in the background; stopped before
     /// the broker (it needs only the store).
     retention: owntracks::Retention,
+    /// The alarm (its state machine, MQTT command and sensor topics, Home Assistant entity);
+    /// stopped before the broker so that its `offline` availability is published.
+    alarm: alarm::AlarmService,
     /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
     /// WebSockets to close.
     http_stop: watch::Sender<bool>,
@@ -147,6 +152,11 @@ impl Running {
         self.broker.as_ref().map(|b| b.bus())
     }
 
+    /// The alarm, for the REST API and the keypad.
+    pub fn alarm(&self) -> alarm::AlarmHandle {
+        self.alarm.handle()
+    }
+
     /// Counters of the OwnTracks ingest service.
     pub fn owntracks_stats(&self) -> owntracks::IngestStats {
         self.ingest.stats()
@@ -166,6 +176,7 @@ impl Running {
             let _ = sweep.await;
         }
         self.retention.stop().await;
+        self.alarm.stop().await;
         if let Some(ha) = self.ha_discovery {
             ha.stop().await;
         }
@@ -198,6 +209,24 @@ impl std::fmt::Debug for Wiring<'_> {
     }
 }
 
+/// Parts of the server that can be replaced when it is started in-process (tests, the bench).
+#[derive(Default)]
+pub struct Overrides {
+    /// Who a PIN belongs to; default the stored PIN codes ([`alarm::codes::PinCheck`]).
+    pub pin_verifier: Option<Arc<dyn alarm::PinVerifier>>,
+    /// The alarm's Home Assistant names and event retention; default [`alarm::AlarmConfig`].
+    pub alarm: Option<alarm::AlarmConfig>,
+}
+
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overrides")
+            .field("pin_verifier", &self.pin_verifier.is_some())
+            .field("alarm", &self.alarm)
+            .finish()
+    }
+}
+
 /// Opens the store, starts the broker and the HTTP server.
 pub async fn start(config: Config) -> Result<Running, Error> {
     start_with(config, |_| {}).await
@@ -207,6 +236,15 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// serves its first client. Services end with the broker (their receivers close).
 pub async fn start_with(
     config: Config,
+    services: impl FnOnce(&Wiring<'_>),
+) -> Result<Running, Error> {
+    start_with_overrides(config, Overrides::default(), services).await
+}
+
+/// [`start_with`], with some parts replaced ([`Overrides`]).
+pub async fn start_with_overrides(
+    config: Config,
+    overrides: Overrides,
     services: impl FnOnce(&Wiring<'_>),
 ) -> Result<Running, Error> {
     create_private_dir(&config.data_dir)?;
@@ -259,6 +297,18 @@ pub async fn start_with(
         store.clone(),
         owntracks::RetentionConfig::every(config.owntracks.retention_check()),
     );
+    // One PIN check per process: its throttle is the memory of wrong PINs.
+    let pins = Arc::new(alarm::codes::PinCheck::new(store.clone(), audit.clone()));
+    let alarm = alarm::AlarmService::start(
+        store.clone(),
+        bus.clone(),
+        overrides
+            .pin_verifier
+            .unwrap_or_else(|| pins.clone() as Arc<dyn alarm::PinVerifier>),
+        overrides.alarm.unwrap_or_default(),
+    )
+    .await
+    .map_err(|e| Error::Internal(format!("starting the alarm: {e}")))?;
     services(&Wiring {
         store: &store,
         bus: bus.clone(),
@@ -277,8 +327,6 @@ pub async fn start_with(
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
     let (http_stop, stop_rx) = watch::channel(false);
-    // One PIN check per process: its throttle is the memory of wrong PINs.
-    let pins = Arc::new(alarm::codes::PinCheck::new(store.clone(), audit.clone()));
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -323,6 +371,7 @@ pub async fn start_with(
         ingest,
         ha_discovery,
         retention,
+        alarm,
         http_stop,
         http_task,
         audit_writer,

@@ -18,6 +18,7 @@
 //!   with argon2 against about one code, not all of them (ADR 0013).
 
 mod accounts;
+mod alarm;
 mod alarm_codes;
 #[cfg(test)]
 mod alarm_codes_tests;
@@ -44,6 +45,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 pub use accounts::{ApiToken, Device, LoginCheck, LoginCheckMode, PasswordChange, User};
+pub use alarm::{
+    ALARM_EVENT_PURGE_BATCH, AlarmEvent, AlarmEventKind, AlarmRecord, MAX_ALARM_EVENTS,
+    NewAlarmEvent,
+};
 pub use alarm_codes::{AlarmCode, AlarmCodeChange, NewAlarmCode, PinMatch};
 pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditKind};
 pub use friends::Friendship;

@@ -6,6 +6,7 @@
 //!   [`Alarm::advance`]; [`AlarmSnapshot`] and [`Alarm::restore`]; [`AlarmStatus`].
 //! - [`command`]: command-topic payloads to a [`CommandPayload`] (action and PIN).
 //! - [`source`]: a [`SensorSource`] (an MQTT topic and payload match) to active/inactive.
+//! - [`topics`]: the alarm's MQTT topics (command, state, error, duress, …).
 //!
 //! Architecture invariant: no I/O, no clock, no randomness, no async. Time is the `now`
 //! every method takes; the service that wires this to the store, the broker and Home
@@ -104,6 +105,7 @@ pub mod command;
 pub mod machine;
 pub mod model;
 pub mod source;
+pub mod topics;
 
 #[cfg(test)]
 mod proptests;
