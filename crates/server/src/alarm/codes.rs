@@ -311,6 +311,44 @@ fn entry(
     }
 }
 
+/// The alarm service's port ([`super::PinVerifier`]) over the stored codes: `via` becomes the
+/// code's origin (its lockout is kept per origin), refusals keep their public message.
+#[async_trait::async_trait]
+impl super::PinVerifier for PinCheck {
+    async fn verify(
+        &self,
+        pin: &porchlight_domain::alarm::Pin,
+        via: porchlight_domain::alarm::Via,
+        peer: Option<std::net::IpAddr>,
+        now: SystemTime,
+    ) -> Result<super::CodeHolder, super::PinRefusal> {
+        use porchlight_domain::alarm::Via;
+        let source = match via {
+            Via::Keypad => CodeSource::Keypad,
+            Via::HomeAssistant => CodeSource::HomeAssistant,
+            Via::Api => CodeSource::Api,
+        };
+        let mut origin = CodeOrigin::new(source);
+        origin.peer = peer;
+        match PinCheck::verify(self, pin.expose(), &origin, now).await {
+            Ok(code) => Ok(super::CodeHolder {
+                username: code.username,
+                may_arm: code.may_arm,
+                may_disarm: code.may_disarm,
+                duress: code.duress,
+            }),
+            Err(refusal) => Err(super::PinRefusal {
+                reason: refusal.as_str(),
+                message: refusal.public_message(),
+                retry_after: match refusal {
+                    CodeRefusal::LockedOut { retry_after } => Some(retry_after),
+                    _ => None,
+                },
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,43 +621,5 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-    }
-}
-
-/// The alarm service's port ([`super::PinVerifier`]) over the stored codes: `via` becomes the
-/// code's origin (its lockout is kept per origin), refusals keep their public message.
-#[async_trait::async_trait]
-impl super::PinVerifier for PinCheck {
-    async fn verify(
-        &self,
-        pin: &porchlight_domain::alarm::Pin,
-        via: porchlight_domain::alarm::Via,
-        peer: Option<std::net::IpAddr>,
-        now: SystemTime,
-    ) -> Result<super::CodeHolder, super::PinRefusal> {
-        use porchlight_domain::alarm::Via;
-        let source = match via {
-            Via::Keypad => CodeSource::Keypad,
-            Via::HomeAssistant => CodeSource::HomeAssistant,
-            Via::Api => CodeSource::Api,
-        };
-        let mut origin = CodeOrigin::new(source);
-        origin.peer = peer;
-        match PinCheck::verify(self, pin.expose(), &origin, now).await {
-            Ok(code) => Ok(super::CodeHolder {
-                username: code.username,
-                may_arm: code.may_arm,
-                may_disarm: code.may_disarm,
-                duress: code.duress,
-            }),
-            Err(refusal) => Err(super::PinRefusal {
-                reason: refusal.as_str(),
-                message: refusal.public_message(),
-                retry_after: match refusal {
-                    CodeRefusal::LockedOut { retry_after } => Some(retry_after),
-                    _ => None,
-                },
-            }),
-        }
     }
 }
