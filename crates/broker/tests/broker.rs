@@ -1964,7 +1964,7 @@ async fn app_publishes_reach_only_receivers_that_ask_for_them() {
     let ha = Client::connect(addr, "ha", "ha").await;
     ha.client
         .publish(
-            "porchlight/alarm/command",
+            "porchlight/alarm/set",
             QoS::AtLeastOnce,
             false,
             "disarm",
@@ -1979,7 +1979,7 @@ async fn app_publishes_reach_only_receivers_that_ask_for_them() {
             from_ha.identity.clone()
         ),
         (
-            "porchlight/alarm/command",
+            "porchlight/alarm/set",
             Origin::Client,
             gk.identity("ha")
         )
