@@ -1963,12 +1963,7 @@ async fn app_publishes_reach_only_receivers_that_ask_for_them() {
     // a client publish reaches both kinds; the plain ones see it first thing
     let ha = Client::connect(addr, "ha", "ha").await;
     ha.client
-        .publish(
-            "porchlight/alarm/set",
-            QoS::AtLeastOnce,
-            false,
-            "disarm",
-        )
+        .publish("porchlight/alarm/set", QoS::AtLeastOnce, false, "disarm")
         .await
         .unwrap();
     let from_ha = recv_inbound(&mut plain).await.unwrap();
@@ -1978,11 +1973,7 @@ async fn app_publishes_reach_only_receivers_that_ask_for_them() {
             from_ha.origin,
             from_ha.identity.clone()
         ),
-        (
-            "porchlight/alarm/set",
-            Origin::Client,
-            gk.identity("ha")
-        )
+        ("porchlight/alarm/set", Origin::Client, gk.identity("ha"))
     );
     assert_eq!(recv_inbound(&mut all).await, Some(from_ha.clone()));
     assert_eq!(
