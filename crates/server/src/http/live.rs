@@ -14,6 +14,10 @@
 //!   revoke of one): the viewer's visible devices re-read, to replace what the client shows (a revoked friend's
 //!   devices disappear, a new friend's appear); events are filtered by the new set from then
 //!   on, without reconnecting;
+//! - `alarm` right after the first snapshot and after each change of the alarm's state (any
+//!   step that changed its status: a transition, a sensor opening or closing, a bypass), with
+//!   the fields of `GET /api/alarm` ([`super::alarm::status_view`]) beside `type`; every
+//!   signed-in viewer gets it (the alarm is the household's, as `GET /api/alarm`);
 //! - `resync` with `missed`: this viewer fell behind by more than the feed holds and lost that
 //!   many messages (its own loss only: the feed never waits for a viewer, so a slow browser
 //!   never slows ingest); the client should reload (reconnect for a new snapshot).
@@ -37,7 +41,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::http::HeaderMap;
 use axum::response::Response;
 use porchlight_domain::acl::Friendships;
+use porchlight_domain::alarm::AlarmStatus;
 use porchlight_store::{Store, User};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
@@ -69,6 +75,11 @@ pub async fn live(
     let mut friends = state.friends.subscribe();
     let now_friends = Arc::clone(&friends.borrow_and_update());
     let devices = visible_devices(&state.store, &viewer, &now_friends).await?;
+    // Marked seen before the status is read, so a change in between is sent after it.
+    let mut alarm = state.alarm.subscribe();
+    alarm.borrow_and_update();
+    let alarm_now = state.alarm.status().await?;
+    let alarm_now = alarm_message(super::alarm::view_of(&state, &alarm_now).await?);
     let closing = state.closing.clone();
     let store = state.store.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
@@ -81,8 +92,10 @@ pub async fn live(
             store,
             credential,
             state,
+            alarm: Some(alarm),
         };
-        conn.run(LiveMessage::Snapshot { devices }, events).await;
+        conn.run(LiveMessage::Snapshot { devices }, alarm_now, events)
+            .await;
     }))
 }
 
@@ -114,6 +127,27 @@ struct Viewer {
     /// What the socket was opened with, checked again every [`CREDENTIAL_CHECK`].
     credential: Credential,
     state: AppState,
+    /// The alarm's status after each change; `None` once the alarm has stopped.
+    alarm: Option<watch::Receiver<AlarmStatus>>,
+}
+
+/// The live feed's `alarm` message: the status view with `"type": "alarm"`.
+fn alarm_message(view: Value) -> Value {
+    match view {
+        Value::Object(mut map) => {
+            map.insert("type".into(), Value::String("alarm".into()));
+            Value::Object(map)
+        }
+        other => other,
+    }
+}
+
+/// Waits for the next alarm change; never resolves without a receiver.
+async fn alarm_changed(alarm: &mut Option<watch::Receiver<AlarmStatus>>) -> bool {
+    match alarm {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// [`visible_users`], sorted, to compare.
@@ -128,6 +162,8 @@ fn visible_set(viewer: &User, friends: &Friendships) -> Option<Vec<i64>> {
 enum Next {
     Event(Result<Arc<LiveEvent>, RecvError>),
     FriendsChanged,
+    /// `false`: the alarm has stopped.
+    AlarmChanged(bool),
     Pong,
     Ping,
     CheckCredential,
@@ -147,9 +183,10 @@ impl Viewer {
     async fn run(
         &mut self,
         snapshot: LiveMessage,
+        alarm: Value,
         mut events: broadcast::Receiver<Arc<LiveEvent>>,
     ) {
-        let end = match self.serve(snapshot, &mut events).await {
+        let end = match self.serve(snapshot, alarm, &mut events).await {
             Ok(()) => return,
             Err(end) => end,
         };
@@ -176,9 +213,12 @@ impl Viewer {
     async fn serve(
         &mut self,
         snapshot: LiveMessage,
+        alarm: Value,
         events: &mut broadcast::Receiver<Arc<LiveEvent>>,
     ) -> Result<(), End> {
         self.send(&snapshot).await?;
+        self.send_raw(Message::Text(alarm.to_string().into()))
+            .await?;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut awaiting_pong = false;
@@ -194,6 +234,7 @@ impl Viewer {
                     Ok(()) => Next::FriendsChanged,
                     Err(_) => return Err(End::GoingAway),
                 },
+                changed = alarm_changed(&mut self.alarm) => Next::AlarmChanged(changed),
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Pong(_))) => Next::Pong,
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(End::Gone),
@@ -221,6 +262,22 @@ impl Viewer {
                         Err(e) => {
                             tracing::warn!(user = %self.user.username, error = %e, "live snapshot not re-read; closing");
                             return Err(End::GoingAway);
+                        }
+                    }
+                }
+                Next::AlarmChanged(false) => self.alarm = None,
+                Next::AlarmChanged(true) => {
+                    let status = match &mut self.alarm {
+                        Some(rx) => rx.borrow_and_update().clone(),
+                        None => continue,
+                    };
+                    match super::alarm::view_of(&self.state, &status).await {
+                        Ok(view) => {
+                            let text = alarm_message(view).to_string();
+                            self.send_raw(Message::Text(text.into())).await?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(user = %self.user.username, error = %e, "live alarm status not sent");
                         }
                     }
                 }

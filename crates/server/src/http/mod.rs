@@ -5,6 +5,7 @@
 //! and the broker control; they hold no state of their own beyond [`AppState`].
 
 mod accounts;
+mod alarm;
 mod alarm_codes;
 mod assets;
 mod auth;
@@ -68,6 +69,9 @@ pub struct AppState {
     /// Alarm PIN verification and code changes, with the process's one wrong-PIN throttle
     /// (the alarm's keypad, Home Assistant and API paths share it).
     pub pins: Arc<crate::alarm::codes::PinCheck>,
+    /// The running alarm: its status, commands, sensors' live values, reload after a change,
+    /// and its status changes for `/ws/live`.
+    pub alarm: crate::alarm::AlarmHandle,
 }
 
 /// What the OwnTracks endpoints need to know about this server beyond the store.
@@ -148,6 +152,19 @@ pub fn router(state: AppState) -> Router {
             put(owntracks_keys::set_by_id).delete(owntracks_keys::remove_by_id),
         )
         .route("/owntracks/keys", get(owntracks_keys::list))
+        .route("/alarm", get(alarm::status))
+        .route("/alarm/arm", post(alarm::arm))
+        .route("/alarm/disarm", post(alarm::disarm))
+        .route("/alarm/events", get(alarm::events))
+        .route("/alarm/sensors", get(alarm::sensors))
+        .route(
+            "/alarm/sensors/{id}",
+            put(alarm::put_sensor).delete(alarm::delete_sensor),
+        )
+        .route(
+            "/alarm/settings",
+            get(alarm::settings).put(alarm::put_settings),
+        )
         .route(
             "/alarm/codes",
             get(alarm_codes::list).post(alarm_codes::create),
