@@ -16,6 +16,7 @@ use crate::support::{ADMIN_PASSWORD, TestServer, client, eventually, mqtt_connec
 
 const PIN: &str = "0042";
 const DOOR_TOPIC: &str = "zigbee2mqtt/front_door";
+const WINDOW_TOPIC: &str = "zigbee2mqtt/back_window/state";
 
 fn password(user: &str) -> String {
     format!("{user} password 1")
@@ -269,8 +270,20 @@ async fn an_open_sensor_is_named_and_a_forced_arm_bypasses_it() {
     .await;
     assert_eq!(status, 201, "{sensor}");
     assert_eq!(sensor["active"], Value::Null);
+    // A window watched at night only.
+    let window = json!({"name": "Back window", "kind": "window", "modes": ["night"],
+                        "source": {"topic": WINDOW_TOPIC, "on": "open", "off": "closed"}});
+    let (status, _, _) = call(
+        &s,
+        &admin,
+        Method::PUT,
+        "/api/alarm/sensors/back",
+        Some(window),
+    )
+    .await;
+    assert_eq!(status, 201);
 
-    // The sensor opens on the broker; its live value shows it at once (the reload subscribed).
+    // Both open on the broker; their live values show it at once (the reload subscribed).
     let (door, _events, task) =
         mqtt_connect(&s, "zigbee2mqtt", "admin", ADMIN_PASSWORD, None).await;
     door.publish(
@@ -281,19 +294,24 @@ async fn an_open_sensor_is_named_and_a_forced_arm_bypasses_it() {
     )
     .await
     .unwrap();
+    door.publish(WINDOW_TOPIC, rumqttc::QoS::AtLeastOnce, false, "OPEN")
+        .await
+        .unwrap();
     eventually(|| async {
         let (_, sensors, _) = call(&s, &admin, Method::GET, "/api/alarm/sensors", None).await;
-        (sensors[0]["active"] == true).then_some(())
+        let sensors = sensors.as_array().unwrap().clone();
+        sensors.iter().all(|s| s["active"] == true).then_some(())
     })
     .await;
     let (_, alarm, _) = call(&s, &admin, Method::GET, "/api/alarm", None).await;
     assert_eq!(
         alarm["open_sensors"],
-        json!([{"id": "front", "name": "Front door"}])
+        json!([{"id": "back", "name": "Back window"}, {"id": "front", "name": "Front door"}])
     );
     assert_eq!(alarm["ready_to_arm"], false);
+    assert_eq!(alarm["ready_to_arm_modes"], json!(["home"]));
 
-    // Arming away is refused naming it; home does not watch it.
+    // Arming away is refused naming the door only (the window is not watched in away).
     let (status, e, _) = call(
         &s,
         &admin,
@@ -303,7 +321,11 @@ async fn an_open_sensor_is_named_and_a_forced_arm_bypasses_it() {
     )
     .await;
     assert_eq!((status, &e["reason"]), (409, &json!("open_sensors")), "{e}");
-    assert!(e["error"].as_str().unwrap().contains("Front door"), "{e}");
+    let message = e["error"].as_str().unwrap();
+    assert!(
+        message.contains("Front door") && !message.contains("Back window"),
+        "{e}"
+    );
     assert_eq!(
         e["open_sensors"],
         json!([{"id": "front", "name": "Front door"}])
@@ -666,5 +688,70 @@ async fn the_live_feed_sends_the_alarm_status_on_connect_and_on_each_change() {
         assert_eq!(m["type"], "alarm", "{m}");
     };
     assert_eq!(disarmed["code_disarm_required"], false);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_arm_right_after_a_disarm_is_refused_with_retry_after() {
+    let s = TestServer::start_with(None).await;
+    let admin = s.admin().await;
+    // The default re-arm guard (2 s) and de-duplication window; no codes.
+    let body = json!({"code_arm_required": false, "code_disarm_required": false});
+    let (status, _, _) = call(&s, &admin, Method::PUT, "/api/alarm/settings", Some(body)).await;
+    assert_eq!(status, 200);
+    let arm = json!({"mode": "home"});
+    let (status, _, _) = call(
+        &s,
+        &admin,
+        Method::POST,
+        "/api/alarm/arm",
+        Some(arm.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The same arm again at once is a duplicate: 200 with the status, nothing done.
+    let (status, again, _) = call(
+        &s,
+        &admin,
+        Method::POST,
+        "/api/alarm/arm",
+        Some(arm.clone()),
+    )
+    .await;
+    assert_eq!((status, &again["state"]), (200, &json!("armed_home")));
+    let (status, _, _) = call(
+        &s,
+        &admin,
+        Method::POST,
+        "/api/alarm/disarm",
+        Some(json!({"code": null})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, e, headers) = call(
+        &s,
+        &admin,
+        Method::POST,
+        "/api/alarm/arm",
+        Some(json!({"mode": "away"})),
+    )
+    .await;
+    assert_eq!((status, &e["reason"]), (409, &json!("rearm_guard")), "{e}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    assert_eq!(e["status"]["state"], "disarmed");
+    let (_, events, _) = call(
+        &s,
+        &admin,
+        Method::GET,
+        "/api/alarm/events?kind=transition",
+        None,
+    )
+    .await;
+    assert_eq!(
+        events.as_array().unwrap().len(),
+        2,
+        "one arm, one disarm: {events}"
+    );
     s.stop().await;
 }

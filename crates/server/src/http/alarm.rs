@@ -78,6 +78,16 @@ fn kind_name(kind: SensorKind) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // Status
 
+/// A sensor named in a status: `{"id", "name"}` (the id as name once it is no longer
+/// configured).
+fn sensor_ref(id: &SensorId, sensors: &[SensorView]) -> Value {
+    let name = sensors
+        .iter()
+        .find(|s| s.sensor.id == *id)
+        .map_or_else(|| id.0.clone(), |s| s.sensor.name.clone());
+    json!({ "id": id.0, "name": name })
+}
+
 /// The status as the UI gets it (`GET /api/alarm`, the commands' answers, the live feed's
 /// `alarm` message). Sensors by id and name; times in Unix milliseconds.
 pub(super) fn status_view(
@@ -85,13 +95,7 @@ pub(super) fn status_view(
     sensors: &[SensorView],
     settings: &Settings,
 ) -> Value {
-    let named = |id: &SensorId| {
-        let name = sensors
-            .iter()
-            .find(|s| s.sensor.id == *id)
-            .map_or_else(|| id.0.clone(), |s| s.sensor.name.clone());
-        json!({ "id": id.0, "name": name })
-    };
+    let named = |id: &SensorId| sensor_ref(id, sensors);
     json!({
         "state": status.state.as_str(),
         "arm_mode": status.arm_mode.map(|m| m.as_str()),
@@ -245,16 +249,18 @@ fn refusal_status(reason: &str) -> StatusCode {
 }
 
 async fn refused(state: &AppState, refusal: &Refusal, status: &AlarmStatus) -> ApiResult<Response> {
-    let view = view_of(state, status).await?;
+    let sensors = state.alarm.sensors().await?;
+    let settings = state.store.alarm_settings().await?;
+    let view = status_view(status, &sensors, &settings);
     let retry_after = refusal
         .retry_after
         .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
         .map(|s| s.max(1));
-    let open_sensors = if refusal.reason == "open_sensors" {
-        view["open_sensors"].clone()
-    } else {
-        json!([])
-    };
+    let open_sensors: Vec<Value> = refusal
+        .sensors
+        .iter()
+        .map(|id| sensor_ref(id, &sensors))
+        .collect();
     let body = json!({
         "error": refusal.message,
         "reason": refusal.reason,
