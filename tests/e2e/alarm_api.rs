@@ -252,6 +252,22 @@ async fn arm_and_disarm_with_a_stored_code_refusals_events_and_lockout() {
     let (status, _, headers) = call(&s, &alice, Method::POST, "/api/alarm/arm", Some(body)).await;
     assert_eq!(status, 429);
     assert!(headers.contains_key("retry-after"));
+
+    // The log has every refusal, and no code.
+    let (_, all, _) = call(
+        &s,
+        &admin,
+        Method::GET,
+        "/api/alarm/events?limit=10000",
+        None,
+    )
+    .await;
+    let all = all.to_string();
+    assert!(all.contains("wrong_code"), "{all}");
+    assert!(
+        !all.contains("9999") && !all.contains("1111"),
+        "a code in the log: {all}"
+    );
     s.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), the
-//! OwnTracks live feed (`GET /ws/live`, a WebSocket), and the web UI's files everywhere else.
+//! live feed (`GET /ws/live`, a WebSocket: OwnTracks and the alarm's status), and the web
+//! UI's files everywhere else.
 //!
 //! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
 //! and the broker control; they hold no state of their own beyond [`AppState`].
