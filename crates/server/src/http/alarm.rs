@@ -26,6 +26,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -37,14 +38,15 @@ use porchlight_domain::alarm::{
     Action, AlarmStatus, ArmMode, MqttSource, Pin, Sensor, SensorId, SensorKind, SensorSource,
     Settings, Via,
 };
-use porchlight_store::{AlarmEvent, AlarmEventKind, MAX_ALARM_EVENTS};
+use porchlight_store::{AlarmEvent, AlarmEventKind, MAX_ALARM_EVENTS, Store};
 use serde_json::{Map, Value, json};
+use tokio::sync::watch;
 
 use super::AppState;
 use super::auth::{Admin, CurrentUser};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::views::unix_ms;
-use crate::alarm::{AlarmError, CommandReply, CommandRequest, Refusal, SensorView};
+use crate::alarm::{AlarmError, AlarmHandle, CommandReply, CommandRequest, Refusal, SensorView};
 
 impl From<AlarmError> for ApiError {
     fn from(e: AlarmError) -> Self {
@@ -119,6 +121,47 @@ pub(super) async fn view_of(state: &AppState, status: &AlarmStatus) -> ApiResult
     let sensors = state.alarm.sensors().await?;
     let settings = state.store.alarm_settings().await?;
     Ok(status_view(status, &sensors, &settings))
+}
+
+/// The live feed's `alarm` message: the status view with `"type": "alarm"`.
+pub(super) fn live_message(view: Value) -> String {
+    match view {
+        Value::Object(mut map) => {
+            map.insert("type".into(), Value::String("alarm".into()));
+            Value::Object(map).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The `alarm` message of `/ws/live`, rebuilt by one task after each change of the alarm's
+/// status for every viewer, so N viewers cost the alarm's task one sensors read per change,
+/// not N. `None` until the first change; the task ends with the alarm.
+pub(crate) fn live_feed(alarm: AlarmHandle, store: Store) -> watch::Receiver<Option<Arc<str>>> {
+    let (tx, rx) = watch::channel(None);
+    let mut changes = alarm.subscribe();
+    changes.borrow_and_update();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            let status = changes.borrow_and_update().clone();
+            let view = match (alarm.sensors().await, store.alarm_settings().await) {
+                (Ok(sensors), Ok(settings)) => status_view(&status, &sensors, &settings),
+                (Err(AlarmError::Stopped), _) => return,
+                (Err(e), _) => {
+                    tracing::warn!(error = %e, "alarm status for the live feed not built");
+                    continue;
+                }
+                (_, Err(e)) => {
+                    tracing::warn!(error = %e, "alarm status for the live feed not built");
+                    continue;
+                }
+            };
+            if tx.send(Some(Arc::from(live_message(view)))).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// `GET /api/alarm`.

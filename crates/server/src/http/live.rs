@@ -41,9 +41,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_
 use axum::http::HeaderMap;
 use axum::response::Response;
 use porchlight_domain::acl::Friendships;
-use porchlight_domain::alarm::AlarmStatus;
 use porchlight_store::{Store, User};
-use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
@@ -76,10 +74,10 @@ pub async fn live(
     let now_friends = Arc::clone(&friends.borrow_and_update());
     let devices = visible_devices(&state.store, &viewer, &now_friends).await?;
     // Marked seen before the status is read, so a change in between is sent after it.
-    let mut alarm = state.alarm.subscribe();
+    let mut alarm = state.alarm_live.clone();
     alarm.borrow_and_update();
     let alarm_now = state.alarm.status().await?;
-    let alarm_now = alarm_message(super::alarm::view_of(&state, &alarm_now).await?);
+    let alarm_now = super::alarm::live_message(super::alarm::view_of(&state, &alarm_now).await?);
     let closing = state.closing.clone();
     let store = state.store.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
@@ -127,23 +125,13 @@ struct Viewer {
     /// What the socket was opened with, checked again every [`CREDENTIAL_CHECK`].
     credential: Credential,
     state: AppState,
-    /// The alarm's status after each change; `None` once the alarm has stopped.
-    alarm: Option<watch::Receiver<AlarmStatus>>,
-}
-
-/// The live feed's `alarm` message: the status view with `"type": "alarm"`.
-fn alarm_message(view: Value) -> Value {
-    match view {
-        Value::Object(mut map) => {
-            map.insert("type".into(), Value::String("alarm".into()));
-            Value::Object(map)
-        }
-        other => other,
-    }
+    /// The alarm's `alarm` message after each change ([`super::live_feed`]); `None` once the
+    /// alarm has stopped.
+    alarm: Option<watch::Receiver<Option<Arc<str>>>>,
 }
 
 /// Waits for the next alarm change; never resolves without a receiver.
-async fn alarm_changed(alarm: &mut Option<watch::Receiver<AlarmStatus>>) -> bool {
+async fn alarm_changed(alarm: &mut Option<watch::Receiver<Option<Arc<str>>>>) -> bool {
     match alarm {
         Some(rx) => rx.changed().await.is_ok(),
         None => std::future::pending().await,
@@ -183,7 +171,7 @@ impl Viewer {
     async fn run(
         &mut self,
         snapshot: LiveMessage,
-        alarm: Value,
+        alarm: String,
         mut events: broadcast::Receiver<Arc<LiveEvent>>,
     ) {
         let end = match self.serve(snapshot, alarm, &mut events).await {
@@ -213,12 +201,11 @@ impl Viewer {
     async fn serve(
         &mut self,
         snapshot: LiveMessage,
-        alarm: Value,
+        alarm: String,
         events: &mut broadcast::Receiver<Arc<LiveEvent>>,
     ) -> Result<(), End> {
         self.send(&snapshot).await?;
-        self.send_raw(Message::Text(alarm.to_string().into()))
-            .await?;
+        self.send_raw(Message::Text(alarm.into())).await?;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut awaiting_pong = false;
@@ -267,18 +254,13 @@ impl Viewer {
                 }
                 Next::AlarmChanged(false) => self.alarm = None,
                 Next::AlarmChanged(true) => {
-                    let status = match &mut self.alarm {
-                        Some(rx) => rx.borrow_and_update().clone(),
-                        None => continue,
-                    };
-                    match super::alarm::view_of(&self.state, &status).await {
-                        Ok(view) => {
-                            let text = alarm_message(view).to_string();
-                            self.send_raw(Message::Text(text.into())).await?;
-                        }
-                        Err(e) => {
-                            tracing::warn!(user = %self.user.username, error = %e, "live alarm status not sent");
-                        }
+                    let message = self
+                        .alarm
+                        .as_mut()
+                        .and_then(|rx| rx.borrow_and_update().clone());
+                    if let Some(message) = message {
+                        self.send_raw(Message::Text(message.as_ref().into()))
+                            .await?;
                     }
                 }
                 Next::Event(Err(RecvError::Lagged(missed))) => {

@@ -73,7 +73,12 @@ pub struct AppState {
     /// The running alarm: its status, commands, sensors' live values, reload after a change,
     /// and its status changes for `/ws/live`.
     pub alarm: crate::alarm::AlarmHandle,
+    /// The alarm's status as `/ws/live`'s `alarm` message, built once per change
+    /// ([`live_feed`]).
+    pub alarm_live: tokio::sync::watch::Receiver<Option<Arc<str>>>,
 }
+
+pub(crate) use alarm::live_feed;
 
 /// What the OwnTracks endpoints need to know about this server beyond the store.
 #[derive(Debug, Clone)]
