@@ -9,6 +9,7 @@
 
 mod accounts;
 mod alarm;
+mod alarm_api;
 mod alarm_codes;
 mod bus;
 mod connections;

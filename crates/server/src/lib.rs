@@ -350,6 +350,8 @@ pub async fn start_with_overrides(
         closing: stop_rx.clone(),
         friends,
         pins: pins.clone(),
+        alarm: alarm.handle(),
+        alarm_live: http::live_feed(alarm.handle(), store.clone()),
     };
     let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {

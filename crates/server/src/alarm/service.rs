@@ -132,6 +132,8 @@ pub struct Refusal {
     pub reason: &'static str,
     pub message: String,
     pub retry_after: Option<Duration>,
+    /// `open_sensors`: the sensors that block arming (empty for other reasons).
+    pub sensors: Vec<SensorId>,
 }
 
 /// What became of a command, with the status after it.
@@ -607,11 +609,13 @@ impl Task {
                 reason: r.reason,
                 message: r.message.clone(),
                 retry_after: r.retry_after,
+                sensors: Vec::new(),
             }),
             CodeCheck::NotPermitted { .. } => Some(Refusal {
                 reason: "not_permitted",
                 message: format!("this code may not {}", action_verb(action)),
                 retry_after: None,
+                sensors: Vec::new(),
             }),
             CodeCheck::None | CodeCheck::Valid { .. } => None,
         };
@@ -680,10 +684,17 @@ impl Task {
                     }
                     _ => None,
                 };
+                let sensors = match &rejection {
+                    porchlight_domain::alarm::Rejection::OpenSensors { sensors, .. } => {
+                        sensors.clone()
+                    }
+                    _ => Vec::new(),
+                };
                 let refusal = Refusal {
                     reason: rejection.reason(),
                     message: rejection.to_string(),
                     retry_after,
+                    sensors,
                 };
                 self.publish_error(
                     Some(action.as_str()),

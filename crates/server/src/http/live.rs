@@ -14,6 +14,10 @@
 //!   revoke of one): the viewer's visible devices re-read, to replace what the client shows (a revoked friend's
 //!   devices disappear, a new friend's appear); events are filtered by the new set from then
 //!   on, without reconnecting;
+//! - `alarm` right after the first snapshot and after each change of the alarm's state (any
+//!   step that changed its status: a transition, a sensor opening or closing, a bypass), with
+//!   the fields of `GET /api/alarm` ([`super::alarm::status_view`]) beside `type`; every
+//!   signed-in viewer gets it (the alarm is the household's, as `GET /api/alarm`);
 //! - `resync` with `missed`: this viewer fell behind by more than the feed holds and lost that
 //!   many messages (its own loss only: the feed never waits for a viewer, so a slow browser
 //!   never slows ingest); the client should reload (reconnect for a new snapshot).
@@ -69,6 +73,11 @@ pub async fn live(
     let mut friends = state.friends.subscribe();
     let now_friends = Arc::clone(&friends.borrow_and_update());
     let devices = visible_devices(&state.store, &viewer, &now_friends).await?;
+    // Marked seen before the status is read, so a change in between is sent after it.
+    let mut alarm = state.alarm_live.clone();
+    alarm.borrow_and_update();
+    let alarm_now = state.alarm.status().await?;
+    let alarm_now = super::alarm::live_message(super::alarm::view_of(&state, &alarm_now).await?);
     let closing = state.closing.clone();
     let store = state.store.clone();
     Ok(upgrade.on_upgrade(move |socket| async move {
@@ -81,8 +90,10 @@ pub async fn live(
             store,
             credential,
             state,
+            alarm: Some(alarm),
         };
-        conn.run(LiveMessage::Snapshot { devices }, events).await;
+        conn.run(LiveMessage::Snapshot { devices }, alarm_now, events)
+            .await;
     }))
 }
 
@@ -114,6 +125,17 @@ struct Viewer {
     /// What the socket was opened with, checked again every [`CREDENTIAL_CHECK`].
     credential: Credential,
     state: AppState,
+    /// The alarm's `alarm` message after each change ([`super::live_feed`]); `None` once the
+    /// alarm has stopped.
+    alarm: Option<watch::Receiver<Option<Arc<str>>>>,
+}
+
+/// Waits for the next alarm change; never resolves without a receiver.
+async fn alarm_changed(alarm: &mut Option<watch::Receiver<Option<Arc<str>>>>) -> bool {
+    match alarm {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 /// [`visible_users`], sorted, to compare.
@@ -128,6 +150,8 @@ fn visible_set(viewer: &User, friends: &Friendships) -> Option<Vec<i64>> {
 enum Next {
     Event(Result<Arc<LiveEvent>, RecvError>),
     FriendsChanged,
+    /// `false`: the alarm has stopped.
+    AlarmChanged(bool),
     Pong,
     Ping,
     CheckCredential,
@@ -147,9 +171,10 @@ impl Viewer {
     async fn run(
         &mut self,
         snapshot: LiveMessage,
+        alarm: String,
         mut events: broadcast::Receiver<Arc<LiveEvent>>,
     ) {
-        let end = match self.serve(snapshot, &mut events).await {
+        let end = match self.serve(snapshot, alarm, &mut events).await {
             Ok(()) => return,
             Err(end) => end,
         };
@@ -176,9 +201,11 @@ impl Viewer {
     async fn serve(
         &mut self,
         snapshot: LiveMessage,
+        alarm: String,
         events: &mut broadcast::Receiver<Arc<LiveEvent>>,
     ) -> Result<(), End> {
         self.send(&snapshot).await?;
+        self.send_raw(Message::Text(alarm.into())).await?;
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut awaiting_pong = false;
@@ -194,6 +221,7 @@ impl Viewer {
                     Ok(()) => Next::FriendsChanged,
                     Err(_) => return Err(End::GoingAway),
                 },
+                changed = alarm_changed(&mut self.alarm) => Next::AlarmChanged(changed),
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Pong(_))) => Next::Pong,
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(End::Gone),
@@ -222,6 +250,17 @@ impl Viewer {
                             tracing::warn!(user = %self.user.username, error = %e, "live snapshot not re-read; closing");
                             return Err(End::GoingAway);
                         }
+                    }
+                }
+                Next::AlarmChanged(false) => self.alarm = None,
+                Next::AlarmChanged(true) => {
+                    let message = self
+                        .alarm
+                        .as_mut()
+                        .and_then(|rx| rx.borrow_and_update().clone());
+                    if let Some(message) = message {
+                        self.send_raw(Message::Text(message.as_ref().into()))
+                            .await?;
                     }
                 }
                 Next::Event(Err(RecvError::Lagged(missed))) => {

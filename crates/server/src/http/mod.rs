@@ -1,10 +1,12 @@
 //! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), the
-//! OwnTracks live feed (`GET /ws/live`, a WebSocket), and the web UI's files everywhere else.
+//! live feed (`GET /ws/live`, a WebSocket: OwnTracks and the alarm's status), and the web
+//! UI's files everywhere else.
 //!
 //! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
 //! and the broker control; they hold no state of their own beyond [`AppState`].
 
 mod accounts;
+mod alarm;
 mod alarm_codes;
 mod assets;
 mod auth;
@@ -68,7 +70,15 @@ pub struct AppState {
     /// Alarm PIN verification and code changes, with the process's one wrong-PIN throttle
     /// (the alarm's keypad, Home Assistant and API paths share it).
     pub pins: Arc<crate::alarm::codes::PinCheck>,
+    /// The running alarm: its status, commands, sensors' live values, reload after a change,
+    /// and its status changes for `/ws/live`.
+    pub alarm: crate::alarm::AlarmHandle,
+    /// The alarm's status as `/ws/live`'s `alarm` message, built once per change
+    /// ([`live_feed`]).
+    pub alarm_live: tokio::sync::watch::Receiver<Option<Arc<str>>>,
 }
+
+pub(crate) use alarm::live_feed;
 
 /// What the OwnTracks endpoints need to know about this server beyond the store.
 #[derive(Debug, Clone)]
@@ -148,6 +158,19 @@ pub fn router(state: AppState) -> Router {
             put(owntracks_keys::set_by_id).delete(owntracks_keys::remove_by_id),
         )
         .route("/owntracks/keys", get(owntracks_keys::list))
+        .route("/alarm", get(alarm::status))
+        .route("/alarm/arm", post(alarm::arm))
+        .route("/alarm/disarm", post(alarm::disarm))
+        .route("/alarm/events", get(alarm::events))
+        .route("/alarm/sensors", get(alarm::sensors))
+        .route(
+            "/alarm/sensors/{id}",
+            put(alarm::put_sensor).delete(alarm::delete_sensor),
+        )
+        .route(
+            "/alarm/settings",
+            get(alarm::settings).put(alarm::put_settings),
+        )
         .route(
             "/alarm/codes",
             get(alarm_codes::list).post(alarm_codes::create),
