@@ -13,6 +13,7 @@ mod error;
 mod friends;
 mod history;
 mod live;
+mod mqtt_settings;
 mod onboarding;
 mod owntracks_devices;
 mod owntracks_keys;
@@ -68,6 +69,8 @@ pub struct AppState {
     /// Alarm PIN verification and code changes, with the process's one wrong-PIN throttle
     /// (the alarm's keypad, Home Assistant and API paths share it).
     pub pins: Arc<crate::alarm::codes::PinCheck>,
+    /// The link to an external MQTT broker: its settings, status and test connection.
+    pub mqtt_link: crate::mqtt_link::MqttLinkHandle,
 }
 
 /// What the OwnTracks endpoints need to know about this server beyond the store.
@@ -156,6 +159,11 @@ pub fn router(state: AppState) -> Router {
             "/alarm/codes/{id}",
             patch(alarm_codes::update).delete(alarm_codes::remove),
         )
+        .route(
+            "/settings/mqtt",
+            get(mqtt_settings::get).put(mqtt_settings::put),
+        )
+        .route("/settings/mqtt/test", post(mqtt_settings::test))
         .route(
             "/owntracks/keys/{username}/{device}",
             put(owntracks_keys::set_by_name).delete(owntracks_keys::remove_by_name),
