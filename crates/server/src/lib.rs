@@ -8,7 +8,8 @@
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
 //! and stop after the broker; the store-only ones (the location retention purge,
 //! [`owntracks::Retention`]) and the alarm ([`alarm::AlarmService`], which publishes `offline`
-//! when it stops) start with them and stop before the broker. [`start_with`] is the same with
+//! when it stops) start with them and stop before the broker, as does the optional client of an
+//! external broker ([`mqtt_link::MqttLink`], ADR 0015). [`start_with`] is the same with
 //! extra services (tests): each one is wired on the [`Wiring`] before any MQTT client is
 //! served, so none misses the first message; [`start_with_overrides`] also replaces parts
 //! ([`Overrides`]: the alarm's PIN verifier, its Home Assistant names).
