@@ -26,6 +26,10 @@ struct Mosquitto {
 
 impl Mosquitto {
     fn start() -> Mosquitto {
+        Mosquitto::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let passwd = dir.path().join("passwd");
         let out = Command::new("mosquitto_passwd")
@@ -35,7 +39,6 @@ impl Mosquitto {
             .output()
             .expect("mosquitto_passwd (apt install mosquitto; scripts/setup.sh test)");
         assert!(out.status.success(), "mosquitto_passwd: {out:?}");
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
@@ -349,5 +352,92 @@ async fn bad_credentials_stop_the_retries_until_the_settings_change() {
     // New settings: a new try, which succeeds.
     link_to(&s, &admin, &m, PASSWORD).await;
     wait_for_state(&s, &admin, "connected").await;
+    s.stop().await;
+}
+
+/// An observer on the external broker; its publishes arrive through `events`.
+async fn observer(m: &Mosquitto, id: &str) -> (rumqttc::AsyncClient, tokio::task::JoinHandle<()>) {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", m.port);
+    o.set_credentials(USER, PASSWORD);
+    let (client, mut events) = rumqttc::AsyncClient::new(o, 10);
+    let task = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+    (client, task)
+}
+
+#[tokio::test]
+async fn the_link_reconnects_under_its_id_and_renews_its_subscriptions() {
+    let m = Mosquitto::start();
+    let port = m.port;
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    link_to(&s, &admin, &m, PASSWORD).await;
+    let before = wait_for_state(&s, &admin, "connected").await;
+    let id = before["status"]["client_id"].as_str().unwrap().to_owned();
+    let link = s.running.mqtt_link().publisher().await.unwrap();
+    let mut inbox = link.subscribe("porchlight/test/#").await.unwrap();
+
+    // The broker goes away and comes back on the same port.
+    drop(m);
+    wait_for_state(&s, &admin, "connecting").await;
+    let m = Mosquitto::start_on(port);
+    let after = wait_for_state(&s, &admin, "connected").await;
+    assert_eq!(after["status"]["client_id"], id.as_str());
+    assert!(
+        after["status"]["attempts"].as_u64().unwrap() >= 2,
+        "{after}"
+    );
+    assert!(m.log().contains(&format!("as {id} ")), "{}", m.log());
+
+    // The subscription was renewed on the new broker: an observer's publish arrives.
+    let (observer, task) = observer(&m, "observer-1").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let message = loop {
+        observer
+            .publish(
+                "porchlight/test/ping",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                "ping",
+            )
+            .await
+            .unwrap();
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message through the link"
+        );
+    };
+    assert_eq!(message.topic, "porchlight/test/ping");
+    assert_eq!(&message.payload[..], b"ping");
+
+    // And the handle publishes there (retained, so the check does not race the subscribe).
+    link.publish("porchlight/test/pong", "pong", true)
+        .await
+        .unwrap();
+    // Not std's Command: it would block this test's runtime, and with it the link's task.
+    let out = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-u",
+            USER,
+            "-P",
+            PASSWORD,
+        ])
+        .args(["-t", "porchlight/test/pong", "-C", "1", "-W", "5"])
+        .output()
+        .await
+        .expect("mosquitto_sub (apt install mosquitto-clients)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "pong",
+        "{out:?} {}",
+        m.log()
+    );
+    task.abort();
     s.stop().await;
 }
