@@ -30,6 +30,11 @@ impl Mosquitto {
     }
 
     fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "")
+    }
+
+    /// With `listener_options` (TLS files) under the listener line.
+    fn start_with(port: u16, listener_options: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let passwd = dir.path().join("passwd");
         let out = Command::new("mosquitto_passwd")
@@ -41,7 +46,7 @@ impl Mosquitto {
         assert!(out.status.success(), "mosquitto_passwd: {out:?}");
         let conf = dir.path().join("mosquitto.conf");
         let mut text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n\
+            "listener {port} 127.0.0.1\n{listener_options}allow_anonymous false\npassword_file {}\n\
              persistence false\nlog_dest stderr\nlog_type all\nconnection_messages true\n",
             passwd.display()
         );
@@ -374,7 +379,7 @@ async fn the_link_reconnects_under_its_id_and_renews_its_subscriptions() {
     let before = wait_for_state(&s, &admin, "connected").await;
     let id = before["status"]["client_id"].as_str().unwrap().to_owned();
     let link = s.running.mqtt_link().publisher().await.unwrap();
-    let mut inbox = link.subscribe("porchlight/test/#").await.unwrap();
+    let mut inbox = link.subscribe("porchlight/test/#").unwrap();
 
     // The broker goes away and comes back on the same port.
     drop(m);
@@ -413,9 +418,7 @@ async fn the_link_reconnects_under_its_id_and_renews_its_subscriptions() {
     assert_eq!(&message.payload[..], b"ping");
 
     // And the handle publishes there (retained, so the check does not race the subscribe).
-    link.publish("porchlight/test/pong", "pong", true)
-        .await
-        .unwrap();
+    link.publish("porchlight/test/pong", "pong", true).unwrap();
     // Not std's Command: it would block this test's runtime, and with it the link's task.
     let out = tokio::process::Command::new("mosquitto_sub")
         .args([
@@ -439,5 +442,64 @@ async fn the_link_reconnects_under_its_id_and_renews_its_subscriptions() {
         m.log()
     );
     task.abort();
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_link_speaks_tls_with_a_ca_file_and_names_tls_failures() {
+    let pki = tempfile::tempdir().unwrap();
+    crate::tls::make_pki(pki.path());
+    let file = |name: &str| pki.path().join(name).display().to_string();
+    let m = Mosquitto::start_with(
+        free_port(),
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\n",
+            file("ca.pem"),
+            file("server.pem"),
+            file("server.key")
+        ),
+    );
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let (status, body) = put(
+        &s,
+        &admin,
+        json!({
+            "enabled": true, "host": "127.0.0.1", "port": m.port, "tls": true,
+            "ca_file": file("ca.pem"), "username": USER, "password": PASSWORD,
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_state(&s, &admin, "connected").await;
+
+    let test = async |body: Value| -> Value {
+        let r = s
+            .call(&admin, Method::POST, "/api/settings/mqtt/test", Some(&body))
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    };
+    // A CA that did not sign the broker's certificate.
+    let untrusted = test(json!({"ca_file": file("impostor.pem")})).await;
+    assert_eq!(untrusted["result"], "tls_error", "{untrusted}");
+    let missing = test(json!({"ca_file": file("no-such.pem")})).await;
+    assert_eq!(missing["result"], "tls_error", "{missing}");
+    assert!(
+        missing["message"].as_str().unwrap().contains("CA file"),
+        "{missing}"
+    );
+    // A CA file without TLS is a field error.
+    let r = s
+        .call(
+            &admin,
+            Method::PUT,
+            "/api/settings/mqtt",
+            Some(&json!({"tls": false})),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["errors"]["ca_file"].is_string(), "{body}");
     s.stop().await;
 }

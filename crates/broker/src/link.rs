@@ -133,7 +133,21 @@ pub struct LinkMessage {
 pub enum LinkError {
     #[error("the MQTT link is stopped")]
     Stopped,
+    /// The request queue is full (the link is disconnected, or slower than its callers):
+    /// nothing waits, the caller decides (the alarm re-publishes its state on each connect).
+    #[error("the MQTT link's queue is full")]
+    QueueFull,
 }
+
+fn link_error(e: rumqttc::ClientError) -> LinkError {
+    match e {
+        rumqttc::ClientError::TryRequest(_) => LinkError::QueueFull,
+        rumqttc::ClientError::Request(_) => LinkError::Stopped,
+    }
+}
+
+/// Requests (publishes, subscriptions) queued towards the connection task.
+pub const REQUEST_QUEUE: usize = 64;
 
 /// Most messages queued per subscription before newer ones are dropped.
 const SUBSCRIPTION_QUEUE: usize = 256;
@@ -163,21 +177,24 @@ impl std::fmt::Debug for LinkHandle {
 }
 
 impl LinkHandle {
-    /// Publishes at QoS 1 (queued while disconnected, within rumqttc's request queue).
-    pub async fn publish(
+    /// Publishes at QoS 1, never waiting: queued (up to [`REQUEST_QUEUE`] requests) while
+    /// connecting, refused with [`LinkError::QueueFull`] beyond that. Clean sessions: what is
+    /// queued when a connection drops is lost, so publishers re-publish their state on
+    /// connect (watch [`Link::watch_status`]).
+    pub fn publish(
         &self,
         topic: &str,
         payload: impl Into<Vec<u8>>,
         retain: bool,
     ) -> Result<(), LinkError> {
         self.client
-            .publish(topic, QoS::AtLeastOnce, retain, payload.into())
-            .await
-            .map_err(|_| LinkError::Stopped)
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload.into())
+            .map_err(link_error)
     }
 
-    /// Subscribes to `filter` at QoS 1; renewed after every reconnect.
-    pub async fn subscribe(&self, filter: &str) -> Result<mpsc::Receiver<LinkMessage>, LinkError> {
+    /// Subscribes to `filter` at QoS 1; renewed after every reconnect (so a subscription made
+    /// while disconnected takes effect at the next CONNACK).
+    pub fn subscribe(&self, filter: &str) -> Result<mpsc::Receiver<LinkMessage>, LinkError> {
         let (tx, rx) = mpsc::channel(SUBSCRIPTION_QUEUE);
         if let Ok(mut subs) = self.shared.subscriptions.lock() {
             subs.push(Subscription {
@@ -185,11 +202,11 @@ impl LinkHandle {
                 tx,
             });
         }
-        self.client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .map_err(|_| LinkError::Stopped)?;
-        Ok(rx)
+        match self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+            // Renewed at the next CONNACK.
+            Ok(()) | Err(rumqttc::ClientError::TryRequest(_)) => Ok(rx),
+            Err(e) => Err(link_error(e)),
+        }
     }
 }
 
@@ -244,7 +261,7 @@ impl Link {
                 Some(e),
             ),
         };
-        let (client, eventloop) = AsyncClient::new(options, 64);
+        let (client, eventloop) = AsyncClient::new(options, REQUEST_QUEUE);
         let handle = LinkHandle {
             client: client.clone(),
             shared: Arc::clone(&shared),
@@ -470,8 +487,11 @@ async fn run(
                 if !retry {
                     tracing::warn!(host = %config.host, port = config.port, %message, "MQTT link: giving up until its settings change");
                     set(&status, LinkState::Failed, Some(message), attempts);
+                    // Publishes and subscriptions fail at once from now on (`Stopped`).
+                    drop(eventloop);
                     let _ = stop.wait_for(|s| *s).await;
-                    break;
+                    set(&status, LinkState::Disconnected, None, attempts);
+                    return;
                 }
                 let delay = backoff(failures, jitter());
                 tracing::info!(host = %config.host, port = config.port, %message, retry_in_ms = delay.as_millis() as u64, "MQTT link: not connected");
