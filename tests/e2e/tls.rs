@@ -11,7 +11,7 @@ use crate::support::{ADMIN_PASSWORD, TestServer};
 
 /// A throwaway PKI made with the openssl CLI: a CA, a server certificate for 127.0.0.1, a
 /// client certificate for `alice` from that CA, and a self-signed `alice` impostor.
-fn make_pki(dir: &Path) {
+pub(crate) fn make_pki(dir: &Path) {
     let script = r#"
 set -e
 ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"

@@ -33,6 +33,7 @@
 mod bus;
 mod grants;
 mod hooks;
+pub mod link;
 mod refusals;
 mod retain;
 mod takeover;

@@ -6,6 +6,7 @@
 pub mod account;
 pub mod acl;
 pub mod alarm;
+pub mod mqtt_link;
 pub mod owntracks;
 pub mod pin;
 pub mod secret;

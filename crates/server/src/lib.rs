@@ -8,7 +8,8 @@
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
 //! and stop after the broker; the store-only ones (the location retention purge,
 //! [`owntracks::Retention`]) and the alarm ([`alarm::AlarmService`], which publishes `offline`
-//! when it stops) start with them and stop before the broker. [`start_with`] is the same with
+//! when it stops) start with them and stop before the broker, as does the optional client of an
+//! external broker ([`mqtt_link::MqttLink`], ADR 0015). [`start_with`] is the same with
 //! extra services (tests): each one is wired on the [`Wiring`] before any MQTT client is
 //! served, so none misses the first message; [`start_with_overrides`] also replaces parts
 //! ([`Overrides`]: the alarm's PIN verifier, its Home Assistant names).
@@ -25,6 +26,7 @@ mod friends;
 mod http;
 mod login;
 mod mqtt;
+pub mod mqtt_link;
 pub mod owntracks;
 
 use std::net::{IpAddr, SocketAddr};
@@ -119,6 +121,9 @@ pub struct Running {
     /// The alarm (its state machine, MQTT command and sensor topics, Home Assistant entity);
     /// stopped before the broker so that its `offline` availability is published.
     alarm: alarm::AlarmService,
+    /// The optional client of an external MQTT broker (ADR 0015); stopped with the alarm,
+    /// publishing `offline` there.
+    mqtt_link: mqtt_link::MqttLink,
     /// Tells the HTTP server to stop accepting and finish in-flight requests, and open
     /// WebSockets to close.
     http_stop: watch::Sender<bool>,
@@ -157,6 +162,11 @@ impl Running {
         self.alarm.handle()
     }
 
+    /// The link to an external MQTT broker (settings, status, publish/subscribe).
+    pub fn mqtt_link(&self) -> mqtt_link::MqttLinkHandle {
+        self.mqtt_link.handle()
+    }
+
     /// Counters of the OwnTracks ingest service.
     pub fn owntracks_stats(&self) -> owntracks::IngestStats {
         self.ingest.stats()
@@ -177,6 +187,7 @@ impl Running {
         }
         self.retention.stop().await;
         self.alarm.stop().await;
+        self.mqtt_link.stop().await;
         if let Some(ha) = self.ha_discovery {
             ha.stop().await;
         }
@@ -299,13 +310,17 @@ pub async fn start_with_overrides(
     );
     // One PIN check per process: its throttle is the memory of wrong PINs.
     let pins = Arc::new(alarm::codes::PinCheck::new(store.clone(), audit.clone()));
+    let alarm_config = overrides.alarm.unwrap_or_default();
+    // The external broker link's availability topic is `porchlight/<node>/status`, with the
+    // node id Home Assistant knows the alarm by.
+    let mqtt_link = mqtt_link::MqttLink::start(store.clone(), alarm_config.node_id.clone()).await;
     let alarm = alarm::AlarmService::start(
         store.clone(),
         bus.clone(),
         overrides
             .pin_verifier
             .unwrap_or_else(|| pins.clone() as Arc<dyn alarm::PinVerifier>),
-        overrides.alarm.unwrap_or_default(),
+        alarm_config,
     )
     .await
     .map_err(|e| Error::Internal(format!("starting the alarm: {e}")))?;
@@ -352,6 +367,7 @@ pub async fn start_with_overrides(
         pins: pins.clone(),
         alarm: alarm.handle(),
         alarm_live: http::live_feed(alarm.handle(), store.clone()),
+        mqtt_link: mqtt_link.handle(),
     };
     let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {
@@ -374,6 +390,7 @@ pub async fn start_with_overrides(
         ha_discovery,
         retention,
         alarm,
+        mqtt_link,
         http_stop,
         http_task,
         audit_writer,

@@ -26,6 +26,7 @@ mod audit;
 mod friends;
 mod hashing;
 mod migrate;
+mod mqtt_link;
 mod owntracks;
 mod owntracks_history;
 #[cfg(test)]
@@ -57,6 +58,7 @@ pub use hashing::{
     hash_password, hash_pin, random_password, verify_password, verify_pin,
 };
 pub use migrate::LATEST_VERSION;
+pub use mqtt_link::{LinkPassword, StoredLink};
 pub use owntracks::{
     Card, IngestOutcome, LOCATION_PURGE_BATCH, LastLocation, LocationFields, OwnTracksDevice,
     OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher, StoredLocation, StoredTransition,

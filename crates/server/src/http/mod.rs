@@ -15,6 +15,7 @@ mod error;
 mod friends;
 mod history;
 mod live;
+mod mqtt_settings;
 mod onboarding;
 mod owntracks_devices;
 mod owntracks_keys;
@@ -76,6 +77,8 @@ pub struct AppState {
     /// The alarm's status as `/ws/live`'s `alarm` message, built once per change
     /// ([`live_feed`]).
     pub alarm_live: tokio::sync::watch::Receiver<Option<Arc<str>>>,
+    /// The link to an external MQTT broker: its settings, status and test connection.
+    pub mqtt_link: crate::mqtt_link::MqttLinkHandle,
 }
 
 pub(crate) use alarm::live_feed;
@@ -179,6 +182,11 @@ pub fn router(state: AppState) -> Router {
             "/alarm/codes/{id}",
             patch(alarm_codes::update).delete(alarm_codes::remove),
         )
+        .route(
+            "/settings/mqtt",
+            get(mqtt_settings::get).put(mqtt_settings::put),
+        )
+        .route("/settings/mqtt/test", post(mqtt_settings::test))
         .route(
             "/owntracks/keys/{username}/{device}",
             put(owntracks_keys::set_by_name).delete(owntracks_keys::remove_by_name),
