@@ -526,3 +526,88 @@ async fn pub_answers_the_friends_cards_and_last_locations_as_the_recorder_does()
     );
     s.stop().await;
 }
+
+/// A user's own card (name and picture) reaches their friends' phones as a retained `…/info`
+/// and the UI's device list; a bad card is refused.
+#[tokio::test]
+async fn a_card_set_by_its_user_reaches_friends_phones_and_the_api() {
+    const FACE: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+    let s = TestServer::start().await;
+    create_users(&s, &["alice", "bob"]).await;
+    let mut bob_phone = Phone::connect(&s, "bob").await;
+    bob_phone
+        .publish_acked("owntracks/bob/phone", location(52.5, 1_764_000_000))
+        .await;
+    let bob = signed_in(&s, "bob").await;
+    let r = s.call(&bob, Method::PUT, "/api/friends/alice", None).await;
+    assert_eq!(r.status(), 201);
+
+    let mut alice_phone = Phone::connect(&s, "alice").await;
+    assert!(matches!(
+        alice_phone.subscribe("owntracks/+/+/info").await,
+        rumqttc::SubscribeReasonCode::Success(_)
+    ));
+    let r = s
+        .call(
+            &bob,
+            Method::PUT,
+            "/api/owntracks/card",
+            Some(&json!({ "name": "Bob", "face": FACE })),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["devices"], json!(["phone"]));
+    // The card arrives on alice's phone, as a phone's own card would.
+    let card = loop {
+        match tokio::time::timeout(WAIT, alice_phone.events.recv()).await {
+            Ok(Some(Packet::Publish(p))) if p.topic == "owntracks/bob/phone/info" => {
+                break serde_json::from_slice::<Value>(&p.payload).unwrap();
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no card for alice: {other:?}"),
+        }
+    };
+    assert_eq!(card["_type"], "card");
+    assert_eq!(card["name"], "Bob");
+    assert_eq!(card["face"], FACE);
+
+    // And in the UI's device list of a friend.
+    let alice = signed_in(&s, "alice").await;
+    let devices = get_json(&s, &alice, "/api/owntracks/devices").await;
+    let bobs = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["user"] == "bob")
+        .unwrap();
+    assert_eq!(bobs["card"]["name"], "Bob");
+
+    // A face that is not base64, a name too long: 400; an unknown field: 422 (as every JSON
+    // body of the API); nothing changed.
+    for (bad, status) in [
+        (json!({ "name": "Bob", "face": "not base64 at all!" }), 400),
+        (json!({ "name": "B".repeat(65) }), 400),
+        (json!({ "nickname": "Bobby" }), 422),
+    ] {
+        let r = s
+            .call(&bob, Method::PUT, "/api/owntracks/card", Some(&bad))
+            .await;
+        assert_eq!(r.status(), status, "{bad}");
+        let error: Value = r.json().await.unwrap();
+        assert!(
+            error["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{error}"
+        );
+    }
+    let devices = get_json(&s, &alice, "/api/owntracks/devices").await;
+    assert!(devices.to_string().contains(r#""name":"Bob""#), "{devices}");
+    let r = client()
+        .put(s.url("/api/owntracks/card"))
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.stop().await;
+}

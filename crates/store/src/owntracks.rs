@@ -906,6 +906,36 @@ impl Store {
         .await
     }
 
+    /// Sets the card (display name, picture) of every OwnTracks device of `user_id`, as a user
+    /// does for their friends' phones; returns those devices. A phone's own later card
+    /// replaces it for that device, as any newer card does.
+    pub async fn set_user_card(
+        &self,
+        user_id: i64,
+        card: Card,
+        now: SystemTime,
+    ) -> Result<Vec<OwnTracksDevice>> {
+        let now_ms = unix_ms(now);
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO ot_cards (device_id, name, face, updated_at)
+                 SELECT id, ?2, ?3, ?4 FROM ot_devices WHERE user_id = ?1
+                 ON CONFLICT (device_id) DO UPDATE SET
+                   name = excluded.name, face = excluded.face, updated_at = excluded.updated_at",
+            )?
+            .execute(params![user_id, card.name, card.face, now_ms])?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM ot_devices d JOIN users u ON u.id = d.user_id
+                 WHERE d.user_id = ?1 ORDER BY d.name"
+            ))?;
+            let devices = stmt
+                .query_map([user_id], device_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(devices)
+        })
+        .await
+    }
+
     /// One device's latest card.
     pub async fn card(&self, device_id: i64) -> Result<Option<Card>> {
         self.read(move |c| {

@@ -10,6 +10,7 @@ mod alarm;
 mod alarm_codes;
 mod assets;
 mod auth;
+mod cards;
 mod commands;
 mod error;
 mod friends;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
             "/users/{owner}/friends/{viewer}",
             put(friends::grant).delete(friends::revoke),
         )
+        .route("/owntracks/card", put(cards::set))
         .route("/owntracks/devices", get(owntracks_devices::list))
         .route("/owntracks/devices/{id}/track", get(tracks::track))
         .route(

@@ -1,0 +1,101 @@
+//! `PUT /api/owntracks/card`: the signed-in user's card — the display name and picture
+//! OwnTracks apps show for them on their friends' phones. Body `{"name": "Alice", "face":
+//! "<base64 PNG or JPEG>"}` (either may be `null` or left out). The card goes through the same
+//! parser as a phone's `_type: card` (a face must be base64), is stored as the card of each of
+//! the user's devices, and is published retained on `owntracks/<user>/<device>/info` for each
+//! (the broker's ACL gives it to the user's own sessions and their friends'). Answers 200 with
+//! the devices it was set on; 400 for a bad card. A device that appears later shows it after
+//! the next `PUT` (or the phone's own card).
+
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use porchlight_broker::Bytes;
+use porchlight_domain::owntracks::{Body, OwnTracksTopic, Parsed, TopicKind, parse_payload};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::CurrentUser;
+use super::error::{ApiError, ApiJson, ApiResult};
+
+/// Longest display name accepted, in characters.
+const MAX_NAME_CHARS: usize = 64;
+/// Largest picture accepted, base64 characters (the apps show a small square).
+const MAX_FACE_CHARS: usize = 128 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardRequest {
+    name: Option<String>,
+    face: Option<String>,
+}
+
+/// `PUT /api/owntracks/card`.
+pub async fn set(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiJson(req): ApiJson<CardRequest>,
+) -> ApiResult<Json<Value>> {
+    let name = req
+        .name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty());
+    if name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "name: at most {MAX_NAME_CHARS} characters."
+        )));
+    }
+    let face = req.face.filter(|f| !f.is_empty());
+    if face.as_ref().is_some_and(|f| f.len() > MAX_FACE_CHARS) {
+        return Err(ApiError::BadRequest(format!(
+            "face: at most {MAX_FACE_CHARS} base64 characters (a small square picture)."
+        )));
+    }
+    let candidate = porchlight_domain::owntracks::Card {
+        name,
+        face,
+        tid: None,
+    };
+    // The phone's rules for a card, so what we publish is what a phone would accept.
+    let card = match parse_payload(candidate.to_payload().as_bytes(), Some(TopicKind::Info)) {
+        Ok(Parsed::Message(m)) => match m.body() {
+            Body::Card(card) => card.clone(),
+            _ => return Err(ApiError::BadRequest("not a card.".into())),
+        },
+        Ok(Parsed::Empty) => return Err(ApiError::BadRequest("an empty card.".into())),
+        Err(e) => return Err(ApiError::BadRequest(e.to_string())),
+    };
+    let payload = card.to_payload();
+    let devices = state
+        .store
+        .set_user_card(
+            user.id,
+            porchlight_store::Card {
+                name: card.name.clone(),
+                face: card.face.clone(),
+            },
+            SystemTime::now(),
+        )
+        .await?;
+    let mut published = Vec::with_capacity(devices.len());
+    for device in &devices {
+        let Ok(topic) = OwnTracksTopic::new(&device.username, &device.name, TopicKind::Info) else {
+            continue;
+        };
+        let topic = topic.to_string();
+        if let Some(bus) = &state.bus
+            && let Err(e) = bus
+                .publish(&topic, Bytes::from(payload.clone()), 1, true)
+                .await
+        {
+            tracing::warn!(%topic, error = %e, "card stored but not published");
+        }
+        published.push(device.name.clone());
+    }
+    Ok(Json(json!({ "devices": published })))
+}
