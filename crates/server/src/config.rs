@@ -44,6 +44,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub audit: AuditConfig,
     pub owntracks: OwnTracksConfig,
+    pub alarm: AlarmFileConfig,
     /// `PORCHLIGHT_ADMIN_PASSWORD`: the first admin's password on an empty database.
     pub initial_admin_password: Option<Secret>,
 }
@@ -111,6 +112,30 @@ impl AuditConfig {
     pub fn retention(&self) -> Option<std::time::Duration> {
         (self.retention_days > 0)
             .then(|| std::time::Duration::from_secs(u64::from(self.retention_days) * 24 * 3600))
+    }
+}
+
+/// `[alarm]`: what the alarm keeps.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmFileConfig {
+    /// Days the alarm's event log (transitions, code uses, sensor trips) is kept; older events
+    /// are deleted daily, in small batches. At least 1.
+    pub event_retention_days: u32,
+}
+
+impl Default for AlarmFileConfig {
+    fn default() -> Self {
+        AlarmFileConfig {
+            event_retention_days: 365,
+        }
+    }
+}
+
+impl AlarmFileConfig {
+    /// How long alarm events are kept.
+    pub fn event_retention(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.event_retention_days) * 24 * 3600)
     }
 }
 
@@ -193,6 +218,7 @@ struct FileConfig {
     mqtt: MqttConfig,
     audit: AuditConfig,
     owntracks: OwnTracksConfig,
+    alarm: AlarmFileConfig,
 }
 
 /// The commented example written on first start.
@@ -252,6 +278,7 @@ impl Config {
             mqtt: file.mqtt,
             audit: file.audit,
             owntracks: file.owntracks,
+            alarm: file.alarm,
             initial_admin_password: env_get("PORCHLIGHT_ADMIN_PASSWORD")
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
@@ -290,6 +317,11 @@ impl Config {
         if self.owntracks.retention_check_secs == 0 {
             return Err(Error::Config(
                 "owntracks.retention_check_secs must be at least 1".into(),
+            ));
+        }
+        if self.alarm.event_retention_days == 0 || self.alarm.event_retention_days > 36_500 {
+            return Err(Error::Config(
+                "alarm.event_retention_days must be from 1 to 36500".into(),
             ));
         }
         if self.owntracks.command_ttl_secs == 0 {
@@ -486,6 +518,40 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("ha_discovery_prefix"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn alarm_events_are_kept_a_year_by_default_and_the_setting_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(
+            c.alarm.event_retention(),
+            std::time::Duration::from_secs(365 * 24 * 3600)
+        );
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[alarm]\nevent_retention_days = 30\n",
+        )
+        .unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(
+            c.alarm.event_retention(),
+            std::time::Duration::from_secs(30 * 24 * 3600)
+        );
+        for bad in [
+            "event_retention_days = 0",
+            "event_retention_days = 40000",
+            "keep = 3",
+        ] {
+            std::fs::write(dir.path().join("config.toml"), format!("[alarm]\n{bad}\n")).unwrap();
+            let err = Config::load_from(&opts(dir.path()), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("event_retention_days") || err.contains("keep"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -310,7 +310,10 @@ pub async fn start_with_overrides(
     );
     // One PIN check per process: its throttle is the memory of wrong PINs.
     let pins = Arc::new(alarm::codes::PinCheck::new(store.clone(), audit.clone()));
-    let alarm_config = overrides.alarm.unwrap_or_default();
+    let alarm_config = overrides.alarm.unwrap_or_else(|| alarm::AlarmConfig {
+        event_retention: config.alarm.event_retention(),
+        ..alarm::AlarmConfig::default()
+    });
     // The external broker link's availability topic is `porchlight/<node>/status`, with the
     // node id Home Assistant knows the alarm by.
     let mqtt_link = mqtt_link::MqttLink::start(store.clone(), alarm_config.node_id.clone()).await;
