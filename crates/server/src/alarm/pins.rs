@@ -1,7 +1,7 @@
-//! Simple [`PinVerifier`]s: [`NoPins`] (no codes exist: every PIN is wrong), the default
-//! until the stored codes are wired, and [`FixedPins`], a fixed list of argon2id PIN hashes
-//! made with the PIN profile (t=1, m=8 MiB, p=2), for tests and the bench. Neither rate
-//! limits nor locks out: that is the stored codes' verifier's job.
+//! Simple [`PinVerifier`]s beside the stored codes ([`super::codes::PinCheck`], the
+//! default): [`NoPins`] (no codes exist: every PIN is wrong), and [`FixedPins`], a fixed list
+//! of argon2id PIN hashes made with the PIN profile (t=1, m=8 MiB, p=2), for tests and the
+//! bench. Neither rate limits nor locks out: that is the stored codes' verifier's job.
 
 use std::net::IpAddr;
 use std::sync::Arc;
