@@ -630,3 +630,85 @@ async fn rejections_are_logged_with_topic_and_reason_and_never_a_key() {
         assert!(!log.contains(secret), "a passphrase leaked into the log");
     }
 }
+
+/// A command to a phone with payload encryption on reaches it over MQTT sealed with its key
+/// (it opens to the command); a phone without a key gets it plain.
+#[tokio::test]
+async fn commands_to_an_encrypting_phone_are_sealed_with_its_key() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    create_user(&s, &admin, "alice").await;
+    let sealed_device = add_device(
+        &s,
+        &admin,
+        "alice",
+        json!({ "name": "phone", "encryption": true }),
+    )
+    .await;
+    let plain_device = add_device(&s, &admin, "alice", json!({ "name": "tablet" })).await;
+    let passphrase = sealed_device["encryption_key"].as_str().unwrap().to_owned();
+    let alice = s.signed_in("alice", "alice password 1").await;
+
+    for (device, answer, key) in [
+        ("phone", &sealed_device, Some(passphrase.as_str())),
+        ("tablet", &plain_device, None),
+    ] {
+        let device_key = answer["mqtt_password"].as_str().unwrap();
+        let mut phone = Phone::connect(&s, &format!("alice-{device}"), "alice", device_key).await;
+        // The device appears with its first point; then it listens for commands.
+        let point = location(now_secs() - 10, 52.0);
+        let first = match key {
+            Some(k) => sealed(&point, k),
+            None => point,
+        };
+        phone
+            .publish_acked(&format!("owntracks/alice/{device}"), &first)
+            .await;
+        let topic = format!("owntracks/alice/{device}/cmd");
+        phone
+            .client
+            .subscribe(&topic, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        loop {
+            match tokio::time::timeout(WAIT, phone.events.recv()).await {
+                Ok(Some(Packet::SubAck(_))) => break,
+                Ok(Some(_)) => {}
+                other => panic!("no SUBACK: {other:?}"),
+            }
+        }
+        let id = device_id(&s, "alice", device).await;
+        let r = s
+            .call(
+                &alice,
+                Method::POST,
+                &format!("/api/owntracks/devices/{id}/commands"),
+                Some(&json!({ "action": "reportLocation" })),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+        let payload = loop {
+            match tokio::time::timeout(WAIT, phone.events.recv()).await {
+                Ok(Some(Packet::Publish(p))) if p.topic == topic => break p.payload,
+                Ok(Some(_)) => {}
+                other => panic!("no command on {topic}: {other:?}"),
+            }
+        };
+        let received: Value = serde_json::from_slice(&payload).unwrap();
+        let command: Value = match key {
+            Some(k) => {
+                assert_eq!(received["_type"], "encrypted", "{received}");
+                let opened = decrypt(
+                    received["data"].as_str().unwrap(),
+                    &SecretKey::from_passphrase(k).unwrap(),
+                )
+                .unwrap();
+                serde_json::from_slice(&opened).unwrap()
+            }
+            None => received,
+        };
+        assert_eq!(command["_type"], "cmd", "{command}");
+        assert_eq!(command["action"], "reportLocation", "{command}");
+    }
+    s.stop().await;
+}

@@ -12,6 +12,8 @@
 //! - published QoS 1, not retained, to `owntracks/<user>/<device>/cmd` through the bus (when
 //!   the broker runs): a connected phone gets it at once, an offline one with a persistent
 //!   session (the `.otrc` we hand out sets `cleanSession: false`) when it reconnects;
+//!   sealed as `{"_type":"encrypted",…}` with the device's key when it has one, as the phone
+//!   seals what it publishes;
 //! - queued in the store until `[owntracks] command_ttl_secs`, for an HTTP-mode phone, which
 //!   gets it in the body of its next `POST /pub` answer, once. An MQTT phone never posts to
 //!   `/pub`, so its copy simply expires unsent.
@@ -67,10 +69,16 @@ pub async fn send(
         .ok_or_else(|| ApiError::NotFound("No such device.".into()))?;
     let payload = command.to_payload();
     let topic = format!("owntracks/{}/{}/cmd", device.username, device.name);
+    // A phone with payload encryption on gets its commands sealed with its key, as it
+    // publishes (the HTTP-mode queue is sealed with the whole `/pub` answer).
+    let on_the_wire =
+        super::owntracks_pub::sealed_for_device(&state, device.user_id, &device.name, &payload)
+            .await
+            .unwrap_or_else(|| payload.clone());
 
     let published = match &state.bus {
         Some(bus) => match bus
-            .publish(&topic, Bytes::from(payload.clone()), 1, false)
+            .publish(&topic, Bytes::from(on_the_wire), 1, false)
             .await
         {
             Ok(()) => true,

@@ -265,18 +265,31 @@ async fn encrypted_for(
     device: &str,
     answer: &Value,
 ) -> Option<Value> {
+    let payload = sealed_for_device(state, user_id, device, &answer.to_string()).await?;
+    serde_json::from_str(&payload).ok()
+}
+
+/// `text` sealed with the passphrase of `user_id`'s device `device` as an OwnTracks
+/// `{"_type":"encrypted","data":…}` payload; `None` when the device has no key (or it cannot
+/// be read: logged, and the caller sends the text plain, which a phone that encrypts still
+/// reads).
+pub(super) async fn sealed_for_device(
+    state: &AppState,
+    user_id: i64,
+    device: &str,
+    text: &str,
+) -> Option<String> {
     let passphrase = match state.store.owntracks_key(user_id, device).await {
         Ok(found) => found?,
         Err(e) => {
-            tracing::warn!(%device, error = %e, "encryption key not looked up; answering in plain text");
+            tracing::warn!(%device, error = %e, "encryption key not looked up; sending in plain text");
             return None;
         }
     };
     let key = SecretKey::from_passphrase(passphrase.expose()).ok()?;
     let mut nonce = [0u8; crypto::NONCE_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let payload = crypto::encrypted_payload(answer.to_string().as_bytes(), &key, nonce).ok()?;
-    serde_json::from_str(&payload).ok()
+    crypto::encrypted_payload(text.as_bytes(), &key, nonce).ok()
 }
 
 /// The cards and last locations of the devices of every user who granted `viewer_id`
