@@ -295,7 +295,9 @@ fn implied_online(payload: &OwnTracksPayload) -> Option<bool> {
     }
 }
 
-/// The device's id, creating it on its first message and noting that it was seen `now`.
+/// The device's id, creating it on its first message and noting that it was seen `now`. A
+/// device created now takes the card of the user's other devices (the newest), so a card the
+/// user set (`Store::set_user_card`) or a phone sent shows for their new phone too.
 fn upsert_device(c: &Connection, p: &OwnTracksPublisher, now_ms: i64, online: bool) -> Result<i64> {
     let mut stmt = c.prepare_cached(
         "INSERT INTO ot_devices
@@ -304,9 +306,24 @@ fn upsert_device(c: &Connection, p: &OwnTracksPublisher, now_ms: i64, online: bo
          ON CONFLICT (user_id, name) DO UPDATE SET
            last_seen_at = max(last_seen_at, excluded.last_seen_at),
            credential_id = coalesce(credential_id, excluded.credential_id)
-         RETURNING id",
+         RETURNING id, first_seen_at",
     )?;
-    Ok(stmt.query_row(params![p.user_id, p.device, now_ms, online], |r| r.get(0))?)
+    let (id, first_seen_at): (i64, i64) = stmt
+        .query_row(params![p.user_id, p.device, now_ms, online], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    if first_seen_at == now_ms {
+        // New (or created earlier in this same millisecond: then this does nothing new).
+        c.prepare_cached(
+            "INSERT INTO ot_cards (device_id, name, face, updated_at)
+             SELECT ?1, k.name, k.face, ?3 FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
+             WHERE d.user_id = ?2 AND d.id != ?1
+             ORDER BY k.updated_at DESC LIMIT 1
+             ON CONFLICT (device_id) DO NOTHING",
+        )?
+        .execute(params![id, p.user_id, now_ms])?;
+    }
+    Ok(id)
 }
 
 /// Sets a device's online state; true if it changed.

@@ -937,3 +937,36 @@ async fn deleting_reaches_points_in_the_log_and_drained_ones() {
     assert_eq!(count(&store, POINTS).await, 0);
     assert_eq!(count(&store, RAWS).await, 0);
 }
+
+#[tokio::test]
+async fn a_new_device_takes_the_card_its_user_set() {
+    let (_dir, store, users) = store_with_users(&["alice", "bob"]).await;
+    let (alice, bob) = (users[0], users[1]);
+    ingest_points(&store, alice, "phone", [T0].into_iter()).await;
+    ingest_points(&store, bob, "phone", [T0].into_iter()).await;
+    let card = Card {
+        name: Some("Alice".into()),
+        face: Some("iVBORw0KGgo=".into()),
+    };
+    let set_on = store
+        .set_user_card(alice, card.clone(), at(T0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        set_on.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+        ["phone"]
+    );
+
+    // Alice's new tablet shows her card from its first message; bob's new device has none.
+    ingest_points(&store, alice, "tablet", [T0 + 5].into_iter()).await;
+    ingest_points(&store, bob, "tablet", [T0 + 5].into_iter()).await;
+    let tablet = device_id(&store, alice, "tablet").await;
+    assert_eq!(store.card(tablet).await.unwrap(), Some(card));
+    let bobs = device_id(&store, bob, "tablet").await;
+    assert_eq!(store.card(bobs).await.unwrap(), None);
+    let last = store.last_locations(Some(vec![alice])).await.unwrap();
+    assert!(
+        last.iter()
+            .all(|l| l.card.as_ref().and_then(|c| c.name.as_deref()) == Some("Alice"))
+    );
+}

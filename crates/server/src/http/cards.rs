@@ -4,8 +4,9 @@
 //! parser as a phone's `_type: card` (a face must be base64), is stored as the card of each of
 //! the user's devices, and is published retained on `owntracks/<user>/<device>/info` for each
 //! (the broker's ACL gives it to the user's own sessions and their friends'). Answers 200 with
-//! the devices it was set on; 400 for a bad card. A device that appears later shows it after
-//! the next `PUT` (or the phone's own card).
+//! the devices it was set on; 400 for a bad card. A device that appears later takes the card
+//! with its first message (the store copies it); the broker retains it on that device's
+//! `…/info` from the next start (`owntracks/last_known.rs`) or the next `PUT`.
 
 use std::time::SystemTime;
 
