@@ -214,6 +214,8 @@ fn a_new_subscriber_after_a_restart_gets_the_last_location_and_card_at_once() {
                         Some(1_764_500_200),
                         None
                     ),
+                    // The tablet appeared after alice's card: it took her card.
+                    ("owntracks/alice/tablet/info", "card", None, Some("Alice")),
                 ],
                 "{login:?} on {filter}"
             );
