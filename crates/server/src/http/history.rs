@@ -31,6 +31,7 @@ use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::owntracks_keys::{owned_device, owner_by_name};
+use super::views::ceil_secs;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,9 +202,4 @@ async fn retention_view(state: &AppState, user: &User) -> ApiResult<Json<Value>>
         "username": user.username,
         "location_retention_days": days,
     })))
-}
-
-/// Unix milliseconds to the first whole second at or after them.
-fn ceil_secs(ms: i64) -> i64 {
-    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
 }

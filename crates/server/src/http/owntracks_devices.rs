@@ -14,13 +14,13 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use porchlight_store::{OwnTracksDevice, TransitionEvent, User};
+use porchlight_store::TransitionEvent;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiResult};
-use super::views::{LiveDeviceView, unix_ms};
+use super::views::{LiveDeviceView, ceil_secs, unix_ms};
 use super::visibility::visible_users;
 
 /// Most transitions one answer holds (the newest are dropped beyond it; narrow the window).
@@ -77,22 +77,6 @@ pub struct WaypointView {
     rid: Option<String>,
 }
 
-/// The device `id` if `caller` may see it; 404 otherwise.
-async fn visible_device(state: &AppState, caller: &User, id: i64) -> ApiResult<OwnTracksDevice> {
-    state
-        .store
-        .owntracks_devices(visible_users(caller, &state.friends.snapshot()))
-        .await?
-        .into_iter()
-        .find(|d| d.id == id)
-        .ok_or_else(|| ApiError::NotFound("No such device.".into()))
-}
-
-/// Unix milliseconds to the first whole second at or after them.
-fn ceil_secs(ms: i64) -> i64 {
-    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
-}
-
 /// `GET /api/owntracks/devices/{id}/transitions?from=&to=`.
 pub async fn transitions(
     State(state): State<AppState>,
@@ -106,7 +90,7 @@ pub async fn transitions(
     if from > to {
         return Err(ApiError::BadRequest("from is after to.".into()));
     }
-    let device = visible_device(&state, &caller, id).await?;
+    let device = super::visibility::visible_device(&state, &caller, id).await?;
     let rows = state
         .store
         .transitions(device.id, ceil_secs(from), ceil_secs(to))
@@ -136,7 +120,7 @@ pub async fn waypoints(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<WaypointView>>> {
-    let device = visible_device(&state, &caller, id).await?;
+    let device = super::visibility::visible_device(&state, &caller, id).await?;
     Ok(Json(
         state
             .store

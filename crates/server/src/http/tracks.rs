@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiResult};
-use super::views::unix_ms;
+use super::views::{ceil_secs, unix_ms};
 
 /// Most points one track answers.
 pub const MAX_TRACK_POINTS: usize = 5_000;
@@ -45,11 +45,6 @@ pub struct TrackView {
     points: Vec<(i64, f64, f64)>,
 }
 
-/// Unix milliseconds to the first whole second at or after them.
-fn ceil_secs(ms: i64) -> i64 {
-    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
-}
-
 /// `GET /api/owntracks/devices/{id}/track?from=&to=&max_points=`.
 pub async fn track(
     State(state): State<AppState>,
@@ -69,14 +64,7 @@ pub async fn track(
             "max_points must be from 2 to {MAX_TRACK_POINTS}."
         )));
     }
-    let visible = super::visibility::visible_users(&caller, &state.friends.snapshot());
-    let device = state
-        .store
-        .owntracks_devices(visible)
-        .await?
-        .into_iter()
-        .find(|d| d.id == device_id)
-        .ok_or_else(|| ApiError::NotFound("No such device.".into()))?;
+    let device = super::visibility::visible_device(&state, &caller, device_id).await?;
     let points = state
         .store
         .location_track(device.id, ceil_secs(from), ceil_secs(to), max_points)
@@ -91,17 +79,4 @@ pub async fn track(
         max_points,
         points,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ceil_secs;
-
-    #[test]
-    fn milliseconds_round_up_to_whole_seconds() {
-        assert_eq!(ceil_secs(1_750_000_000_000), 1_750_000_000);
-        assert_eq!(ceil_secs(1_750_000_000_001), 1_750_000_001);
-        assert_eq!(ceil_secs(-1), 0);
-        assert_eq!(ceil_secs(-1000), -1);
-    }
 }

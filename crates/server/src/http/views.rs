@@ -17,6 +17,12 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds (our API's unit) to the first whole second at or after them (OwnTracks'
+/// `tst` unit), so a window's bounds in ms select the same points as in seconds.
+pub fn ceil_secs(ms: i64) -> i64 {
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
+}
+
 /// An account, as listed to admins.
 #[derive(Debug, Serialize)]
 pub struct UserView {
@@ -306,5 +312,18 @@ impl From<&crate::owntracks::LiveEvent> for LiveMessage {
                 online: *online,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ceil_secs;
+
+    #[test]
+    fn milliseconds_round_up_to_whole_seconds() {
+        assert_eq!(ceil_secs(1_750_000_000_000), 1_750_000_000);
+        assert_eq!(ceil_secs(1_750_000_000_001), 1_750_000_001);
+        assert_eq!(ceil_secs(-1), 0);
+        assert_eq!(ceil_secs(-1000), -1);
     }
 }

@@ -7,7 +7,10 @@
 
 use porchlight_domain::Role;
 use porchlight_domain::acl::Friendships;
-use porchlight_store::User;
+use porchlight_store::{OwnTracksDevice, User};
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
 
 /// The users whose data `viewer` may see (`None`: all).
 pub fn visible_users(viewer: &User, friends: &Friendships) -> Option<Vec<i64>> {
@@ -24,6 +27,22 @@ pub fn visible_users(viewer: &User, friends: &Friendships) -> Option<Vec<i64>> {
 /// Whether `viewer` may see the data of the user `owner`.
 pub fn may_see(viewer: &User, owner: i64, friends: &Friendships) -> bool {
     viewer.role == Role::Admin || viewer.id == owner || friends.grants(owner, viewer.id)
+}
+
+/// The OwnTracks device `id` if `caller` may see it (with the current friendships); 404 when
+/// it does not exist or is not theirs to see (the same answer, so existence does not leak).
+pub async fn visible_device(
+    state: &AppState,
+    caller: &User,
+    id: i64,
+) -> ApiResult<OwnTracksDevice> {
+    state
+        .store
+        .owntracks_devices(visible_users(caller, &state.friends.snapshot()))
+        .await?
+        .into_iter()
+        .find(|d| d.id == id)
+        .ok_or_else(|| ApiError::NotFound("No such device.".into()))
 }
 
 #[cfg(test)]
