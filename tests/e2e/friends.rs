@@ -6,21 +6,19 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use reqwest::Method;
 use rumqttc::{Packet, QoS};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::support::{TestServer, client, eventually, mqtt_connect};
+use crate::support::{
+    TestServer, client, eventually, live_next as next_json, live_until as until, mqtt_connect,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = crate::support::LiveSocket;
 
 fn password(user: &str) -> String {
     format!("{user} password 1")
@@ -159,35 +157,6 @@ async fn live(s: &TestServer, user: &str) -> Socket {
         .headers_mut()
         .insert("cookie", cookie.parse().unwrap());
     tokio_tungstenite::connect_async(request).await.unwrap().0
-}
-
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        match tokio::time::timeout(WAIT, socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let m: Value = serde_json::from_str(&text).unwrap();
-                // The alarm's status (after the snapshot, on each change) is tested in
-                // alarm_api.rs; these tests are about the map's messages.
-                if m["type"] != "alarm" {
-                    return m;
-                }
-            }
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            other => panic!("no live message: {other:?}"),
-        }
-    }
-}
-
-/// Reads until a message matches `want`; returns it and those before it.
-async fn until(socket: &mut Socket, want: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
-    let mut before = Vec::new();
-    loop {
-        let m = next_json(socket).await;
-        if want(&m) {
-            return (m, before);
-        }
-        before.push(m);
-    }
 }
 
 /// The users whose devices a `snapshot` message lists.

@@ -7,17 +7,16 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::support::{TestServer, client};
+use crate::support::{TestServer, client, live_next as next_json, live_until as until};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = crate::support::LiveSocket;
 
 fn password(user: &str) -> String {
     format!("{user} password 1")
@@ -65,36 +64,6 @@ async fn connect(s: &TestServer, header: (&'static str, &str)) -> Socket {
     let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.status(), 101);
     socket
-}
-
-/// The next JSON message (pings are answered by tungstenite and skipped).
-async fn next_json(socket: &mut Socket) -> Value {
-    loop {
-        match tokio::time::timeout(WAIT, socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let m: Value = serde_json::from_str(&text).unwrap();
-                // The alarm's status (after the snapshot, on each change) is tested in
-                // alarm_api.rs; these tests are about the map's messages.
-                if m["type"] != "alarm" {
-                    return m;
-                }
-            }
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
-            other => panic!("no live message: {other:?}"),
-        }
-    }
-}
-
-/// Reads until a message matches `want`, returning it and those skipped before it.
-async fn until(socket: &mut Socket, want: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
-    let mut skipped = Vec::new();
-    loop {
-        let m = next_json(socket).await;
-        if want(&m) {
-            return (m, skipped);
-        }
-        skipped.push(m);
-    }
 }
 
 fn location(lat: f64, tst: i64) -> Vec<u8> {

@@ -170,3 +170,41 @@ pub async fn mqtt_connect(
     }
     (client, events, task)
 }
+
+/// A `/ws/live` client.
+pub type LiveSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON message of the map's live feed (pings are answered by tungstenite and
+/// skipped; so is the alarm's status, tested in alarm_api.rs).
+pub async fn live_next(socket: &mut LiveSocket) -> serde_json::Value {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if m["type"] != "alarm" {
+                    return m;
+                }
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            other => panic!("no live message: {other:?}"),
+        }
+    }
+}
+
+/// Reads the live feed until a message matches `want`; returns it and those skipped before it.
+pub async fn live_until(
+    socket: &mut LiveSocket,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let mut skipped = Vec::new();
+    loop {
+        let m = live_next(socket).await;
+        if want(&m) {
+            return (m, skipped);
+        }
+        skipped.push(m);
+    }
+}
