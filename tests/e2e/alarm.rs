@@ -744,6 +744,8 @@ fn kill_9_in_the_exit_delay_and_the_next_process_continues_it() {
 
     let mut first = serve(dir.path());
     let port = mqtt_port(dir.path());
+    // QoS 1: mosquitto_pub exits after the PUBACK, which leaves only once `arming` is
+    // persisted and published, so the retained state below is already `arming`.
     let out = mosquitto(
         "mosquitto_pub",
         &port,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use porchlight_broker::{Bus, Bytes, Inbound, Origin};
+use porchlight_broker::{Ack, Bus, Bytes, Delivery, Inbound, Origin, Origins};
 use porchlight_domain::Role;
 use porchlight_domain::alarm::{
     Action, Alarm, AlarmStatus, Authorization, CodeUse, Command, Effect, Pin, Sensor, SensorId,
@@ -188,6 +188,8 @@ enum Request {
     Command {
         checked: Checked,
         reply: Option<oneshot::Sender<CommandReply>>,
+        /// A client's QoS 1/2 command is acknowledged once its step is persisted.
+        ack: Option<Ack>,
     },
     /// An MQTT command payload that could not be parsed.
     BadPayload {
@@ -195,6 +197,7 @@ enum Request {
         message: String,
         via: Via,
         who: Option<String>,
+        ack: Ack,
     },
     Status(oneshot::Sender<AlarmStatus>),
     Sensors(oneshot::Sender<Vec<SensorView>>),
@@ -235,6 +238,7 @@ impl AlarmHandle {
         self.send(Request::Command {
             checked,
             reply: Some(reply),
+            ack: None,
         })
         .await?;
         rx.await.map_err(|_| AlarmError::Stopped)
@@ -363,7 +367,9 @@ impl AlarmService {
         let (sensor_tx, sensor_rx) = mpsc::channel(256);
         let ha_status = bus.as_ref().map(|b| b.consume(topics::HA_STATUS, 16));
         let commands = bus.as_ref().map(|b| {
-            let rx = b.consume(topics::COMMAND, 64);
+            // Acked: a QoS 1 command's PUBACK leaves once its step is persisted, so an arm
+            // that Home Assistant saw acknowledged survives a crash.
+            let rx = b.consume_acked(topics::COMMAND, 64, Origins::CLIENTS);
             tokio::spawn(read_commands(rx, verifier.clone(), tx.clone()))
         });
         let mut task = Task {
@@ -411,13 +417,14 @@ impl AlarmService {
 /// The command topic: parse, verify the PIN, hand to the task, one message at a time (so
 /// commands keep their order).
 async fn read_commands(
-    mut rx: mpsc::Receiver<Inbound>,
+    mut rx: mpsc::Receiver<Delivery>,
     verifier: Arc<dyn PinVerifier>,
     tx: mpsc::Sender<Request>,
 ) {
-    while let Some(inbound) = rx.recv().await {
+    while let Some(Delivery { inbound, ack }) = rx.recv().await {
         if inbound.origin != Origin::Client {
             // A will message is not a command.
+            ack.commit();
             continue;
         }
         let (via, who) = match &inbound.identity {
@@ -433,6 +440,7 @@ async fn read_commands(
                 message: e.to_string(),
                 via,
                 who,
+                ack,
             },
             Ok(payload) => Request::Command {
                 checked: check(
@@ -446,6 +454,7 @@ async fn read_commands(
                 )
                 .await,
                 reply: None,
+                ack: Some(ack),
             },
         };
         if tx.send(request).await.is_err() {
@@ -530,10 +539,17 @@ impl Task {
     async fn on_request(&mut self, request: Request) {
         let now = SystemTime::now();
         match request {
-            Request::Command { checked, reply } => {
+            Request::Command {
+                checked,
+                reply,
+                ack,
+            } => {
                 let answer = self.on_command(checked, now).await;
                 if let Some(reply) = reply {
                     let _ = reply.send(answer);
+                }
+                if let Some(ack) = ack {
+                    ack.commit();
                 }
             }
             Request::BadPayload {
@@ -541,6 +557,7 @@ impl Task {
                 message,
                 via,
                 who,
+                ack,
             } => {
                 tracing::info!(reason, %message, "alarm: command refused");
                 let mut event = NewAlarmEvent::new(now, AlarmEventKind::CommandRefused);
@@ -552,6 +569,8 @@ impl Task {
                     .await;
                 self.publish_error(None, reason, &message, None).await;
                 self.republish_state().await;
+                // Refused, but answered: resending it would be refused again.
+                ack.commit();
             }
             Request::Status(tx) => {
                 let effects = self.alarm.advance(now);
