@@ -1,11 +1,14 @@
-// Browser test of the built UI against the real server: login errors, disabled button, sign
-// in, navigation, reload, sign out; plus screenshots at phone and desktop sizes.
+// Browser tests of the built UI against the real server. This file starts the server (fresh data
+// dir, known admin password, HTTP and MQTT on free loopback ports) and Chromium, then runs every
+// module in tests/ (each exports `default async function (ctx)`; ctx is built below), in name
+// order, and prints "N passed, N failed". One file per screen or area, so parallel work on
+// different screens does not touch the same file.
 // Run after scripts/build-ui.sh and `cargo build -p porchlight`:
 //   cd ui/browser-test && npm install && npm test
 // Env: PORCHLIGHT_BIN (default $CARGO_TARGET_DIR/debug/porchlight), CHROMIUM (default
 // /usr/bin/chromium), SHOTS (screenshot dir, default /tmp/porchlight-ui).
 import { spawn } from "node:child_process";
-import { mkdtemp, mkdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +28,7 @@ const serverEnv = { ...process.env, PORCHLIGHT_ADMIN_PASSWORD: USER.password, PO
 delete serverEnv.PORCHLIGHT_BIN;
 const server = spawn(
   bin,
-  ["serve", "--data-dir", dataDir, "--http-port", "0", "--mqtt-port", "-1", "--bind", "127.0.0.1"],
+  ["serve", "--data-dir", dataDir, "--http-port", "0", "--mqtt-port", "0", "--bind", "127.0.0.1"],
   { env: serverEnv, stdio: ["ignore", "ignore", "inherit"] },
 );
 const serverExit = new Promise((resolve) => server.on("exit", resolve));
@@ -76,78 +79,15 @@ function expectEqual(actual, expected, what) {
 }
 
 const errors = [];
-for (const [label, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.on("pageerror", (error) => errors.push(`${label}: ${error.message}`));
-  const username = page.getByLabel("Username");
-  const password = page.getByLabel("Password");
-  const submit = page.getByRole("button", { name: /Sign(ing)? in/ });
-  const alert = page.getByRole("alert");
-
-  await check(`${label}: signed out, / shows the login form`, async () => {
-    await page.goto(base);
-    await username.waitFor({ timeout: 10_000 });
-    expectEqual(await password.getAttribute("type"), "password", "password field type");
-    await page.screenshot({ path: `${shots}/${label}-login.png` });
-  });
-
-  await check(`${label}: wrong password, Enter submits, button disabled, 401 message shown`, async () => {
-    await username.fill(USER.username);
-    await password.fill("wrong");
-    await password.press("Enter");
-    await page.getByRole("button", { name: "Signing in…" }).waitFor({ timeout: 2_000 });
-    expectEqual(await submit.isDisabled(), true, "button disabled while signing in");
-    expectEqual((await alert.textContent({ timeout: 5_000 })).trim(), "Wrong user name or password.", "alert");
-    expectEqual(await submit.isDisabled(), false, "button enabled again");
-    expectEqual(await password.inputValue(), "", "password cleared after failure");
-  });
-
-  await check(`${label}: 429 shows the server's message`, async () => {
-    await username.fill("locked");
-    await password.fill("x");
-    await throttle("locked");
-    await submit.click();
-    await page.getByText(/too many sign-in attempts\. try again in \d+ seconds?\./i).waitFor({ timeout: 5_000 });
-    await page.screenshot({ path: `${shots}/${label}-login-error.png` });
-  });
-
-  await check(`${label}: right password opens the shell`, async () => {
-    await username.fill(USER.username);
-    await password.fill(USER.password);
-    await password.press("Enter");
-    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 5_000 });
-    await page.getByText(USER.username, { exact: true }).waitFor();
-    await page.getByRole("heading", { name: "Map" }).waitFor();
-    await page.screenshot({ path: `${shots}/${label}-shell.png` });
-  });
-
-  await check(`${label}: navigation shows each placeholder section`, async () => {
-    for (const name of ["History", "Alarm", "MQTT settings", "Map"]) {
-      await page.getByRole("navigation").getByRole("button", { name }).click();
-      await page.getByRole("heading", { name }).waitFor({ timeout: 2_000 });
-      const current = page.getByRole("navigation").getByRole("button", { name });
-      expectEqual(await current.getAttribute("aria-current"), "page", `${name} aria-current`);
-    }
-  });
-
-  await check(`${label}: reload keeps the session (GET /api/me)`, async () => {
-    await page.reload();
-    await page.getByRole("button", { name: "Sign out" }).waitFor({ timeout: 10_000 });
-  });
-
-  await check(`${label}: sign out returns to login, and reload stays there`, async () => {
-    await page.getByRole("button", { name: "Sign out" }).click();
-    await username.waitFor({ timeout: 5_000 });
-    await page.reload();
-    await username.waitFor({ timeout: 10_000 });
-  });
-
-  await check(`${label}: a deep link gets index.html and the app`, async () => {
-    await page.goto(`${base}alarm`);
-    await username.waitFor({ timeout: 10_000 });
-  });
-  await context.close();
+const ctx = { browser, base, runtime, dataDir, USER, shots, check, expectEqual, throttle, errors };
+const only = process.env.ONLY; // e.g. ONLY=login runs tests/login.mjs alone
+const modules = (await readdir(new URL("./tests/", import.meta.url)))
+  .filter((f) => f.endsWith(".mjs") && (!only || f === `${only}.mjs`))
+  .sort();
+for (const file of modules) {
+  const { default: run } = await import(new URL(`./tests/${file}`, import.meta.url));
+  console.log(`-- ${file}`);
+  await run(ctx);
 }
 
 await check("no uncaught page errors", async () => {
