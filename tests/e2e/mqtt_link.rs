@@ -503,3 +503,158 @@ async fn the_link_speaks_tls_with_a_ca_file_and_names_tls_failures() {
     assert!(body["errors"]["ca_file"].is_string(), "{body}");
     s.stop().await;
 }
+
+/// What a client on the external broker received, in order.
+struct Inbox {
+    client: rumqttc::AsyncClient,
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, String, bool)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Inbox {
+    /// Connects to `m` as `id` and subscribes to `filters`.
+    async fn subscribe(m: &Mosquitto, id: &str, filters: &[&str]) -> Inbox {
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", m.port);
+        o.set_credentials(USER, PASSWORD);
+        let (client, mut events) = rumqttc::AsyncClient::new(o, 10);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok(event) = events.poll().await {
+                if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
+                    let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                    let _ = tx.send((p.topic, payload, p.retain));
+                }
+            }
+        });
+        for f in filters {
+            client
+                .subscribe(*f, rumqttc::QoS::AtLeastOnce)
+                .await
+                .unwrap();
+        }
+        Inbox { client, rx, task }
+    }
+
+    /// The next message on `topic` (others are skipped), within 10 s.
+    async fn next_on(&mut self, topic: &str) -> (String, bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some((t, payload, retain))) if t == topic => return (payload, retain),
+                Ok(Some(_)) => {}
+                _ => panic!("nothing on {topic} within 10 s"),
+            }
+        }
+    }
+
+    /// Skips until `topic` carries `payload`.
+    async fn until(&mut self, topic: &str, payload: &str) {
+        loop {
+            if self.next_on(topic).await.0 == payload {
+                return;
+            }
+        }
+    }
+
+    async fn publish(&self, topic: &str, payload: &str) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The alarm's Home Assistant entity through the external broker: discovery under the
+/// install's node id pointing at `porchlight/<node>/…` and the link's status topic, commands
+/// from there (with the stored PIN), refusals on the error topic, Home Assistant's birth, a
+/// broker restart (everything announced again after the CONNACK), and `offline` at stop.
+#[tokio::test]
+async fn the_alarm_runs_through_the_external_broker() {
+    const PANEL: &str = "homeassistant/alarm_control_panel/cabin/config";
+    const STATE: &str = "porchlight/cabin/alarm/state";
+    const SET: &str = "porchlight/cabin/alarm/set";
+    const ERROR: &str = "porchlight/cabin/alarm/error";
+    const STATUS: &str = "porchlight/cabin/status";
+    let m = Mosquitto::start();
+    let port = m.port;
+    let s = TestServer::start_with_config(Some(0), "[alarm]\nnode_id = \"cabin\"\n").await;
+    let admin = s.admin().await;
+    let r = s
+        .call(
+            &admin,
+            Method::POST,
+            "/api/alarm/codes",
+            Some(&json!({"label": "Home Assistant", "pin": "0426"})),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let settings =
+        json!({"home": {"exit_delay_secs": 0}, "dedup_window_ms": 0, "rearm_guard_ms": 0});
+    let r = s
+        .call(&admin, Method::PUT, "/api/alarm/settings", Some(&settings))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let mut ha = Inbox::subscribe(&m, "ha", &["homeassistant/#", "porchlight/cabin/#"]).await;
+    link_to(&s, &admin, &m, PASSWORD).await;
+    // The link's `online` comes first (at its CONNACK), then the alarm's announcement.
+    ha.until(STATUS, "online").await;
+    let panel: Value = serde_json::from_str(&ha.next_on(PANEL).await.0).unwrap();
+    assert_eq!(panel["state_topic"], STATE);
+    assert_eq!(panel["command_topic"], SET);
+    assert_eq!(panel["availability"][0]["topic"], STATUS);
+    assert_eq!(panel["unique_id"], "cabin_alarm");
+    assert_eq!(panel["code"], "REMOTE_CODE");
+    ha.until(STATE, "disarmed").await;
+
+    // A wrong PIN is refused on the error topic; the right one arms, here and in the API.
+    ha.publish(SET, r#"{"action": "ARM_HOME", "code": "9999"}"#)
+        .await;
+    let (error, _) = ha.next_on(ERROR).await;
+    let error: Value = serde_json::from_str(&error).unwrap();
+    assert_eq!(error["reason"], "wrong_code", "{error}");
+    ha.publish(SET, r#"{"action": "ARM_HOME", "code": "0426"}"#)
+        .await;
+    ha.until(STATE, "armed_home").await;
+    let r = s.call(&admin, Method::GET, "/api/alarm", None).await;
+    let alarm: Value = r.json().await.unwrap();
+    assert_eq!(alarm["state"], "armed_home");
+
+    // Home Assistant's birth: discovery and state again.
+    ha.publish("homeassistant/status", "online").await;
+    ha.next_on(PANEL).await;
+    ha.until(STATE, "armed_home").await;
+
+    // The broker restarts with nothing retained: after the link's CONNACK the entity is
+    // announced again, and commands arrive through the renewed subscription.
+    drop(ha);
+    drop(m);
+    wait_for_state(&s, &admin, "connecting").await;
+    let m = Mosquitto::start_on(port);
+    wait_for_state(&s, &admin, "connected").await;
+    let mut ha = Inbox::subscribe(&m, "ha-2", &["homeassistant/#", "porchlight/cabin/#"]).await;
+    // Mosquitto keeps nothing across its restart: this is the new announcement.
+    ha.next_on(PANEL).await;
+    ha.until(STATE, "armed_home").await;
+    eventually(|| async {
+        ha.publish(SET, r#"{"action": "DISARM", "code": "0426"}"#)
+            .await;
+        let r = s.call(&admin, Method::GET, "/api/alarm", None).await;
+        let alarm: Value = r.json().await.unwrap();
+        (alarm["state"] == "disarmed").then_some(())
+    })
+    .await;
+    ha.until(STATE, "disarmed").await;
+
+    // Stopping the app: `offline` (retained) on the link's status topic.
+    s.stop().await;
+    ha.until(STATUS, "offline").await;
+    drop(m);
+}

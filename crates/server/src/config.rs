@@ -115,19 +115,24 @@ impl AuditConfig {
     }
 }
 
-/// `[alarm]`: what the alarm keeps.
+/// `[alarm]`: what the alarm keeps, and the name Home Assistant knows it by.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlarmFileConfig {
     /// Days the alarm's event log (transitions, code uses, sensor trips) is kept; older events
     /// are deleted daily, in small batches. At least 1.
     pub event_retention_days: u32,
+    /// This install's node id: Home Assistant's discovery node and entity ids
+    /// (`alarm_control_panel.<node_id>`), and on an external broker the topics
+    /// `porchlight/<node_id>/…`, so two installs sharing one broker stay apart.
+    pub node_id: String,
 }
 
 impl Default for AlarmFileConfig {
     fn default() -> Self {
         AlarmFileConfig {
             event_retention_days: 365,
+            node_id: "porchlight".to_owned(),
         }
     }
 }
@@ -323,6 +328,12 @@ impl Config {
             return Err(Error::Config(
                 "alarm.event_retention_days must be from 1 to 36500".into(),
             ));
+        }
+        if !porchlight_domain::alarm::topics::is_valid_node_id(&self.alarm.node_id) {
+            return Err(Error::Config(format!(
+                "alarm.node_id must be 1 to 32 of a-z, 0-9, _ and -, not {:?}",
+                self.alarm.node_id
+            )));
         }
         if self.owntracks.command_ttl_secs == 0 {
             return Err(Error::Config(
@@ -552,6 +563,31 @@ mod tests {
                 err.contains("event_retention_days") || err.contains("keep"),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn the_alarm_node_id_defaults_to_porchlight_and_must_be_topic_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.alarm.node_id, "porchlight");
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[alarm]\nnode_id = \"cabin\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.alarm.node_id, "cabin");
+        for bad in ["", "Cabin", "a/b", "a#", "home alarm"] {
+            std::fs::write(
+                dir.path().join("config.toml"),
+                format!("[alarm]\nnode_id = {bad:?}\n"),
+            )
+            .unwrap();
+            let err = Config::load_from(&opts(dir.path()), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("alarm.node_id"), "{bad:?}: {err}");
         }
     }
 

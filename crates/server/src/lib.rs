@@ -312,6 +312,7 @@ pub async fn start_with_overrides(
     let pins = Arc::new(alarm::codes::PinCheck::new(store.clone(), audit.clone()));
     let alarm_config = overrides.alarm.unwrap_or_else(|| alarm::AlarmConfig {
         event_retention: config.alarm.event_retention(),
+        node_id: config.alarm.node_id.clone(),
         ..alarm::AlarmConfig::default()
     });
     // The external broker link's availability topic is `porchlight/<node>/status`, with the
@@ -324,6 +325,7 @@ pub async fn start_with_overrides(
             .pin_verifier
             .unwrap_or_else(|| pins.clone() as Arc<dyn alarm::PinVerifier>),
         alarm_config,
+        mqtt_link.handle().watch(),
     )
     .await
     .map_err(|e| Error::Internal(format!("starting the alarm: {e}")))?;

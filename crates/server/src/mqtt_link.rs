@@ -10,9 +10,9 @@
 //!   test never evicts the live client either.
 //! - The availability topic is `porchlight/<node>/status` (retained `online`; `offline` as the
 //!   will and at stop).
-//! - [`MqttLinkHandle::publisher`] hands out the running link's publish/subscribe handle; the
-//!   alarm will take it to publish its Home Assistant entity through the external broker
-//!   (ARCHITECTURE.md, "MQTT link").
+//! - [`MqttLinkHandle::watch`] follows the running link (its publish/subscribe handle and
+//!   status, `None` while off): the alarm publishes its Home Assistant entity there and takes
+//!   commands from it, re-announcing after each CONNACK (ADR 0015).
 //!
 //! The password is never logged; only the HTTP layer sees the settings' JSON shapes.
 
@@ -22,10 +22,11 @@ use std::time::{Duration, SystemTime};
 use porchlight_broker::link::{
     Link, LinkConfig, LinkHandle, LinkStatus, LinkTls, TestOutcome, test_connection,
 };
+use porchlight_domain::alarm::topics;
 use porchlight_domain::mqtt_link::{LinkSettings, client_id};
 use porchlight_domain::secret::Secret;
 use porchlight_store::{LinkPassword, Store, StoredLink};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 /// How long a test connection may take.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,6 +63,15 @@ struct Inner {
     /// The running link, if enabled; replaced as a whole on a settings change (the lock is
     /// held across stop and start, so two changes never leave two links running).
     current: Mutex<Option<Link>>,
+    /// The running link for its users; `None` while off.
+    conn: watch::Sender<Option<LinkConn>>,
+}
+
+/// The running link as its users see it.
+#[derive(Debug, Clone)]
+pub struct LinkConn {
+    pub handle: LinkHandle,
+    pub status: watch::Receiver<LinkStatus>,
 }
 
 impl MqttLink {
@@ -74,6 +84,7 @@ impl MqttLink {
                 suffix: rand::random(),
                 node,
                 current: Mutex::new(None),
+                conn: watch::Sender::new(None),
             }),
         };
         match store.mqtt_link().await {
@@ -90,6 +101,7 @@ impl MqttLink {
     /// Stops the link (publishing `offline` to the external broker when connected).
     pub async fn stop(self) {
         if let Some(link) = self.handle.inner.current.lock().await.take() {
+            self.handle.inner.conn.send_replace(None);
             link.stop().await;
         }
     }
@@ -103,7 +115,17 @@ impl MqttLinkHandle {
 
     /// The availability topic.
     pub fn availability_topic(&self) -> String {
-        format!("porchlight/{}/status", self.inner.node)
+        topics::link_status(&self.inner.node)
+    }
+
+    /// The install's node id (the external broker's topics are under it).
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The running link, now and after each settings change (`None` while off).
+    pub fn watch(&self) -> watch::Receiver<Option<LinkConn>> {
+        self.inner.conn.subscribe()
     }
 
     /// The link's status (disconnected when off).
@@ -144,6 +166,7 @@ impl MqttLinkHandle {
     async fn run(&self, stored: &StoredLink) {
         let mut current = self.inner.current.lock().await;
         if let Some(old) = current.take() {
+            self.inner.conn.send_replace(None);
             old.stop().await;
         }
         if stored.settings.enabled {
@@ -154,7 +177,12 @@ impl MqttLinkHandle {
                 true,
             );
             tracing::info!(host = %config.host, port = config.port, client_id = %config.client_id, "starting the MQTT link");
-            *current = Some(Link::start(config));
+            let link = Link::start(config);
+            self.inner.conn.send_replace(Some(LinkConn {
+                handle: link.handle(),
+                status: link.watch_status(),
+            }));
+            *current = Some(link);
         }
     }
 

@@ -5,7 +5,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use porchlight_domain::alarm::{AlarmStatus, Settings, Via, topics};
+use porchlight_domain::alarm::topics::Topics;
+use porchlight_domain::alarm::{AlarmStatus, Settings, Via};
 use porchlight_store::NewAlarmEvent;
 use serde_json::{Value, json};
 
@@ -39,17 +40,18 @@ fn device(config: &AlarmConfig) -> Value {
     })
 }
 
-fn availability() -> Value {
+fn availability(topics: &Topics) -> Value {
     json!([{
-        "topic": topics::AVAILABILITY,
+        "topic": topics.availability,
         "payload_available": "online",
         "payload_not_available": "offline",
     }])
 }
 
 /// The `alarm_control_panel` discovery config: features from the enabled modes, the code
-/// rules from the settings, the code checked remotely (by Porchlight).
-pub(crate) fn panel_config(config: &AlarmConfig, settings: &Settings) -> Value {
+/// rules from the settings, the code checked remotely (by Porchlight); `topics`: those of the
+/// broker it is published on.
+pub(crate) fn panel_config(config: &AlarmConfig, settings: &Settings, topics: &Topics) -> Value {
     let mut features: Vec<&str> = settings
         .enabled_modes()
         .into_iter()
@@ -63,11 +65,11 @@ pub(crate) fn panel_config(config: &AlarmConfig, settings: &Settings) -> Value {
         "default_entity_id": format!("alarm_control_panel.{}", config.node_id),
         "object_id": config.node_id,
         "device": device(config),
-        "state_topic": topics::STATE,
-        "command_topic": topics::COMMAND,
+        "state_topic": topics.state,
+        "command_topic": topics.command,
         "command_template": COMMAND_TEMPLATE,
-        "json_attributes_topic": topics::ATTRIBUTES,
-        "availability": availability(),
+        "json_attributes_topic": topics.attributes,
+        "availability": availability(topics),
         "code": "REMOTE_CODE",
         "code_arm_required": settings.code_arm_required,
         "code_disarm_required": settings.code_disarm_required,
@@ -78,16 +80,16 @@ pub(crate) fn panel_config(config: &AlarmConfig, settings: &Settings) -> Value {
 }
 
 /// The duress `event` entity's discovery config: an automation can call for help on it.
-pub(crate) fn duress_config(config: &AlarmConfig) -> Value {
+pub(crate) fn duress_config(config: &AlarmConfig, topics: &Topics) -> Value {
     json!({
         "name": "Alarm duress",
         "unique_id": format!("{}_alarm_duress", config.node_id),
         "default_entity_id": format!("event.{}_alarm_duress", config.node_id),
         "object_id": format!("{}_alarm_duress", config.node_id),
         "device": device(config),
-        "state_topic": topics::DURESS,
+        "state_topic": topics.duress,
         "event_types": ["duress"],
-        "availability": availability(),
+        "availability": availability(topics),
         "qos": 1,
     })
 }
@@ -178,7 +180,7 @@ mod tests {
         settings.vacation.enabled = true;
         settings.night.enabled = false;
         settings.code_arm_required = false;
-        let panel = panel_config(&config, &settings);
+        let panel = panel_config(&config, &settings, &Topics::embedded());
         assert_eq!(
             panel["supported_features"],
             json!(["arm_home", "arm_away", "arm_vacation", "trigger"])
@@ -194,8 +196,27 @@ mod tests {
             settings.mode_mut(mode).enabled = false;
         }
         assert_eq!(
-            panel_config(&config, &settings)["supported_features"],
+            panel_config(&config, &settings, &Topics::embedded())["supported_features"],
             json!(["trigger"])
+        );
+    }
+
+    #[test]
+    fn on_an_external_broker_the_entity_points_at_the_nodes_topics_and_the_links_status() {
+        let config = AlarmConfig {
+            node_id: "cabin".into(),
+            ..AlarmConfig::default()
+        };
+        let panel = panel_config(&config, &Settings::default(), &Topics::external("cabin"));
+        assert_eq!(panel["state_topic"], "porchlight/cabin/alarm/state");
+        assert_eq!(panel["command_topic"], "porchlight/cabin/alarm/set");
+        assert_eq!(panel["availability"][0]["topic"], "porchlight/cabin/status");
+        assert_eq!(panel["unique_id"], "cabin_alarm");
+        let duress = duress_config(&config, &Topics::external("cabin"));
+        assert_eq!(duress["state_topic"], "porchlight/cabin/alarm/duress");
+        assert_eq!(
+            duress["availability"][0]["topic"],
+            "porchlight/cabin/status"
         );
     }
 }

@@ -11,6 +11,13 @@
 //! topic. Discovery, availability and state are (re)published at start, after a reload and
 //! whenever Home Assistant announces itself `online`; `offline` at [`AlarmService::stop`].
 //!
+//! When the MQTT link to an external broker runs (ADR 0015), everything published goes there
+//! too, under that broker's topics ([`Topics::external`]: `porchlight/<node>/alarm/…`, with the
+//! link's own status topic as availability, `offline` being its will), and commands and Home
+//! Assistant's birth are taken from there as well (commands as `via: home_assistant`, the
+//! external broker's ACL being their gate). After each CONNACK of the link, discovery, state
+//! and attributes are published there again (clean sessions).
+//!
 //! PINs are verified before the step, outside the task ([`PinVerifier`]: argon2 takes
 //! milliseconds, and a sensor or a deadline must not wait behind it): MQTT commands by one
 //! task of their own, in arrival order; handle commands by the caller. The machine gets the
@@ -25,8 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use porchlight_broker::link::LinkState;
 use porchlight_broker::{Ack, Bus, Bytes, Delivery, Inbound, Origin, Origins};
 use porchlight_domain::Role;
+use porchlight_domain::alarm::topics::Topics;
 use porchlight_domain::alarm::{
     Action, Alarm, AlarmStatus, Authorization, CodeUse, Command, Effect, Pin, Sensor, SensorId,
     TransitionReason, Verdict, Via, parse_command, topics,
@@ -36,6 +45,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::ha;
+use crate::mqtt_link::LinkConn;
 
 /// Where the alarm shows up in Home Assistant, and how long its events are kept.
 #[derive(Debug, Clone)]
@@ -184,6 +194,15 @@ struct Checked {
     code: CodeCheck,
 }
 
+/// The brokers the alarm's Home Assistant entity lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broker {
+    /// The embedded broker, through the bus.
+    Embedded,
+    /// The external broker, through the MQTT link (when it runs).
+    External,
+}
+
 enum Request {
     Command {
         checked: Checked,
@@ -197,8 +216,10 @@ enum Request {
         message: String,
         via: Via,
         who: Option<String>,
-        ack: Ack,
+        ack: Option<Ack>,
     },
+    /// Publish discovery, availability, state and attributes again on one broker.
+    Announce(Broker),
     Status(oneshot::Sender<AlarmStatus>),
     Sensors(oneshot::Sender<Vec<SensorView>>),
     Reload(oneshot::Sender<Result<(), AlarmError>>),
@@ -327,6 +348,8 @@ pub struct AlarmService {
     task: JoinHandle<()>,
     /// Reads the command topic and verifies PINs, in order; aborted at stop.
     commands: Option<JoinHandle<()>>,
+    /// Follows the MQTT link: its command topic and Home Assistant's birth there.
+    link_reader: JoinHandle<()>,
     /// The event retention purge; aborted at stop.
     purge: JoinHandle<()>,
 }
@@ -346,6 +369,7 @@ impl AlarmService {
         bus: Option<Arc<dyn Bus>>,
         verifier: Arc<dyn PinVerifier>,
         config: AlarmConfig,
+        link: watch::Receiver<Option<LinkConn>>,
     ) -> Result<AlarmService, AlarmError> {
         let record = store.alarm_record().await?;
         let now = SystemTime::now();
@@ -372,6 +396,13 @@ impl AlarmService {
             let rx = b.consume_acked(topics::COMMAND, 64, Origins::CLIENTS);
             tokio::spawn(read_commands(rx, verifier.clone(), tx.clone()))
         });
+        let external = Topics::external(&config.node_id);
+        let link_reader = tokio::spawn(read_link(
+            link.clone(),
+            external.clone(),
+            verifier.clone(),
+            tx.clone(),
+        ));
         let mut task = Task {
             alarm,
             store: store.clone(),
@@ -381,11 +412,15 @@ impl AlarmService {
             sensor_tx,
             sensor_topics: HashMap::new(),
             last_event: None,
+            link,
+            embedded: Topics::embedded(),
+            external,
         };
         task.subscribe_sensors();
         task.persist_and_publish(effects, Vec::new(), true, now)
             .await;
-        task.announce(now).await;
+        task.announce(Broker::Embedded, now).await;
+        task.announce(Broker::External, now).await;
         let (stop, stop_rx) = oneshot::channel();
         let purge = tokio::spawn(purge_events(store, config));
         Ok(AlarmService {
@@ -393,6 +428,7 @@ impl AlarmService {
             stop,
             task: tokio::spawn(task.run(rx, sensor_rx, ha_status, stop_rx)),
             commands,
+            link_reader,
             purge,
         })
     }
@@ -406,6 +442,7 @@ impl AlarmService {
         if let Some(commands) = self.commands {
             commands.abort();
         }
+        self.link_reader.abort();
         self.purge.abort();
         let _ = self.stop.send(());
         if let Err(e) = self.task.await {
@@ -434,31 +471,120 @@ async fn read_commands(
             Some(id) => (Via::Api, Some(id.username.clone())),
             None => (Via::Api, None),
         };
-        let request = match parse_command(&inbound.payload) {
-            Err(e) => Request::BadPayload {
-                reason: e.reason(),
-                message: e.to_string(),
+        let request =
+            command_request(&inbound.payload, via, who, verifier.as_ref(), Some(ack)).await;
+        if tx.send(request).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One command payload as a request to the task: parsed, its PIN verified.
+async fn command_request(
+    payload: &[u8],
+    via: Via,
+    who: Option<String>,
+    verifier: &dyn PinVerifier,
+    ack: Option<Ack>,
+) -> Request {
+    match parse_command(payload) {
+        Err(e) => Request::BadPayload {
+            reason: e.reason(),
+            message: e.to_string(),
+            via,
+            who,
+            ack,
+        },
+        Ok(payload) => Request::Command {
+            checked: check(
+                verifier,
+                payload.action,
+                false,
+                payload.code.as_ref(),
                 via,
                 who,
-                ack,
+                None,
+            )
+            .await,
+            reply: None,
+            ack,
+        },
+    }
+}
+
+/// Follows the MQTT link (replaced on each settings change, `None` while off): takes commands
+/// and Home Assistant's birth from the external broker, and asks for the entity to be
+/// announced there after each CONNACK. Ends when the alarm or the link service is gone.
+async fn read_link(
+    mut links: watch::Receiver<Option<LinkConn>>,
+    topics: Topics,
+    verifier: Arc<dyn PinVerifier>,
+    tx: mpsc::Sender<Request>,
+) {
+    loop {
+        let conn = links.borrow_and_update().clone();
+        let go_on = match conn {
+            None => links.changed().await.is_ok(),
+            Some(conn) => serve_link(&mut links, conn, &topics, verifier.as_ref(), &tx).await,
+        };
+        if !go_on {
+            return;
+        }
+    }
+}
+
+/// One link, until it is replaced (`true`) or the alarm or the link service is gone (`false`).
+async fn serve_link(
+    links: &mut watch::Receiver<Option<LinkConn>>,
+    conn: LinkConn,
+    topics: &Topics,
+    verifier: &dyn PinVerifier,
+    tx: &mpsc::Sender<Request>,
+) -> bool {
+    let subscriptions = (
+        conn.handle.subscribe(&topics.command),
+        conn.handle.subscribe(topics::HA_STATUS),
+    );
+    let (Ok(mut commands), Ok(mut births)) = subscriptions else {
+        tracing::warn!("alarm: could not subscribe through the MQTT link");
+        return links.changed().await.is_ok();
+    };
+    let mut status = conn.status;
+    // The CONNACK announced last (its time): a reconnect is a new one, even when the status
+    // went connecting → connected between two looks.
+    let mut announced: Option<SystemTime> = None;
+    status.mark_changed();
+    loop {
+        let request = tokio::select! {
+            changed = links.changed() => return changed.is_ok(),
+            changed = status.changed() => {
+                if changed.is_err() {
+                    // The link ended; its replacement (or `None`) follows on `links`.
+                    return links.changed().await.is_ok();
+                }
+                let (state, since) = {
+                    let s = status.borrow_and_update();
+                    (s.state, s.since)
+                };
+                if state != LinkState::Connected || announced == Some(since) {
+                    continue;
+                }
+                announced = Some(since);
+                Request::Announce(Broker::External)
             },
-            Ok(payload) => Request::Command {
-                checked: check(
-                    verifier.as_ref(),
-                    payload.action,
-                    false,
-                    payload.code.as_ref(),
-                    via,
-                    who,
-                    None,
-                )
-                .await,
-                reply: None,
-                ack: Some(ack),
+            Some(message) = commands.recv() => {
+                command_request(&message.payload, Via::HomeAssistant, None, verifier, None).await
+            },
+            Some(message) = births.recv() => {
+                if !message.payload.trim_ascii().eq_ignore_ascii_case(b"online") {
+                    continue;
+                }
+                tracing::info!("alarm: Home Assistant (external broker) is online; re-publishing");
+                Request::Announce(Broker::External)
             },
         };
         if tx.send(request).await.is_err() {
-            return;
+            return false;
         }
     }
 }
@@ -492,6 +618,11 @@ struct Task {
     sensor_topics: HashMap<String, JoinHandle<()>>,
     /// For the attributes' `last_event`.
     last_event: Option<NewAlarmEvent>,
+    /// The MQTT link to an external broker, while it runs.
+    link: watch::Receiver<Option<LinkConn>>,
+    /// The topics on the embedded broker and on the external one.
+    embedded: Topics,
+    external: Topics,
 }
 
 impl Task {
@@ -520,7 +651,7 @@ impl Task {
                         && inbound.payload.trim_ascii().eq_ignore_ascii_case(b"online");
                     if birth {
                         tracing::info!("alarm: Home Assistant is online; re-publishing discovery and state");
-                        self.announce(SystemTime::now()).await;
+                        self.announce(Broker::Embedded, SystemTime::now()).await;
                     }
                 },
                 _ = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {
@@ -533,7 +664,9 @@ impl Task {
         for (_, forwarder) in self.sensor_topics.drain() {
             forwarder.abort();
         }
-        self.publish(topics::AVAILABILITY, "offline", true).await;
+        // On the external broker the MQTT link publishes `offline` when it stops.
+        self.publish_on(Broker::Embedded, topics::AVAILABILITY, "offline", true)
+            .await;
     }
 
     async fn on_request(&mut self, request: Request) {
@@ -570,8 +703,11 @@ impl Task {
                 self.publish_error(None, reason, &message, None).await;
                 self.republish_state().await;
                 // Refused, but answered: resending it would be refused again.
-                ack.commit();
+                if let Some(ack) = ack {
+                    ack.commit();
+                }
             }
+            Request::Announce(broker) => self.announce(broker, now).await,
             Request::Status(tx) => {
                 let effects = self.alarm.advance(now);
                 self.persist_and_publish(effects, Vec::new(), false, now)
@@ -604,7 +740,8 @@ impl Task {
         self.subscribe_sensors();
         self.persist_and_publish(effects, Vec::new(), true, now)
             .await;
-        self.announce(now).await;
+        self.announce(Broker::Embedded, now).await;
+        self.announce(Broker::External, now).await;
         Ok(())
     }
 
@@ -874,25 +1011,47 @@ impl Task {
         }
     }
 
-    /// Discovery (panel and duress event), availability, state and attributes.
-    async fn announce(&self, now: SystemTime) {
-        let panel = ha::panel_config(&self.config, self.alarm.settings());
-        self.publish(&ha::panel_topic(&self.config), panel.to_string(), true)
+    /// Discovery (panel and duress event), availability, state and attributes, on `broker`.
+    async fn announce(&self, broker: Broker, now: SystemTime) {
+        let topics = self.topics(broker);
+        let panel = ha::panel_config(&self.config, self.alarm.settings(), topics);
+        self.publish_on(
+            broker,
+            &ha::panel_topic(&self.config),
+            panel.to_string(),
+            true,
+        )
+        .await;
+        let duress = ha::duress_config(&self.config, topics);
+        self.publish_on(
+            broker,
+            &ha::duress_topic(&self.config),
+            duress.to_string(),
+            true,
+        )
+        .await;
+        if broker == Broker::Embedded {
+            // The MQTT link publishes its own (`online` after each CONNACK).
+            self.publish_on(broker, &topics.availability, "online", true)
+                .await;
+        }
+        self.publish_on(broker, &topics.state, self.alarm.state().as_str(), true)
             .await;
-        let duress = ha::duress_config(&self.config);
-        self.publish(&ha::duress_topic(&self.config), duress.to_string(), true)
+        self.publish_on(broker, &topics.attributes, self.attributes(now), true)
             .await;
-        self.publish(topics::AVAILABILITY, "online", true).await;
-        self.republish_state().await;
-        self.publish_attributes(now).await;
     }
 
     async fn republish_state(&self) {
-        self.publish(topics::STATE, self.alarm.state().as_str(), true)
+        self.publish(|t| &t.state, self.alarm.state().as_str(), true)
             .await;
     }
 
     async fn publish_attributes(&self, now: SystemTime) {
+        self.publish(|t| &t.attributes, self.attributes(now), true)
+            .await;
+    }
+
+    fn attributes(&self, now: SystemTime) -> String {
         let status = self.alarm.status(now);
         let name_of = |id: &str| {
             self.alarm
@@ -900,9 +1059,7 @@ impl Task {
                 .find(|s| s.id.0 == id)
                 .map_or_else(|| id.to_owned(), |s| s.name.clone())
         };
-        let body = ha::attributes(&status, name_of, self.last_event.as_ref());
-        self.publish(topics::ATTRIBUTES, body.to_string(), true)
-            .await;
+        ha::attributes(&status, name_of, self.last_event.as_ref()).to_string()
     }
 
     async fn publish_error(
@@ -919,20 +1076,62 @@ impl Task {
             retry_after.map(|d| d.as_secs().max(1)),
             self.alarm.state().as_str(),
         );
-        self.publish(topics::ERROR, body.to_string(), false).await;
+        self.publish(|t| &t.error, body.to_string(), false).await;
     }
 
     async fn publish_duress(&self, by: Option<&str>, via: Via, now: SystemTime) {
         let body = ha::duress(by, via, now);
-        self.publish(topics::DURESS, body.to_string(), false).await;
+        self.publish(|t| &t.duress, body.to_string(), false).await;
     }
 
-    async fn publish(&self, topic: &str, payload: impl Into<Bytes>, retain: bool) {
-        let Some(bus) = &self.bus else {
-            return;
-        };
-        if let Err(e) = bus.publish(topic, payload.into(), 1, retain).await {
-            tracing::warn!(topic, error = %e, "alarm: publishing failed");
+    fn topics(&self, broker: Broker) -> &Topics {
+        match broker {
+            Broker::Embedded => &self.embedded,
+            Broker::External => &self.external,
+        }
+    }
+
+    /// Publishes on every broker the alarm lives on, each under its own name for the topic.
+    async fn publish(
+        &self,
+        topic: impl Fn(&Topics) -> &String,
+        payload: impl Into<Bytes>,
+        retain: bool,
+    ) {
+        let payload = payload.into();
+        for broker in [Broker::Embedded, Broker::External] {
+            self.publish_on(broker, topic(self.topics(broker)), payload.clone(), retain)
+                .await;
+        }
+    }
+
+    async fn publish_on(
+        &self,
+        broker: Broker,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        retain: bool,
+    ) {
+        match broker {
+            Broker::Embedded => {
+                let Some(bus) = &self.bus else {
+                    return;
+                };
+                if let Err(e) = bus.publish(topic, payload.into(), 1, retain).await {
+                    tracing::warn!(topic, error = %e, "alarm: publishing failed");
+                }
+            }
+            Broker::External => {
+                let link = self.link.borrow().as_ref().map(|c| c.handle.clone());
+                let Some(link) = link else {
+                    return;
+                };
+                // Never waits: while the link is down this is dropped, and everything
+                // retained is published again after the next CONNACK.
+                if let Err(e) = link.publish(topic, payload.into().to_vec(), retain) {
+                    tracing::debug!(topic, error = %e, "alarm: not published through the MQTT link");
+                }
+            }
         }
     }
 }
@@ -1018,6 +1217,7 @@ mod tests {
             None,
             verifier.clone(),
             AlarmConfig::default(),
+            watch::channel(None).1,
         )
         .await
         .unwrap();
