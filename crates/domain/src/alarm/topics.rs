@@ -32,6 +32,12 @@ pub struct Topics {
     pub duress: String,
     pub availability: String,
     pub attributes: String,
+    /// The QoS Home Assistant is told (in discovery) to publish commands and subscribe with.
+    /// 1 on the embedded broker (a command's PUBACK follows its persisted step). 0 on an
+    /// external broker: there a QoS 1 command makes the broker write a PUBACK to Home
+    /// Assistant right before the new state, and a broker without TCP_NODELAY (Mosquitto's
+    /// default) then holds the state until Home Assistant's delayed ACK, ~40 ms (ADR 0015).
+    pub ha_qos: u8,
 }
 
 impl Topics {
@@ -44,6 +50,7 @@ impl Topics {
             duress: DURESS.to_owned(),
             availability: AVAILABILITY.to_owned(),
             attributes: ATTRIBUTES.to_owned(),
+            ha_qos: 1,
         }
     }
 
@@ -58,6 +65,7 @@ impl Topics {
             duress: under("duress"),
             availability: link_status(node),
             attributes: under("attributes"),
+            ha_qos: 0,
         }
     }
 }

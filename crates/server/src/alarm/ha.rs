@@ -75,7 +75,7 @@ pub(crate) fn panel_config(config: &AlarmConfig, settings: &Settings, topics: &T
         "code_disarm_required": settings.code_disarm_required,
         "code_trigger_required": false,
         "supported_features": features,
-        "qos": 1,
+        "qos": topics.ha_qos,
     })
 }
 
@@ -90,7 +90,7 @@ pub(crate) fn duress_config(config: &AlarmConfig, topics: &Topics) -> Value {
         "state_topic": topics.duress,
         "event_types": ["duress"],
         "availability": availability(topics),
-        "qos": 1,
+        "qos": topics.ha_qos,
     })
 }
 
@@ -212,6 +212,11 @@ mod tests {
         assert_eq!(panel["command_topic"], "porchlight/cabin/alarm/set");
         assert_eq!(panel["availability"][0]["topic"], "porchlight/cabin/status");
         assert_eq!(panel["unique_id"], "cabin_alarm");
+        // No PUBACK to Home Assistant there, whose TCP_NODELAY-less broker would hold the
+        // new state behind it.
+        assert_eq!(panel["qos"], 0);
+        let embedded = panel_config(&config, &Settings::default(), &Topics::embedded());
+        assert_eq!(embedded["qos"], 1);
         let duress = duress_config(&config, &Topics::external("cabin"));
         assert_eq!(duress["state_topic"], "porchlight/cabin/alarm/duress");
         assert_eq!(
