@@ -574,7 +574,8 @@ impl Drop for Inbox {
 /// The alarm's Home Assistant entity through the external broker: discovery under the
 /// install's node id pointing at `porchlight/<node>/…` and the link's status topic, commands
 /// from there (with the stored PIN), refusals on the error topic, Home Assistant's birth, a
-/// broker restart (everything announced again after the CONNACK), and `offline` at stop.
+/// broker restart (everything announced again after the CONNACK), a sensor publishing on the
+/// external broker, and `offline` at stop.
 #[tokio::test]
 async fn the_alarm_runs_through_the_external_broker() {
     const PANEL: &str = "homeassistant/alarm_control_panel/cabin/config";
@@ -601,6 +602,15 @@ async fn the_alarm_runs_through_the_external_broker() {
         .call(&admin, Method::PUT, "/api/alarm/settings", Some(&settings))
         .await;
     assert_eq!(r.status(), 200);
+    // A contact sensor that Zigbee2MQTT publishes on the external broker.
+    let door = json!({
+        "name": "Front door", "kind": "door", "modes": ["home"], "use_entry_delay": false,
+        "source": {"topic": "zigbee2mqtt/front_door", "field": "contact", "on": false, "off": true},
+    });
+    let r = s
+        .call(&admin, Method::PUT, "/api/alarm/sensors/front", Some(&door))
+        .await;
+    assert_eq!(r.status(), 201);
 
     let mut ha = Inbox::subscribe(&m, "ha", &["homeassistant/#", "porchlight/cabin/#"]).await;
     link_to(&s, &admin, &m, PASSWORD).await;
@@ -651,6 +661,21 @@ async fn the_alarm_runs_through_the_external_broker() {
         (alarm["state"] == "disarmed").then_some(())
     })
     .await;
+    ha.until(STATE, "disarmed").await;
+
+    // The door sensor on the external broker (subscribed through the renewed link) trips the
+    // armed house.
+    ha.publish(SET, r#"{"action": "ARM_HOME", "code": "0426"}"#)
+        .await;
+    ha.until(STATE, "armed_home").await;
+    ha.publish(
+        "zigbee2mqtt/front_door",
+        r#"{"contact": false, "battery": 97}"#,
+    )
+    .await;
+    ha.until(STATE, "triggered").await;
+    ha.publish(SET, r#"{"action": "DISARM", "code": "0426"}"#)
+        .await;
     ha.until(STATE, "disarmed").await;
 
     // Stopping the app: `offline` (retained) on the link's status topic.

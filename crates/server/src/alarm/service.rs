@@ -13,9 +13,9 @@
 //!
 //! When the MQTT link to an external broker runs (ADR 0015), everything published goes there
 //! too, under that broker's topics ([`Topics::external`]: `porchlight/<node>/alarm/…`, with the
-//! link's own status topic as availability, `offline` being its will), and commands and Home
-//! Assistant's birth are taken from there as well (commands as `via: home_assistant`, the
-//! external broker's ACL being their gate). After each CONNACK of the link, discovery, state
+//! link's own status topic as availability, `offline` being its will), and commands, Home
+//! Assistant's birth and the sensors' topics are taken from there as well (commands as
+//! `via: home_assistant`, the external broker's ACL being their gate). After each CONNACK of the link, discovery, state
 //! and attributes are published there again (clean sessions).
 //!
 //! PINs are verified before the step, outside the task ([`PinVerifier`]: argon2 takes
@@ -220,6 +220,8 @@ enum Request {
     },
     /// Publish discovery, availability, state and attributes again on one broker.
     Announce(Broker),
+    /// The MQTT link was started, replaced or stopped: sensor topics move to the new one.
+    LinkChanged,
     Status(oneshot::Sender<AlarmStatus>),
     Sensors(oneshot::Sender<Vec<SensorView>>),
     Reload(oneshot::Sender<Result<(), AlarmError>>),
@@ -411,6 +413,7 @@ impl AlarmService {
             status: status_tx,
             sensor_tx,
             sensor_topics: HashMap::new(),
+            link_sensor_topics: HashMap::new(),
             last_event: None,
             link,
             embedded: Topics::embedded(),
@@ -523,6 +526,9 @@ async fn read_link(
 ) {
     loop {
         let conn = links.borrow_and_update().clone();
+        if tx.send(Request::LinkChanged).await.is_err() {
+            return;
+        }
         let go_on = match conn {
             None => links.changed().await.is_ok(),
             Some(conn) => serve_link(&mut links, conn, &topics, verifier.as_ref(), &tx).await,
@@ -616,6 +622,8 @@ struct Task {
     sensor_tx: mpsc::Sender<Inbound>,
     /// One forwarder per subscribed sensor topic, aborted when no sensor uses it any more.
     sensor_topics: HashMap<String, JoinHandle<()>>,
+    /// The same through the MQTT link (sensors on the external broker, e.g. Zigbee2MQTT's).
+    link_sensor_topics: HashMap<String, JoinHandle<()>>,
     /// For the attributes' `last_event`.
     last_event: Option<NewAlarmEvent>,
     /// The MQTT link to an external broker, while it runs.
@@ -661,7 +669,11 @@ impl Task {
                 }
             }
         }
-        for (_, forwarder) in self.sensor_topics.drain() {
+        for (_, forwarder) in self
+            .sensor_topics
+            .drain()
+            .chain(self.link_sensor_topics.drain())
+        {
             forwarder.abort();
         }
         // On the external broker the MQTT link publishes `offline` when it stops.
@@ -708,6 +720,12 @@ impl Task {
                 }
             }
             Request::Announce(broker) => self.announce(broker, now).await,
+            Request::LinkChanged => {
+                for (_, forwarder) in self.link_sensor_topics.drain() {
+                    forwarder.abort();
+                }
+                self.subscribe_link_sensors();
+            }
             Request::Status(tx) => {
                 let effects = self.alarm.advance(now);
                 self.persist_and_publish(effects, Vec::new(), false, now)
@@ -977,23 +995,23 @@ impl Task {
         self.status.send_replace(self.alarm.status(now));
     }
 
-    /// Subscribes to the sensor topics now configured and drops the others.
+    /// The MQTT topics the configured sensors listen to.
+    fn sensor_topic_set(&self) -> BTreeMap<String, ()> {
+        self.alarm
+            .sensors()
+            .filter_map(|s| s.source.mqtt_topic().map(|t| (t.to_owned(), ())))
+            .collect()
+    }
+
+    /// Subscribes to the sensor topics now configured, on the embedded broker and through
+    /// the MQTT link, and drops the others.
     fn subscribe_sensors(&mut self) {
+        self.subscribe_link_sensors();
         let Some(bus) = &self.bus else {
             return;
         };
-        let wanted: BTreeMap<String, ()> = self
-            .alarm
-            .sensors()
-            .filter_map(|s| s.source.mqtt_topic().map(|t| (t.to_owned(), ())))
-            .collect();
-        self.sensor_topics.retain(|topic, forwarder| {
-            let keep = wanted.contains_key(topic);
-            if !keep {
-                forwarder.abort();
-            }
-            keep
-        });
+        let wanted = self.sensor_topic_set();
+        keep_wanted(&mut self.sensor_topics, &wanted);
         for topic in wanted.into_keys() {
             if self.sensor_topics.contains_key(&topic) {
                 continue;
@@ -1008,6 +1026,50 @@ impl Task {
                 }
             });
             self.sensor_topics.insert(topic, forwarder);
+        }
+    }
+
+    /// The sensor topics on the external broker, while the MQTT link runs. Its messages
+    /// carry no identity: the external broker's ACL decides who may publish them.
+    fn subscribe_link_sensors(&mut self) {
+        let link = self.link.borrow().as_ref().map(|c| c.handle.clone());
+        let Some(link) = link else {
+            for (_, forwarder) in self.link_sensor_topics.drain() {
+                forwarder.abort();
+            }
+            return;
+        };
+        let wanted = self.sensor_topic_set();
+        keep_wanted(&mut self.link_sensor_topics, &wanted);
+        for topic in wanted.into_keys() {
+            if self.link_sensor_topics.contains_key(&topic) {
+                continue;
+            }
+            let mut rx = match link.subscribe(&topic) {
+                Ok(rx) => rx,
+                Err(e) => {
+                    tracing::warn!(%topic, error = %e, "alarm: sensor topic not subscribed through the MQTT link");
+                    continue;
+                }
+            };
+            let tx = self.sensor_tx.clone();
+            let forwarder = tokio::spawn(async move {
+                while let Some(message) = rx.recv().await {
+                    let inbound = Inbound {
+                        topic: message.topic,
+                        payload: message.payload,
+                        qos: 0,
+                        retain: message.retain,
+                        origin: Origin::Client,
+                        identity: None,
+                        client_id: "mqtt-link".to_owned(),
+                    };
+                    if tx.send(inbound).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            self.link_sensor_topics.insert(topic, forwarder);
         }
     }
 
@@ -1134,6 +1196,17 @@ impl Task {
             }
         }
     }
+}
+
+/// Aborts the forwarders of topics no longer wanted.
+fn keep_wanted(forwarders: &mut HashMap<String, JoinHandle<()>>, wanted: &BTreeMap<String, ()>) {
+    forwarders.retain(|topic, forwarder| {
+        let keep = wanted.contains_key(topic);
+        if !keep {
+            forwarder.abort();
+        }
+        keep
+    });
 }
 
 async fn recv(rx: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound> {
