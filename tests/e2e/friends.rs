@@ -497,7 +497,7 @@ async fn pub_answers_the_friends_cards_and_last_locations_as_the_recorder_does()
 }
 
 /// A user's own card (name and picture) reaches their friends' phones as a retained `…/info`
-/// and the UI's device list; a bad card is refused.
+/// and the UI's device list, also for a device that appears later; a bad card is refused.
 #[tokio::test]
 async fn a_card_set_by_its_user_reaches_friends_phones_and_the_api() {
     const FACE: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -571,6 +571,24 @@ async fn a_card_set_by_its_user_reaches_friends_phones_and_the_api() {
     }
     let devices = get_json(&s, &alice, "/api/owntracks/devices").await;
     assert!(devices.to_string().contains(r#""name":"Bob""#), "{devices}");
+
+    // Bob's new tablet, which never sent a card, shows his card to alice as soon as it
+    // appears (no restart, no new PUT).
+    bob_phone
+        .publish_acked("owntracks/bob/tablet", location(52.6, 1_764_000_050))
+        .await;
+    let card = loop {
+        match tokio::time::timeout(WAIT, alice_phone.events.recv()).await {
+            Ok(Some(Packet::Publish(p))) if p.topic == "owntracks/bob/tablet/info" => {
+                break serde_json::from_slice::<Value>(&p.payload).unwrap();
+            }
+            Ok(Some(_)) => {}
+            other => panic!("no card of the new tablet for alice: {other:?}"),
+        }
+    };
+    assert_eq!(card["name"], "Bob");
+    assert_eq!(card["face"], FACE);
+
     let r = client()
         .put(s.url("/api/owntracks/card"))
         .json(&json!({ "name": "x" }))

@@ -41,11 +41,16 @@
 //! What a batch stored as new is then reported, in order, to the live feed ([`super::live`],
 //! [`Ingest::live`]): only committed messages, and never waiting for a viewer.
 //!
+//! A device the service has not met since the process started gets its stored card retained
+//! on its `…/info` topic when the broker has none there (in the background, once per device
+//! and process): a new phone that inherited its user's card in the store
+//! (`Store::ingest_owntracks`) shows it to subscribers at once, not only after a restart.
+//!
 //! Stopping: [`Ingest::stop`] after the broker has shut down. The broker's shutdown kicks
 //! sessions that may be waiting in the publish hook for an ack; the service keeps answering
 //! them until then. On stop it closes its receiver, writes what is still queued, and ends.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -119,6 +124,8 @@ impl Ingest {
         let live = LiveFeed::new(config.live_capacity);
         let worker = Worker {
             live: Publisher::new(live.clone(), store.clone()),
+            bus: bus.cloned(),
+            cards_checked: HashMap::new(),
             store,
             stats: stats.clone(),
             max_batch: config.max_batch.max(1),
@@ -462,6 +469,10 @@ struct Worker {
     warnings: WarnLimit,
     /// Reports what was committed to live viewers.
     live: Publisher,
+    /// Where stored cards are retained for devices met for the first time.
+    bus: Option<Arc<dyn Bus>>,
+    /// Devices (by user id) whose card was checked since the process started.
+    cards_checked: HashMap<i64, HashSet<String>>,
 }
 
 impl Worker {
@@ -596,6 +607,7 @@ impl Worker {
                     reply.send(result);
                 }
                 // After the answers: the feed shows only what was committed.
+                self.retain_new_cards(&feed);
                 self.live.publish(feed).await;
             }
             Err(e) => {
@@ -607,6 +619,56 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// For each device of `committed` not met before: its stored card, retained on its
+    /// `…/info` unless the broker has one there (in the background).
+    fn retain_new_cards(&mut self, committed: &[Committed]) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        let mut first_met = Vec::new();
+        for c in committed {
+            let devices = self.cards_checked.entry(c.user_id).or_default();
+            if !devices.contains(c.device.as_str()) {
+                devices.insert(c.device.clone());
+                let publisher = OwnTracksPublisher {
+                    user_id: c.user_id,
+                    device: c.device.clone(),
+                };
+                first_met.push((c.username.clone(), publisher));
+            }
+        }
+        if first_met.is_empty() {
+            return;
+        }
+        let (store, bus) = (self.store.clone(), Arc::clone(bus));
+        tokio::spawn(async move {
+            for (username, publisher) in first_met {
+                let Ok(topic) = OwnTracksTopic::new(&username, &publisher.device, TopicKind::Info)
+                else {
+                    continue;
+                };
+                let device = store
+                    .find_owntracks_device(publisher.user_id, &publisher.device)
+                    .await;
+                let result = match device {
+                    Ok(Some(device)) => super::last_known::retain_card(
+                        &store,
+                        bus.as_ref(),
+                        device.id,
+                        &topic.to_string(),
+                    )
+                    .await
+                    .map(|_| ()),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(%topic, error = %e, "card of a new device not retained");
+                }
+            }
+        });
     }
 
     fn rejected(&mut self, topic: &str, rejection: &Rejection) {

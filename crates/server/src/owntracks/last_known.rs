@@ -116,7 +116,7 @@ async fn retain_location(
 
 /// Retains the stored card of `device_id` on `topic` unless the broker has one there.
 /// `Ok(None)`: no stored card.
-async fn retain_card(
+pub(crate) async fn retain_card(
     store: &Store,
     bus: &dyn Bus,
     device_id: i64,
