@@ -171,3 +171,68 @@ async fn a_panicking_write_job_fails_alone_and_the_store_stays_healthy() {
         "a stopped writer must make /health fail"
     );
 }
+
+/// The writer never checkpoints (`wal_autocheckpoint = 0`); the checkpointer thread copies
+/// committed pages into the database file beside it, and the WAL then starts over instead of
+/// growing with every commit.
+#[tokio::test]
+async fn the_checkpointer_copies_the_wal_into_the_database_and_the_wal_starts_over() {
+    let (dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let autocheckpoint = store
+        .write(|c| Ok(c.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap();
+    assert_eq!(
+        autocheckpoint, 0,
+        "the writer must not checkpoint in its commits"
+    );
+    store
+        .write(|c| Ok(c.execute_batch("CREATE TABLE filler (body BLOB NOT NULL)")?))
+        .await
+        .unwrap();
+    let db_size = || std::fs::metadata(&path).unwrap().len();
+    let wal = dir.path().join("porchlight.db-wal");
+    let before = db_size();
+    // 64 commits of 256 KiB: 16 MiB through the WAL.
+    for _ in 0..64 {
+        store
+            .write(|c| {
+                c.execute("INSERT INTO filler (body) VALUES (zeroblob(262144))", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db_size() < before + 16 * 1024 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file did not receive the WAL's pages ({} bytes)",
+            db_size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Once everything is copied, the next commits reuse the WAL from its start: 16 more MiB
+    // leave it well under the 32 MiB that were written through it.
+    for _ in 0..64 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store
+            .write(|c| {
+                c.execute(
+                    "DELETE FROM filler WHERE rowid = (SELECT min(rowid) FROM filler)",
+                    [],
+                )?;
+                c.execute("INSERT INTO filler (body) VALUES (zeroblob(262144))", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    let wal_size = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        wal_size < 24 * 1024 * 1024,
+        "the WAL grew to {wal_size} bytes"
+    );
+    store.close().await;
+}
