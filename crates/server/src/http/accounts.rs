@@ -90,10 +90,19 @@ pub async fn create_user(
         .password
         .map(Secret::new)
         .unwrap_or_else(random_password);
-    let user = state
-        .store
-        .create_user(&req.username, req.role, &password, SystemTime::now())
-        .await?;
+    let now = SystemTime::now();
+    // A generated password is one-time: the UI asks for a new one at the first sign-in.
+    let user = if generated {
+        state
+            .store
+            .create_user_with_one_time_password(&req.username, req.role, &password, now)
+            .await?
+    } else {
+        state
+            .store
+            .create_user(&req.username, req.role, &password, now)
+            .await?
+    };
     tracing::info!(by = %admin.username, username = %user.username, role = ?user.role, "user created");
     let mut body = json!({ "user": UserView::from(&user) });
     if generated {
