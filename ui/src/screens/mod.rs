@@ -1,0 +1,6 @@
+//! One module per screen, each a self-contained component with its user-visible text in a
+//! `mod text` at its top. The map, history and devices screens (`live`, `history`, `devices`)
+//! come from the ui-maps branch.
+
+pub mod alarm;
+pub mod mqtt;
