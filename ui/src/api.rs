@@ -119,6 +119,16 @@ pub async fn put<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Res
     json_of(send(with_body(Request::put(path), body)).await?).await
 }
 
+/// `PATCH path` with a JSON body, the answer as `T`.
+pub async fn patch<B: Serialize, T: DeserializeOwned>(path: &str, body: &B) -> Result<T, ApiError> {
+    json_of(send(with_body(Request::patch(path), body)).await?).await
+}
+
+/// `DELETE path`, no answer expected (204).
+pub async fn delete(path: &str) -> Result<(), ApiError> {
+    send(Request::delete(path).build()).await.map(drop)
+}
+
 /// `PUT path` with a JSON body, no answer expected (204).
 pub async fn put_no_answer<B: Serialize>(path: &str, body: &B) -> Result<(), ApiError> {
     send(with_body(Request::put(path), body)).await.map(drop)

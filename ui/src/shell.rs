@@ -44,7 +44,6 @@ mod text {
             Route::Map => "The live map of tracked devices.",
             Route::History => "Where each device went, by day and time.",
             Route::Devices => "Phones and other devices, and adding new ones.",
-            Route::AlarmSettings => "Alarm modes, delays, sensors and codes come later.",
             Route::Users => "Household accounts come later.",
             Route::Profile => "Your name, password and API tokens come later.",
             Route::Audit => "The audit log comes later.",
@@ -111,15 +110,16 @@ pub fn Shell(
         match route {
             Route::Alarm => view! { <screens::alarm::AlarmPage session=session /> }.into_any(),
             Route::MqttSettings => view! { <screens::mqtt::MqttSettingsPage /> }.into_any(),
+            Route::AlarmSettings => {
+                view! { <screens::alarm_settings::AlarmSettingsPage /> }.into_any()
+            }
             // MERGE: the ui-maps branch provides these three screens; wire them here as
             // `<screens::live::LivePage session=session />`, `history::HistoryPage`,
             // `devices::DevicesPage`.
             Route::Map | Route::Login => placeholder(Route::Map),
             Route::History => placeholder(Route::History),
             Route::Devices => placeholder(Route::Devices),
-            Route::AlarmSettings | Route::Users | Route::Profile | Route::Audit => {
-                placeholder(route)
-            }
+            Route::Users | Route::Profile | Route::Audit => placeholder(route),
             Route::NotFound => view! {
                 <section aria-labelledby="screen-title">
                     <h1 id="screen-title">{text::NOT_FOUND_TITLE}</h1>

@@ -70,6 +70,8 @@ export async function screenshotsAndAxe(page, shots, name) {
     await page.waitForTimeout(150);
     await page.screenshot({ path: `${shots}/${name}-${label}-${size.width}x${size.height}.png`, fullPage: true });
     await assertAccessible(page, `${name} at ${size.width}x${size.height}`);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (width > size.width) throw new Error(`${name}: the page is ${width} px wide at ${size.width} px (sideways scrolling)`);
   }
   if (before) await page.setViewportSize(before);
 }

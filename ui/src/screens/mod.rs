@@ -3,4 +3,5 @@
 //! come from the ui-maps branch.
 
 pub mod alarm;
+pub mod alarm_settings;
 pub mod mqtt;

@@ -409,34 +409,34 @@ const MAX_NAME: usize = 100;
 const MAX_TOPIC: usize = 1024;
 const MAX_FIELD: usize = 256;
 
-fn sensor_view(view: &SensorView) -> Value {
+fn sensor_view(view: &SensorView) -> api::Sensor {
     let s = &view.sensor;
     let source = match &s.source {
-        SensorSource::Mqtt(m) => json!({
-            "kind": "mqtt",
-            "topic": m.topic,
-            "field": m.field,
-            "on": m.on,
-            "off": m.off,
-        }),
+        SensorSource::Mqtt(m) => api::SensorSource {
+            kind: "mqtt".into(),
+            topic: m.topic.clone(),
+            field: m.field.clone(),
+            on: m.on.clone(),
+            off: m.off.clone(),
+        },
     };
-    json!({
-        "id": s.id.0,
-        "name": s.name,
-        "kind": kind_name(s.kind),
-        "modes": s.modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "use_entry_delay": s.use_entry_delay,
-        "allow_open_while_arming": s.allow_open_while_arming,
-        "source": source,
-        "active": view.active,
-    })
+    api::Sensor {
+        id: s.id.0.clone(),
+        name: s.name.clone(),
+        kind: kind_name(s.kind).to_owned(),
+        modes: s.modes.iter().map(|m| m.as_str().to_owned()).collect(),
+        use_entry_delay: s.use_entry_delay,
+        allow_open_while_arming: s.allow_open_while_arming,
+        source,
+        active: view.active,
+    }
 }
 
 /// `GET /api/alarm/sensors`.
 pub async fn sensors(
     State(state): State<AppState>,
     Admin(_): Admin,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::Sensor>>> {
     let views = state.alarm.sensors().await?;
     Ok(Json(views.iter().map(sensor_view).collect()))
 }
@@ -625,7 +625,7 @@ pub async fn put_sensor(
     Admin(admin): Admin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<api::Sensor>)> {
     let sensor = parse_sensor(check_id(&id)?, body)?;
     let created = state
         .store
@@ -670,33 +670,36 @@ pub async fn delete_sensor(
 
 const MODE_KEYS: [&str; 5] = ["home", "away", "night", "vacation", "custom_bypass"];
 
-fn settings_view(settings: &Settings) -> Value {
+fn settings_view(settings: &Settings) -> api::AlarmSettings {
     let mode = |m: ArmMode| {
         let s = settings.mode(m);
-        json!({
-            "enabled": s.enabled,
-            "exit_delay_secs": s.exit_delay_secs,
-            "entry_delay_secs": s.entry_delay_secs,
-            "trigger_time_secs": s.trigger_time_secs,
-        })
+        api::ModeSettings {
+            enabled: s.enabled,
+            exit_delay_secs: s.exit_delay_secs,
+            entry_delay_secs: s.entry_delay_secs,
+            trigger_time_secs: s.trigger_time_secs,
+        }
     };
-    json!({
-        "home": mode(ArmMode::Home),
-        "away": mode(ArmMode::Away),
-        "night": mode(ArmMode::Night),
-        "vacation": mode(ArmMode::Vacation),
-        "custom_bypass": mode(ArmMode::CustomBypass),
-        "disarmed_trigger_time_secs": settings.disarmed_trigger_time_secs,
-        "disarm_after_trigger": settings.disarm_after_trigger,
-        "code_arm_required": settings.code_arm_required,
-        "code_disarm_required": settings.code_disarm_required,
-        "dedup_window_ms": settings.dedup_window_ms,
-        "rearm_guard_ms": settings.rearm_guard_ms,
-    })
+    api::AlarmSettings {
+        home: mode(ArmMode::Home),
+        away: mode(ArmMode::Away),
+        night: mode(ArmMode::Night),
+        vacation: mode(ArmMode::Vacation),
+        custom_bypass: mode(ArmMode::CustomBypass),
+        disarmed_trigger_time_secs: settings.disarmed_trigger_time_secs,
+        disarm_after_trigger: settings.disarm_after_trigger,
+        code_arm_required: settings.code_arm_required,
+        code_disarm_required: settings.code_disarm_required,
+        dedup_window_ms: settings.dedup_window_ms,
+        rearm_guard_ms: settings.rearm_guard_ms,
+    }
 }
 
 /// `GET /api/alarm/settings`.
-pub async fn settings(State(state): State<AppState>, Admin(_): Admin) -> ApiResult<Json<Value>> {
+pub async fn settings(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> ApiResult<Json<api::AlarmSettings>> {
     Ok(Json(settings_view(&state.store.alarm_settings().await?)))
 }
 
@@ -764,7 +767,7 @@ pub async fn put_settings(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::AlarmSettings>> {
     let mut settings = state.store.alarm_settings().await?;
     apply_settings(&mut settings, body)?;
     state
