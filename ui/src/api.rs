@@ -183,22 +183,8 @@ pub async fn change_own_password(username: &str, current: &str, new: &str) -> Re
         current_password: Some(current.to_owned()),
     };
     let path = format!("/api/users/{}/password", encode(username));
-    // A wrong current password is a 401 too: it must not end the session in the UI.
-    let response = Request::put(&path)
-        .json(&body)
-        .map_err(|_| ApiError::UnexpectedAnswer)?
-        .send()
-        .await
-        .map_err(|_| ApiError::Unreachable)?;
-    match response.status() {
-        200..=299 => Ok(()),
-        401 => Err(ApiError::Server {
-            status: 401,
-            message: "The current password is not right.".into(),
-            body: String::new(),
-        }),
-        _ => Err(error_from(response).await),
-    }
+    // A wrong current password is a 403 with the server's message.
+    put_no_answer(&path, &body).await
 }
 
 /// Percent-encodes a path segment or query value.

@@ -44,9 +44,6 @@ mod text {
             Route::Map => "The live map of tracked devices.",
             Route::History => "Where each device went, by day and time.",
             Route::Devices => "Phones and other devices, and adding new ones.",
-            Route::Users => "Household accounts come later.",
-            Route::Profile => "Your name, password and API tokens come later.",
-            Route::Audit => "The audit log comes later.",
             _ => "",
         }
     }
@@ -119,7 +116,11 @@ pub fn Shell(
             Route::Map | Route::Login => placeholder(Route::Map),
             Route::History => placeholder(Route::History),
             Route::Devices => placeholder(Route::Devices),
-            Route::Users | Route::Profile | Route::Audit => placeholder(route),
+            Route::Users => view! { <screens::users::UsersPage session=session /> }.into_any(),
+            Route::Profile => {
+                view! { <screens::profile::ProfilePage session=session /> }.into_any()
+            }
+            Route::Audit => view! { <screens::audit::AuditPage /> }.into_any(),
             Route::NotFound => view! {
                 <section aria-labelledby="screen-title">
                     <h1 id="screen-title">{text::NOT_FOUND_TITLE}</h1>

@@ -4,4 +4,7 @@
 
 pub mod alarm;
 pub mod alarm_settings;
+pub mod audit;
 pub mod mqtt;
+pub mod profile;
+pub mod users;

@@ -155,11 +155,7 @@ async fn me_of(state: &AppState, user: &User) -> ApiResult<Me> {
     Ok(Me {
         id: user.id,
         username: user.username.clone(),
-        role: match user.role {
-            Role::Admin => porchlight_api::account::Role::Admin,
-            Role::User => porchlight_api::account::Role::User,
-            Role::HomeAssistant => porchlight_api::account::Role::HomeAssistant,
-        },
+        role: super::views::role_view(user.role),
         must_change_password: state.store.password_is_one_time(user.id).await?,
     })
 }
