@@ -683,3 +683,34 @@ async fn the_alarm_runs_through_the_external_broker() {
     ha.until(STATUS, "offline").await;
     drop(m);
 }
+
+/// The embedded broker's side of the settings screen: status, ports, connected clients.
+#[tokio::test]
+async fn the_broker_view_names_the_port_and_counts_connections() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let (_client, _events, task) = crate::support::mqtt_connect(
+        &s,
+        "admin-view",
+        "admin",
+        crate::support::ADMIN_PASSWORD,
+        None,
+    )
+    .await;
+    let view = eventually(|| async {
+        let r = admin
+            .get(s.url("/api/settings/mqtt/broker"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let view: Value = r.json().await.unwrap();
+        (view["connections"].as_u64() >= Some(1)).then_some(view)
+    })
+    .await;
+    assert_eq!(view["status"], "running", "{view}");
+    assert_eq!(view["port"], s.mqtt_addr().port(), "{view}");
+    assert_eq!(view["tls_port"], Value::Null, "{view}");
+    task.abort();
+    s.stop().await;
+}

@@ -291,3 +291,86 @@ async fn a_password_change_cuts_off_sessions_tokens_and_password_mqtt_logins_but
     );
     s.stop().await;
 }
+
+/// A generated password is one-time: login and `/api/me` say `must_change_password` until the
+/// user sets their own; a chosen password never carries the flag.
+#[tokio::test]
+async fn a_generated_password_must_be_changed_and_a_chosen_one_need_not() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let me: Value = s
+        .call(&admin, Method::GET, "/api/me", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["must_change_password"], false, "{me}");
+
+    let created: Value = s
+        .call(
+            &admin,
+            Method::POST,
+            "/api/users",
+            Some(&json!({ "username": "carol" })),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let generated = created["password"].as_str().unwrap().to_owned();
+
+    let carol = client();
+    let login = carol
+        .post(s.url("/api/login"))
+        .json(&json!({ "username": "carol", "password": generated }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let me: Value = login.json().await.unwrap();
+    assert_eq!(me["must_change_password"], true, "{me}");
+    let me: Value = s
+        .call(&carol, Method::GET, "/api/me", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["must_change_password"], true, "{me}");
+
+    let changed = s
+        .call(
+            &carol,
+            Method::PUT,
+            "/api/users/carol/password",
+            Some(&json!({ "password": "carol's own password", "current_password": generated })),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
+    let me: Value = s
+        .call(&carol, Method::GET, "/api/me", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["must_change_password"], false, "{me}");
+
+    s.call(
+        &admin,
+        Method::POST,
+        "/api/users",
+        Some(&json!({ "username": "dave", "password": "dave's chosen password" })),
+    )
+    .await;
+    let dave = client();
+    let me: Value = dave
+        .post(s.url("/api/login"))
+        .json(&json!({ "username": "dave", "password": "dave's chosen password" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["must_change_password"], false, "{me}");
+    s.stop().await;
+}

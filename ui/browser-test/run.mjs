@@ -6,7 +6,7 @@
 // Run after scripts/build-ui.sh and `cargo build -p porchlight`:
 //   cd ui/browser-test && npm install && npm test
 // Env: PORCHLIGHT_BIN (default $CARGO_TARGET_DIR/debug/porchlight), CHROMIUM (default
-// /usr/bin/chromium), SHOTS (screenshot dir, default /tmp/porchlight-ui).
+// /usr/bin/chromium), SHOTS (screenshot dir, default ui/browser-test/artifacts).
 import { spawn } from "node:child_process";
 import { mkdtemp, mkdir, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,7 +18,7 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
 const bin =
   process.env.PORCHLIGHT_BIN ??
   join(process.env.CARGO_TARGET_DIR ?? join(root, "target"), "debug", "porchlight");
-const shots = process.env.SHOTS ?? "/tmp/porchlight-ui";
+const shots = process.env.SHOTS ?? fileURLToPath(new URL("./artifacts/", import.meta.url));
 await mkdir(shots, { recursive: true });
 
 // The real headless server on a free port, with a fresh data dir and a known admin password.

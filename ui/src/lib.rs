@@ -4,12 +4,19 @@
 //! simply loads the server's URL. The UI therefore knows only the HTTP API under `/api` on its
 //! own origin; it must not know whether it runs in a browser tab or in the desktop shell.
 //!
-//! Module map: [`api`] owns the HTTP calls and their JSON shapes, [`login`] the sign-in form,
-//! [`shell`] the signed-in page (header and navigation), and [`app`] decides which one shows.
+//! Module map: [`api`] owns the HTTP calls (on the shapes of `porchlight-api`), [`load`] the
+//! loading/error/retry states, [`router`] the URLs (History API), [`live`] the `/ws/live`
+//! WebSocket, [`login`] the sign-in form and one-time password prompt, [`shell`] the signed-in
+//! page (header, navigation, current screen), [`screens`] one module per screen, and [`app`]
+//! decides which one shows.
 
 pub mod api;
 pub mod app;
+pub mod live;
+pub mod load;
 pub mod login;
+pub mod router;
+pub mod screens;
 pub mod shell;
 
 use wasm_bindgen::prelude::wasm_bindgen;

@@ -1,45 +1,50 @@
-//! The signed-in page: header (app name, user, sign out) and the section navigation.
-//!
-//! The sections are placeholders until their features land; the shell only knows their names,
-//! not what they show.
+//! The signed-in page: header (app name, user, sign out), the navigation, and the screen of
+//! the current URL ([`crate::router`]). Admin-only screens are hidden from, and refused to,
+//! other users. On a phone the navigation is one compact, scrollable row under the header; on
+//! wider screens it is a sidebar.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, Session};
+use crate::api::{self, Role, Session};
+use crate::router::{Link, Route, use_router};
+use crate::screens;
 
-/// The parts of the app reachable from the navigation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
-    Map,
-    History,
-    Alarm,
-    Mqtt,
-}
+mod text {
+    use crate::router::Route;
 
-impl Section {
-    const ALL: [Section; 4] = [
-        Section::Map,
-        Section::History,
-        Section::Alarm,
-        Section::Mqtt,
-    ];
+    pub const BRAND: &str = "Porchlight";
+    pub const SIGNED_IN_AS: &str = "Signed in as";
+    pub const SIGN_OUT: &str = "Sign out";
+    pub const NAV_LABEL: &str = "Sections";
+    pub const SIGN_OUT_FAILED: &str = "Couldn't sign out";
+    pub const NOT_FOUND_TITLE: &str = "Page not found";
+    pub const NOT_FOUND: &str = "There is no page at this address.";
+    pub const TO_MAP: &str = "Go to the map";
+    pub const ADMIN_ONLY_TITLE: &str = "Admins only";
+    pub const ADMIN_ONLY: &str = "Only an admin may open this page.";
 
-    fn title(self) -> &'static str {
-        match self {
-            Section::Map => "Map",
-            Section::History => "History",
-            Section::Alarm => "Alarm",
-            Section::Mqtt => "MQTT settings",
+    pub fn title(route: Route) -> &'static str {
+        match route {
+            Route::Map => "Map",
+            Route::History => "History",
+            Route::Devices => "Devices",
+            Route::Alarm => "Alarm",
+            Route::MqttSettings => "MQTT settings",
+            Route::AlarmSettings => "Alarm settings",
+            Route::Users => "Users",
+            Route::Profile => "Profile",
+            Route::Audit => "Audit log",
+            Route::Login | Route::NotFound => "",
         }
     }
 
-    fn coming_later(self) -> &'static str {
-        match self {
-            Section::Map => "The live map of tracked devices comes later.",
-            Section::History => "Location and event history comes later.",
-            Section::Alarm => "Arming, disarming and sensors come later.",
-            Section::Mqtt => "Broker users and access rules come later.",
+    pub fn coming_later(route: Route) -> &'static str {
+        match route {
+            Route::Map => "The live map of tracked devices.",
+            Route::History => "Where each device went, by day and time.",
+            Route::Devices => "Phones and other devices, and adding new ones.",
+            _ => "",
         }
     }
 }
@@ -50,9 +55,10 @@ pub fn Shell(
     /// Called after the server has ended the session.
     on_signed_out: Callback<()>,
 ) -> impl IntoView {
-    let current = RwSignal::new(Section::Map);
+    let router = use_router();
     let signing_out = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
+    let is_admin = session.role == Role::Admin;
 
     let sign_out = move |_| {
         if signing_out.get_untracked() {
@@ -64,46 +70,83 @@ pub fn Shell(
             match api::sign_out().await {
                 Ok(()) => on_signed_out.run(()),
                 Err(failure) => {
-                    error.set(Some(format!("Couldn't sign out: {failure}")));
+                    error.set(Some(format!("{}: {failure}", text::SIGN_OUT_FAILED)));
                     signing_out.set(false);
                 }
             }
         });
     };
 
-    let nav_items = Section::ALL
+    let nav_items = Route::NAV
         .into_iter()
-        .map(|section| {
+        .filter(|route| is_admin || !route.admin_only())
+        .map(|route| {
             view! {
                 <li>
-                    <button
-                        type="button"
-                        class="nav-item"
-                        aria-current=move || (current.get() == section).then_some("page")
-                        on:click=move |_| current.set(section)
-                    >
-                        {section.title()}
-                    </button>
+                    <Link to=route.path() class="nav-item">
+                        {text::title(route)}
+                    </Link>
                 </li>
             }
         })
         .collect_view();
 
+    let username = session.username.clone();
+    let screen = move || {
+        let route = router.route();
+        if route.admin_only() && !is_admin {
+            return view! {
+                <section aria-labelledby="screen-title">
+                    <h1 id="screen-title">{text::ADMIN_ONLY_TITLE}</h1>
+                    <p class="muted">{text::ADMIN_ONLY}</p>
+                </section>
+            }
+            .into_any();
+        }
+        let session = session.clone();
+        match route {
+            Route::Alarm => view! { <screens::alarm::AlarmPage session=session /> }.into_any(),
+            Route::MqttSettings => view! { <screens::mqtt::MqttSettingsPage /> }.into_any(),
+            Route::AlarmSettings => {
+                view! { <screens::alarm_settings::AlarmSettingsPage /> }.into_any()
+            }
+            // MERGE: the ui-maps branch provides these three screens; wire them here as
+            // `<screens::live::LivePage session=session />`, `history::HistoryPage`,
+            // `devices::DevicesPage`.
+            Route::Map | Route::Login => placeholder(Route::Map),
+            Route::History => placeholder(Route::History),
+            Route::Devices => placeholder(Route::Devices),
+            Route::Users => view! { <screens::users::UsersPage session=session /> }.into_any(),
+            Route::Profile => {
+                view! { <screens::profile::ProfilePage session=session /> }.into_any()
+            }
+            Route::Audit => view! { <screens::audit::AuditPage /> }.into_any(),
+            Route::NotFound => view! {
+                <section aria-labelledby="screen-title">
+                    <h1 id="screen-title">{text::NOT_FOUND_TITLE}</h1>
+                    <p class="muted">{text::NOT_FOUND}</p>
+                    <Link to="/map">{text::TO_MAP}</Link>
+                </section>
+            }
+            .into_any(),
+        }
+    };
+
     view! {
         <div class="shell">
             <header class="topbar">
-                <span class="brand">"Porchlight"</span>
-                <span class="user" title="Signed in as">{session.username}</span>
+                <span class="brand">{text::BRAND}</span>
+                <span class="user" title=text::SIGNED_IN_AS>{username}</span>
                 <button
                     type="button"
                     class="secondary"
                     on:click=sign_out
                     disabled=move || signing_out.get()
                 >
-                    "Sign out"
+                    {text::SIGN_OUT}
                 </button>
             </header>
-            <nav class="sections" aria-label="Sections">
+            <nav class="sections" aria-label=text::NAV_LABEL>
                 <ul>{nav_items}</ul>
             </nav>
             <Show when=move || error.with(Option::is_some)>
@@ -111,17 +154,18 @@ pub fn Shell(
                     {move || error.get().unwrap_or_default()}
                 </p>
             </Show>
-            <main class="content">
-                {move || {
-                    let section = current.get();
-                    view! {
-                        <section aria-labelledby="section-title">
-                            <h2 id="section-title">{section.title()}</h2>
-                            <p class="muted">{section.coming_later()}</p>
-                        </section>
-                    }
-                }}
-            </main>
+            <main class="content">{screen}</main>
         </div>
     }
+}
+
+/// A screen that another branch or a later change provides.
+fn placeholder(route: Route) -> AnyView {
+    view! {
+        <section aria-labelledby="screen-title">
+            <h1 id="screen-title">{text::title(route)}</h1>
+            <p class="muted">{text::coming_later(route)}</p>
+        </section>
+    }
+    .into_any()
 }

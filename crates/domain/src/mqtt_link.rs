@@ -21,12 +21,11 @@ use serde::{Deserialize, Serialize};
 
 /// The default Client ID prefix.
 pub const DEFAULT_PREFIX: &str = "porchlight";
-/// MQTT 3.1's longest client id, in bytes.
-pub const MAX_CLIENT_ID_BYTES: usize = 23;
-/// Bytes of the per-process suffix: `-` and 6 hex characters.
-pub const SUFFIX_BYTES: usize = 7;
-/// The longest prefix: 23 − 7.
-pub const MAX_PREFIX_BYTES: usize = MAX_CLIENT_ID_BYTES - SUFFIX_BYTES;
+// The Client ID prefix rule lives in the wasm-safe API crate, so the UI checks a prefix as
+// the server does (one rule, two sides).
+pub use porchlight_api::mqtt::{
+    MAX_CLIENT_ID_BYTES, MAX_PREFIX_BYTES, SUFFIX_BYTES, check_client_id_prefix,
+};
 /// The longest host name (DNS).
 pub const MAX_HOST_BYTES: usize = 253;
 /// The longest user name and password accepted (MQTT allows 65,535; no broker needs more).
@@ -70,27 +69,6 @@ impl Default for LinkSettings {
 
 /// Validation errors by field name (`host`, `port`, `client_id_prefix`, …), each a sentence.
 pub type FieldErrors = BTreeMap<&'static str, String>;
-
-/// Checks a Client ID prefix: 1–16 bytes of printable ASCII, no spaces.
-pub fn check_client_id_prefix(prefix: &str) -> Result<(), String> {
-    if prefix.is_empty() {
-        return Err("the Client ID prefix must not be empty".into());
-    }
-    if let Some(c) = prefix.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(format!(
-            "the Client ID prefix may hold only printable ASCII characters without spaces; {c:?} is not one"
-        ));
-    }
-    if prefix.len() > MAX_PREFIX_BYTES {
-        return Err(format!(
-            "the Client ID prefix is {} bytes; at most {MAX_PREFIX_BYTES} are allowed, because \
-             Porchlight appends \"-\" and 6 random characters per process and MQTT 3.1 brokers \
-             accept client ids of at most {MAX_CLIENT_ID_BYTES} bytes",
-            prefix.len()
-        ));
-    }
-    Ok(())
-}
 
 /// Checks a host name or IP address (no scheme, no port, no spaces).
 pub fn check_host(host: &str) -> Result<(), String> {

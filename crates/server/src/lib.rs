@@ -466,14 +466,17 @@ async fn ensure_admin(store: &Store, config: &Config) -> Result<Option<InitialAd
         Some(p) => (p.clone(), false),
         None => (random_password(), true),
     };
-    store
-        .create_user(
-            "admin",
-            Role::Admin,
-            &password,
-            std::time::SystemTime::now(),
-        )
-        .await?;
+    let now = std::time::SystemTime::now();
+    if generated {
+        // Nobody chose it: the UI asks for a new one at the first sign-in.
+        store
+            .create_user_with_one_time_password("admin", Role::Admin, &password, now)
+            .await?;
+    } else {
+        store
+            .create_user("admin", Role::Admin, &password, now)
+            .await?;
+    }
     tracing::info!("created the first admin account \"admin\"");
     Ok(Some(InitialAdmin {
         username: "admin".into(),

@@ -146,6 +146,45 @@ impl Store {
         password: &Secret,
         now: SystemTime,
     ) -> Result<User> {
+        self.insert_user(username, role, password, false, now).await
+    }
+
+    /// [`Store::create_user`] with a password nobody chose (generated and shown once): the
+    /// account is marked so the UI asks for a new password ([`Store::password_is_one_time`])
+    /// until the next password change.
+    pub async fn create_user_with_one_time_password(
+        &self,
+        username: &str,
+        role: Role,
+        password: &Secret,
+        now: SystemTime,
+    ) -> Result<User> {
+        self.insert_user(username, role, password, true, now).await
+    }
+
+    /// Whether the user's password is still a one-time password (see
+    /// [`Store::create_user_with_one_time_password`]).
+    pub async fn password_is_one_time(&self, user_id: i64) -> Result<bool> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT password_one_time FROM users WHERE id = ?1",
+                [user_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some_and(|v| v != 0))
+        })
+        .await
+    }
+
+    async fn insert_user(
+        &self,
+        username: &str,
+        role: Role,
+        password: &Secret,
+        one_time: bool,
+        now: SystemTime,
+    ) -> Result<User> {
         validate_username(username)?;
         validate_password(password.expose())?;
         let phc = hash_off_runtime(password.clone()).await?;
@@ -153,9 +192,10 @@ impl Store {
         let now = unix_ms(now);
         self.write(move |conn| {
             let inserted = conn.execute(
-                "INSERT INTO users (username, role, password_hash, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (username) DO NOTHING",
-                params![username, role.as_str(), phc, now],
+                "INSERT INTO users (username, role, password_hash, created_at, updated_at,
+                                    password_one_time)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (username) DO NOTHING",
+                params![username, role.as_str(), phc, now, one_time],
             )?;
             if inserted == 0 {
                 return Err(Error::AlreadyExists {
@@ -221,7 +261,8 @@ impl Store {
             .write(move |conn| {
                 let user = find_user_in(conn, &username)?;
                 conn.execute(
-                    "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3",
+                    "UPDATE users SET password_hash = ?1, updated_at = ?2, password_one_time = 0
+                     WHERE id = ?3",
                     params![phc, unix_ms(now), user.id],
                 )?;
                 let sessions_ended = conn.execute(

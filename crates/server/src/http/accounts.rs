@@ -22,7 +22,9 @@ use super::error::{ApiError, ApiJson, ApiResult};
 use super::history::{self, History};
 use super::onboarding;
 use super::owntracks_keys;
-use super::views::{ApiTokenView, AuditEntryView, DeviceView, UserView, views};
+use super::views::{
+    ApiTokenView, AuditEntryView, DeviceView, UserView, audit_view, token_view, user_view, views,
+};
 use crate::login::LoginRefused;
 
 #[derive(Deserialize)]
@@ -34,7 +36,15 @@ pub async fn list_tokens(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
 ) -> ApiResult<Json<Vec<ApiTokenView>>> {
-    Ok(Json(views(&state.store.list_api_tokens(user.id).await?)))
+    Ok(Json(
+        state
+            .store
+            .list_api_tokens(user.id)
+            .await?
+            .iter()
+            .map(token_view)
+            .collect(),
+    ))
 }
 
 pub async fn create_token(
@@ -49,7 +59,7 @@ pub async fn create_token(
     tracing::info!(username = %user.username, token = %token.masked(), "API token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "token": token.expose(), "info": ApiTokenView::from(&meta) })),
+        Json(json!({ "token": token.expose(), "info": token_view(&meta) })),
     ))
 }
 
@@ -63,7 +73,15 @@ pub async fn revoke_token(
 }
 
 pub async fn list_users(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Vec<UserView>>> {
-    Ok(Json(views(&state.store.list_users().await?)))
+    Ok(Json(
+        state
+            .store
+            .list_users()
+            .await?
+            .iter()
+            .map(user_view)
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -90,12 +108,21 @@ pub async fn create_user(
         .password
         .map(Secret::new)
         .unwrap_or_else(random_password);
-    let user = state
-        .store
-        .create_user(&req.username, req.role, &password, SystemTime::now())
-        .await?;
+    let now = SystemTime::now();
+    // A generated password is one-time: the UI asks for a new one at the first sign-in.
+    let user = if generated {
+        state
+            .store
+            .create_user_with_one_time_password(&req.username, req.role, &password, now)
+            .await?
+    } else {
+        state
+            .store
+            .create_user(&req.username, req.role, &password, now)
+            .await?
+    };
     tracing::info!(by = %admin.username, username = %user.username, role = ?user.role, "user created");
-    let mut body = json!({ "user": UserView::from(&user) });
+    let mut body = json!({ "user": user_view(&user) });
     if generated {
         body["password"] = json!(password.expose());
     }
@@ -344,5 +371,5 @@ pub async fn audit(
 ) -> ApiResult<Json<Vec<AuditEntryView>>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let page = state.store.audit_page(limit, q.before).await?;
-    Ok(Json(page.into_iter().map(AuditEntryView::from).collect()))
+    Ok(Json(page.into_iter().map(audit_view).collect()))
 }

@@ -33,6 +33,7 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use porchlight_api::alarm as api;
 use porchlight_domain::acl::is_valid_topic;
 use porchlight_domain::alarm::{
     Action, AlarmStatus, ArmMode, MqttSource, Pin, Sensor, SensorId, SensorKind, SensorSource,
@@ -82,38 +83,43 @@ fn kind_name(kind: SensorKind) -> &'static str {
 
 /// A sensor named in a status: `{"id", "name"}` (the id as name once it is no longer
 /// configured).
-fn sensor_ref(id: &SensorId, sensors: &[SensorView]) -> Value {
+fn sensor_ref(id: &SensorId, sensors: &[SensorView]) -> api::SensorRef {
     let name = sensors
         .iter()
         .find(|s| s.sensor.id == *id)
         .map_or_else(|| id.0.clone(), |s| s.sensor.name.clone());
-    json!({ "id": id.0, "name": name })
+    api::SensorRef {
+        id: id.0.clone(),
+        name,
+    }
 }
 
 /// The status as the UI gets it (`GET /api/alarm`, the commands' answers, the live feed's
-/// `alarm` message). Sensors by id and name; times in Unix milliseconds.
+/// `alarm` message): [`api::AlarmStatus`]. Sensors by id and name; times in Unix milliseconds.
 pub(super) fn status_view(
     status: &AlarmStatus,
     sensors: &[SensorView],
     settings: &Settings,
 ) -> Value {
     let named = |id: &SensorId| sensor_ref(id, sensors);
-    json!({
-        "state": status.state.as_str(),
-        "arm_mode": status.arm_mode.map(|m| m.as_str()),
-        "next_state": status.next_state.map(|s| s.as_str()),
-        "delay_remaining_secs": status.delay_remaining_secs,
-        "delay_ends_at": status.deadline.map(unix_ms),
-        "open_sensors": status.open_sensors.iter().map(named).collect::<Vec<_>>(),
-        "bypassed_sensors": status.bypassed_sensors.iter().map(named).collect::<Vec<_>>(),
-        "ready_to_arm": status.ready_to_arm,
-        "ready_to_arm_modes": status.ready_to_arm_modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "enabled_modes": settings.enabled_modes().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "code_arm_required": settings.code_arm_required,
-        "code_disarm_required": settings.code_disarm_required,
-        "changed_by": status.changed_by,
-        "tripped_by": status.tripped_by.as_ref().map(named),
-    })
+    let names = |modes: &[ArmMode]| modes.iter().map(|m| m.as_str().to_owned()).collect();
+    let view = api::AlarmStatus {
+        state: status.state.as_str().to_owned(),
+        arm_mode: status.arm_mode.map(|m| m.as_str().to_owned()),
+        next_state: status.next_state.map(|s| s.as_str().to_owned()),
+        delay_remaining_secs: status.delay_remaining_secs,
+        delay_ends_at: status.deadline.map(unix_ms),
+        open_sensors: status.open_sensors.iter().map(named).collect(),
+        bypassed_sensors: status.bypassed_sensors.iter().map(named).collect(),
+        ready_to_arm: status.ready_to_arm,
+        ready_to_arm_modes: names(&status.ready_to_arm_modes),
+        enabled_modes: names(&settings.enabled_modes()),
+        code_arm_required: settings.code_arm_required,
+        code_disarm_required: settings.code_disarm_required,
+        changed_by: status.changed_by.clone(),
+        tripped_by: status.tripped_by.as_ref().map(named),
+    };
+    serde_json::to_value(view).unwrap_or(Value::Null)
 }
 
 /// [`status_view`] with the sensor names and settings of now.
@@ -299,7 +305,7 @@ async fn refused(state: &AppState, refusal: &Refusal, status: &AlarmStatus) -> A
         .retry_after
         .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
         .map(|s| s.max(1));
-    let open_sensors: Vec<Value> = refusal
+    let open_sensors: Vec<api::SensorRef> = refusal
         .sensors
         .iter()
         .map(|id| sensor_ref(id, &sensors))
@@ -326,18 +332,18 @@ async fn refused(state: &AppState, refusal: &Refusal, status: &AlarmStatus) -> A
 /// Events answered when no `limit` is given.
 const DEFAULT_EVENT_LIMIT: usize = 100;
 
-fn event_view(e: &AlarmEvent) -> Value {
-    json!({
-        "id": e.id,
-        "at": unix_ms(e.at),
-        "kind": e.kind.as_str(),
-        "who": e.who,
-        "via": e.via,
-        "from": e.from_state,
-        "to": e.to_state,
-        "sensor": e.sensor,
-        "detail": e.detail,
-    })
+fn event_view(e: &AlarmEvent) -> api::AlarmEvent {
+    api::AlarmEvent {
+        id: e.id,
+        at: unix_ms(e.at),
+        kind: e.kind.as_str().to_owned(),
+        who: e.who.clone(),
+        via: e.via.clone(),
+        from: e.from_state.clone(),
+        to: e.to_state.clone(),
+        sensor: e.sensor.clone(),
+        detail: e.detail.clone(),
+    }
 }
 
 fn time_param(name: &str, value: &str) -> ApiResult<SystemTime> {
@@ -354,7 +360,7 @@ pub async fn events(
     State(state): State<AppState>,
     CurrentUser(_): CurrentUser,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::AlarmEvent>>> {
     let (mut from, mut to, mut limit) = (None, None, DEFAULT_EVENT_LIMIT);
     let mut kinds = BTreeSet::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -403,34 +409,34 @@ const MAX_NAME: usize = 100;
 const MAX_TOPIC: usize = 1024;
 const MAX_FIELD: usize = 256;
 
-fn sensor_view(view: &SensorView) -> Value {
+fn sensor_view(view: &SensorView) -> api::Sensor {
     let s = &view.sensor;
     let source = match &s.source {
-        SensorSource::Mqtt(m) => json!({
-            "kind": "mqtt",
-            "topic": m.topic,
-            "field": m.field,
-            "on": m.on,
-            "off": m.off,
-        }),
+        SensorSource::Mqtt(m) => api::SensorSource {
+            kind: "mqtt".into(),
+            topic: m.topic.clone(),
+            field: m.field.clone(),
+            on: m.on.clone(),
+            off: m.off.clone(),
+        },
     };
-    json!({
-        "id": s.id.0,
-        "name": s.name,
-        "kind": kind_name(s.kind),
-        "modes": s.modes.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "use_entry_delay": s.use_entry_delay,
-        "allow_open_while_arming": s.allow_open_while_arming,
-        "source": source,
-        "active": view.active,
-    })
+    api::Sensor {
+        id: s.id.0.clone(),
+        name: s.name.clone(),
+        kind: kind_name(s.kind).to_owned(),
+        modes: s.modes.iter().map(|m| m.as_str().to_owned()).collect(),
+        use_entry_delay: s.use_entry_delay,
+        allow_open_while_arming: s.allow_open_while_arming,
+        source,
+        active: view.active,
+    }
 }
 
 /// `GET /api/alarm/sensors`.
 pub async fn sensors(
     State(state): State<AppState>,
     Admin(_): Admin,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::Sensor>>> {
     let views = state.alarm.sensors().await?;
     Ok(Json(views.iter().map(sensor_view).collect()))
 }
@@ -619,7 +625,7 @@ pub async fn put_sensor(
     Admin(admin): Admin,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<api::Sensor>)> {
     let sensor = parse_sensor(check_id(&id)?, body)?;
     let created = state
         .store
@@ -664,33 +670,36 @@ pub async fn delete_sensor(
 
 const MODE_KEYS: [&str; 5] = ["home", "away", "night", "vacation", "custom_bypass"];
 
-fn settings_view(settings: &Settings) -> Value {
+fn settings_view(settings: &Settings) -> api::AlarmSettings {
     let mode = |m: ArmMode| {
         let s = settings.mode(m);
-        json!({
-            "enabled": s.enabled,
-            "exit_delay_secs": s.exit_delay_secs,
-            "entry_delay_secs": s.entry_delay_secs,
-            "trigger_time_secs": s.trigger_time_secs,
-        })
+        api::ModeSettings {
+            enabled: s.enabled,
+            exit_delay_secs: s.exit_delay_secs,
+            entry_delay_secs: s.entry_delay_secs,
+            trigger_time_secs: s.trigger_time_secs,
+        }
     };
-    json!({
-        "home": mode(ArmMode::Home),
-        "away": mode(ArmMode::Away),
-        "night": mode(ArmMode::Night),
-        "vacation": mode(ArmMode::Vacation),
-        "custom_bypass": mode(ArmMode::CustomBypass),
-        "disarmed_trigger_time_secs": settings.disarmed_trigger_time_secs,
-        "disarm_after_trigger": settings.disarm_after_trigger,
-        "code_arm_required": settings.code_arm_required,
-        "code_disarm_required": settings.code_disarm_required,
-        "dedup_window_ms": settings.dedup_window_ms,
-        "rearm_guard_ms": settings.rearm_guard_ms,
-    })
+    api::AlarmSettings {
+        home: mode(ArmMode::Home),
+        away: mode(ArmMode::Away),
+        night: mode(ArmMode::Night),
+        vacation: mode(ArmMode::Vacation),
+        custom_bypass: mode(ArmMode::CustomBypass),
+        disarmed_trigger_time_secs: settings.disarmed_trigger_time_secs,
+        disarm_after_trigger: settings.disarm_after_trigger,
+        code_arm_required: settings.code_arm_required,
+        code_disarm_required: settings.code_disarm_required,
+        dedup_window_ms: settings.dedup_window_ms,
+        rearm_guard_ms: settings.rearm_guard_ms,
+    }
 }
 
 /// `GET /api/alarm/settings`.
-pub async fn settings(State(state): State<AppState>, Admin(_): Admin) -> ApiResult<Json<Value>> {
+pub async fn settings(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> ApiResult<Json<api::AlarmSettings>> {
     Ok(Json(settings_view(&state.store.alarm_settings().await?)))
 }
 
@@ -758,7 +767,7 @@ pub async fn put_settings(
     State(state): State<AppState>,
     Admin(admin): Admin,
     ApiJson(body): ApiJson<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<api::AlarmSettings>> {
     let mut settings = state.store.alarm_settings().await?;
     apply_settings(&mut settings, body)?;
     state

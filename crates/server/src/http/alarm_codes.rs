@@ -26,7 +26,6 @@ use porchlight_domain::pin::{check_label, check_pin, check_window};
 use porchlight_domain::secret::Secret;
 use porchlight_store::{AlarmCode, AlarmCodeChange, NewAlarmCode, User};
 use serde::{Deserialize, Deserializer};
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::CurrentUser;
@@ -35,20 +34,20 @@ use super::views::unix_ms;
 use crate::alarm::codes::CodeWriteError;
 
 /// A code as answers show it: never the PIN or its hash.
-fn code_view(code: &AlarmCode) -> Value {
-    json!({
-        "id": code.id,
-        "user": code.username,
-        "label": code.label,
-        "arm": code.may_arm,
-        "disarm": code.may_disarm,
-        "duress": code.duress,
-        "enabled": code.enabled,
-        "valid_from": code.valid_from.map(unix_ms),
-        "valid_until": code.valid_until.map(unix_ms),
-        "created_at": unix_ms(code.created_at),
-        "updated_at": unix_ms(code.updated_at),
-    })
+fn code_view(code: &AlarmCode) -> porchlight_api::alarm::Code {
+    porchlight_api::alarm::Code {
+        id: code.id,
+        user: code.username.clone(),
+        label: code.label.clone(),
+        arm: code.may_arm,
+        disarm: code.may_disarm,
+        duress: code.duress,
+        enabled: code.enabled,
+        valid_from: code.valid_from.map(unix_ms),
+        valid_until: code.valid_until.map(unix_ms),
+        created_at: unix_ms(code.created_at),
+        updated_at: unix_ms(code.updated_at),
+    }
 }
 
 #[derive(Deserialize)]
@@ -61,7 +60,7 @@ pub async fn list(
     State(state): State<AppState>,
     CurrentUser(caller): CurrentUser,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<porchlight_api::alarm::Code>>> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let scope = match q.user {
         Some(name) if name == caller.username => Some(caller.id),
@@ -154,7 +153,7 @@ pub async fn create(
     State(state): State<AppState>,
     CurrentUser(caller): CurrentUser,
     ApiJson(req): ApiJson<CreateCode>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<porchlight_api::alarm::Code>)> {
     let owner = match req.user {
         Some(name) if name != caller.username => {
             if caller.role != Role::Admin {
@@ -203,7 +202,7 @@ pub async fn update(
     CurrentUser(caller): CurrentUser,
     Path(id): Path<i64>,
     ApiJson(req): ApiJson<ChangeCode>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<porchlight_api::alarm::Code>> {
     let old = managed_code(&state, &caller, id).await?;
     let label = req
         .label

@@ -25,9 +25,10 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use porchlight_api::account::Me;
 use porchlight_domain::Role;
 use porchlight_store::{AuditEntry, AuditKind, User};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
@@ -148,22 +149,15 @@ pub struct LoginRequest {
     password: String,
 }
 
-/// What the UI learns about the caller.
-#[derive(Serialize)]
-pub struct Me {
-    id: i64,
-    username: String,
-    role: Role,
-}
-
-impl From<&User> for Me {
-    fn from(u: &User) -> Self {
-        Me {
-            id: u.id,
-            username: u.username.clone(),
-            role: u.role,
-        }
-    }
+/// What the UI learns about the caller ([`Me`]), with whether the password is still a
+/// one-time password.
+async fn me_of(state: &AppState, user: &User) -> ApiResult<Me> {
+    Ok(Me {
+        id: user.id,
+        username: user.username.clone(),
+        role: super::views::role_view(user.role),
+        must_change_password: state.store.password_is_one_time(user.id).await?,
+    })
 }
 
 /// The `Set-Cookie` value that gives the browser `token` for `max_age_secs`.
@@ -267,7 +261,7 @@ pub async fn login(
     audit(200, "signed in");
     tracing::info!(%peer, username = %user.username, "web login");
     let cookie = session_cookie_header(token.expose(), state.sessions.idle_timeout.as_secs())?;
-    let mut response = axum::Json(Me::from(&user)).into_response();
+    let mut response = axum::Json(me_of(&state, &user).await?).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
@@ -293,8 +287,11 @@ pub async fn logout(
 }
 
 /// `GET /api/me`.
-pub async fn me(CurrentUser(user): CurrentUser) -> axum::Json<Me> {
-    axum::Json(Me::from(&user))
+pub async fn me(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<axum::Json<Me>> {
+    Ok(axum::Json(me_of(&state, &user).await?))
 }
 
 /// A caller of the Recorder-compatible API (`/api/0/…`): a session cookie or API token as for

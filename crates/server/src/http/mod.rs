@@ -189,6 +189,7 @@ pub fn router(state: AppState) -> Router {
             get(mqtt_settings::get).put(mqtt_settings::put),
         )
         .route("/settings/mqtt/test", post(mqtt_settings::test))
+        .route("/settings/mqtt/broker", get(mqtt_settings::broker))
         .route(
             "/owntracks/keys/{username}/{device}",
             put(owntracks_keys::set_by_name).delete(owntracks_keys::remove_by_name),

@@ -14,6 +14,9 @@
 //!   id, so the live link is never evicted. Answers `{"result": "connected"|"refused"|
 //!   "unreachable"|"tls_error", "message", "client_id"}` within a few seconds.
 //!
+//! - `GET /api/settings/mqtt/broker`: the embedded broker (`{"status": "running"|"stopped"|
+//!   "disabled", "port", "tls_port", "connections"}`).
+//!
 //! The read-only fields of the `GET` view (`password_set`, `client_id`, `availability_topic`,
 //! `status`) are accepted and ignored in a `PUT`, so a UI can send back what it read.
 
@@ -22,6 +25,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use porchlight_api::mqtt as api;
 use porchlight_broker::link::{LinkStatus, TestOutcome};
 use porchlight_domain::mqtt_link::{LinkSettings, validate};
 use porchlight_domain::secret::Secret;
@@ -34,31 +38,47 @@ use super::auth::Admin;
 use super::error::{ApiError, ApiJson};
 use super::views::unix_ms;
 
-fn status_view(status: &LinkStatus) -> Value {
-    json!({
-        "state": status.state.as_str(),
-        "message": status.message,
-        "since": unix_ms(status.since),
-        "client_id": status.client_id,
-        "attempts": status.attempts,
-    })
+fn status_view(status: &LinkStatus) -> api::LinkStatusView {
+    api::LinkStatusView {
+        state: status.state.as_str().to_owned(),
+        message: status.message.clone(),
+        since: unix_ms(status.since),
+        client_id: status.client_id.clone(),
+        attempts: status.attempts,
+    }
 }
 
-async fn settings_view(state: &AppState, stored: &StoredLink) -> Value {
+async fn settings_view(state: &AppState, stored: &StoredLink) -> api::LinkSettingsView {
     let s = &stored.settings;
     let link = &state.mqtt_link;
-    json!({
-        "enabled": s.enabled,
-        "host": s.host,
-        "port": s.port,
-        "tls": s.tls,
-        "ca_file": s.ca_file,
-        "username": s.username,
-        "client_id_prefix": s.client_id_prefix,
-        "password_set": stored.password.is_some(),
-        "client_id": link.client_id(&s.client_id_prefix),
-        "availability_topic": link.availability_topic(),
-        "status": status_view(&link.status().await),
+    api::LinkSettingsView {
+        enabled: s.enabled,
+        host: s.host.clone(),
+        port: s.port,
+        tls: s.tls,
+        ca_file: s.ca_file.clone(),
+        username: s.username.clone(),
+        client_id_prefix: s.client_id_prefix.clone(),
+        password_set: stored.password.is_some(),
+        client_id: link.client_id(&s.client_id_prefix),
+        availability_topic: link.availability_topic(),
+        status: status_view(&link.status().await),
+    }
+}
+
+/// `GET /api/settings/mqtt/broker`: the embedded broker's status, ports and connected
+/// clients, for the settings screen.
+pub async fn broker(State(state): State<AppState>, Admin(_): Admin) -> Json<api::BrokerView> {
+    let (status, connections) = match &state.broker {
+        None => ("disabled", 0),
+        Some(b) if b.is_running() => ("running", b.connection_count()),
+        Some(_) => ("stopped", 0),
+    };
+    Json(api::BrokerView {
+        status: status.to_owned(),
+        port: state.owntracks_settings.mqtt_port,
+        tls_port: state.owntracks_settings.mqtt_tls_port,
+        connections,
     })
 }
 
@@ -140,7 +160,10 @@ fn field_errors(errors: porchlight_domain::mqtt_link::FieldErrors) -> Response {
 }
 
 /// `GET /api/settings/mqtt`.
-pub async fn get(State(state): State<AppState>, Admin(_): Admin) -> Result<Json<Value>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<api::LinkSettingsView>, ApiError> {
     let stored = state.mqtt_link.stored().await?;
     Ok(Json(settings_view(&state, &stored).await))
 }
@@ -191,10 +214,10 @@ pub async fn test(
         TestOutcome::Unreachable(_) => "unreachable",
         TestOutcome::Tls(_) => "tls_error",
     };
-    Ok(Json(json!({
-        "result": result,
-        "message": outcome.message(),
-        "client_id": client_id,
-    }))
+    Ok(Json(api::TestResult {
+        result: result.to_owned(),
+        message: outcome.message(),
+        client_id,
+    })
     .into_response())
 }

@@ -23,23 +23,26 @@ pub fn ceil_secs(ms: i64) -> i64 {
     ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)
 }
 
-/// An account, as listed to admins.
-#[derive(Debug, Serialize)]
-pub struct UserView {
-    pub id: i64,
-    pub username: String,
-    pub role: Role,
-    pub created_at: i64,
+pub use porchlight_api::account::{
+    ApiToken as ApiTokenView, AuditEntry as AuditEntryView, User as UserView,
+};
+
+/// A role as the API names it.
+pub fn role_view(role: Role) -> porchlight_api::account::Role {
+    match role {
+        Role::Admin => porchlight_api::account::Role::Admin,
+        Role::User => porchlight_api::account::Role::User,
+        Role::HomeAssistant => porchlight_api::account::Role::HomeAssistant,
+    }
 }
 
-impl From<&User> for UserView {
-    fn from(u: &User) -> Self {
-        UserView {
-            id: u.id,
-            username: u.username.clone(),
-            role: u.role,
-            created_at: unix_ms(u.created_at),
-        }
+/// An account, as listed to admins.
+pub fn user_view(u: &User) -> UserView {
+    UserView {
+        id: u.id,
+        username: u.username.clone(),
+        role: role_view(u.role),
+        created_at: unix_ms(u.created_at),
     }
 }
 
@@ -67,57 +70,30 @@ impl From<&Device> for DeviceView {
     }
 }
 
-/// An API token's public facts (the token itself appears once, in the creating response).
-#[derive(Debug, Serialize)]
-pub struct ApiTokenView {
-    pub id: i64,
-    pub user_id: i64,
-    pub name: String,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-}
-
-impl From<&ApiToken> for ApiTokenView {
-    fn from(t: &ApiToken) -> Self {
-        ApiTokenView {
-            id: t.id,
-            user_id: t.user_id,
-            name: t.name.clone(),
-            created_at: unix_ms(t.created_at),
-            last_used_at: t.last_used_at.map(unix_ms),
-        }
+/// One of a user's API tokens (never the token).
+pub fn token_view(t: &ApiToken) -> ApiTokenView {
+    ApiTokenView {
+        id: t.id,
+        user_id: t.user_id,
+        name: t.name.clone(),
+        created_at: unix_ms(t.created_at),
+        last_used_at: t.last_used_at.map(unix_ms),
     }
 }
 
 /// One audit row.
-#[derive(Debug, Serialize)]
-pub struct AuditEntryView {
-    pub id: i64,
-    pub at: i64,
-    pub kind: &'static str,
-    pub peer: Option<String>,
-    pub client_id: Option<String>,
-    pub username: Option<String>,
-    pub protocol: Option<u8>,
-    pub code: Option<u16>,
-    pub reason: String,
-    pub detail: Option<String>,
-}
-
-impl From<AuditEntry> for AuditEntryView {
-    fn from(e: AuditEntry) -> Self {
-        AuditEntryView {
-            id: e.id,
-            at: unix_ms(e.at),
-            kind: e.kind.as_str(),
-            peer: e.peer,
-            client_id: e.client_id,
-            username: e.username,
-            protocol: e.protocol,
-            code: e.code,
-            reason: e.reason,
-            detail: e.detail,
-        }
+pub fn audit_view(e: AuditEntry) -> AuditEntryView {
+    AuditEntryView {
+        id: e.id,
+        at: unix_ms(e.at),
+        kind: e.kind.as_str().to_owned(),
+        peer: e.peer,
+        client_id: e.client_id,
+        username: e.username,
+        protocol: e.protocol,
+        code: e.code,
+        reason: e.reason,
+        detail: e.detail,
     }
 }
 
