@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Builds the web UI into ui/dist/ (index.html, style.css, pkg/), which the server serves at `/`.
+# Builds the web UI into ui/dist/ (index.html, style.css, pkg/, vendor/), which the server
+# serves at `/`.
 #
 # Usage: scripts/build-ui.sh [release|debug]   (default: release)
 # Respects CARGO_TARGET_DIR. Installs the wasm32 target and wasm-bindgen-cli only when missing;
 # the CLI version is read from ui/Cargo.toml, where wasm-bindgen is pinned with `=`, so the two
-# always match. Safe to run again: it rebuilds incrementally and replaces ui/dist/ as a whole.
+# always match. Third-party browser code (Leaflet) is pinned in ui/vendor/package-lock.json:
+# `npm ci` runs there only when its node_modules is missing or the lock changed, and the files
+# the page loads are copied into dist/vendor/ (served by us: no CDN). Safe to run again: it
+# rebuilds incrementally and replaces ui/dist/ as a whole.
 set -euo pipefail
 
 profile="${1:-release}"
@@ -34,6 +38,14 @@ if ! command -v wasm-bindgen >/dev/null 2>&1 \
   cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
+# Leaflet from npm, installed from the lock; the lock's copy inside node_modules marks what is
+# installed, so a changed lock reinstalls and an unchanged one costs nothing.
+vendor="ui/vendor"
+if ! cmp -s "$vendor/package-lock.json" "$vendor/node_modules/.porchlight-installed-lock"; then
+  (cd "$vendor" && npm ci --no-audit --no-fund)
+  cp "$vendor/package-lock.json" "$vendor/node_modules/.porchlight-installed-lock"
+fi
+
 cargo build -p porchlight-ui --target wasm32-unknown-unknown "${cargo_profile_flag[@]}"
 
 target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps \
@@ -45,7 +57,11 @@ staging="ui/dist.tmp"
 rm -rf "$staging"
 mkdir -p "$staging"
 wasm-bindgen --target web --no-typescript --out-dir "$staging/pkg" "$wasm"
-cp ui/index.html ui/style.css "$staging/"
+cp ui/index.html ui/style.css ui/maps.css "$staging/"
+leaflet="$vendor/node_modules/leaflet/dist"
+mkdir -p "$staging/vendor/leaflet"
+cp "$leaflet/leaflet.js" "$leaflet/leaflet.css" "$staging/vendor/leaflet/"
+cp -r "$leaflet/images" "$staging/vendor/leaflet/"
 rm -rf ui/dist
 mv "$staging" ui/dist
 

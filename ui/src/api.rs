@@ -7,6 +7,7 @@
 use std::fmt;
 
 use gloo_net::http::{Request, Response};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// What a signed-in user may do; mirrors the server's roles.
@@ -95,6 +96,71 @@ pub async fn sign_out() -> Result<(), ApiError> {
         .await
         .map_err(|_| ApiError::Unreachable)?;
     if response.ok() || response.status() == 401 {
+        Ok(())
+    } else {
+        Err(error_from(response).await)
+    }
+}
+
+/// `GET url` and its JSON answer.
+pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
+    let response = Request::get(url)
+        .send()
+        .await
+        .map_err(|_| ApiError::Unreachable)?;
+    json_from(response).await
+}
+
+/// `POST url` with a JSON body, and its JSON answer.
+pub async fn post_json<B: Serialize, T: DeserializeOwned>(
+    url: &str,
+    body: &B,
+) -> Result<T, ApiError> {
+    let response = Request::post(url)
+        .json(body)
+        .map_err(|_| ApiError::UnexpectedAnswer)?
+        .send()
+        .await
+        .map_err(|_| ApiError::Unreachable)?;
+    json_from(response).await
+}
+
+/// `PUT url` (no body); any 2xx is success.
+pub async fn put_empty(url: &str) -> Result<(), ApiError> {
+    let response = Request::put(url)
+        .send()
+        .await
+        .map_err(|_| ApiError::Unreachable)?;
+    ok_from(response).await
+}
+
+/// `DELETE url`; any 2xx is success.
+pub async fn delete(url: &str) -> Result<(), ApiError> {
+    let response = Request::delete(url)
+        .send()
+        .await
+        .map_err(|_| ApiError::Unreachable)?;
+    ok_from(response).await
+}
+
+/// `text` as one URL path segment or query value (percent-encoded).
+pub fn encode(text: &str) -> String {
+    String::from(js_sys::encode_uri_component(text))
+}
+
+async fn json_from<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {
+    if response.ok() {
+        response
+            .json::<T>()
+            .await
+            .map_err(|_| ApiError::UnexpectedAnswer)
+    } else {
+        Err(error_from(response).await)
+    }
+}
+
+async fn ok_from(response: Response) -> Result<(), ApiError> {
+    if response.ok() {
         Ok(())
     } else {
         Err(error_from(response).await)

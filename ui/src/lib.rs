@@ -6,10 +6,12 @@
 //!
 //! Module map: [`api`] owns the HTTP calls and their JSON shapes, [`login`] the sign-in form,
 //! [`shell`] the signed-in page (header and navigation), and [`app`] decides which one shows.
+//! [`map`] is the glue to Leaflet, for the map screens.
 
 pub mod api;
 pub mod app;
 pub mod login;
+pub mod map;
 pub mod shell;
 
 use wasm_bindgen::prelude::wasm_bindgen;

@@ -7,3 +7,5 @@
 //!   route modules convert store rows and domain values into these types, so the wire format
 //!   lives here and nowhere else.
 //! - What is on the wire stays as it is: the end-to-end tests (`tests/e2e`) check the JSON.
+
+pub mod owntracks;

@@ -45,6 +45,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub owntracks: OwnTracksConfig,
     pub alarm: AlarmFileConfig,
+    pub ui: UiConfig,
     /// `PORCHLIGHT_ADMIN_PASSWORD`: the first admin's password on an empty database.
     pub initial_admin_password: Option<Secret>,
 }
@@ -139,6 +140,27 @@ impl AlarmFileConfig {
     }
 }
 
+/// `[ui]`: what the web UI gets from the server (`GET /api/ui/config`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// The map's tile URL template (Leaflet's `{z}/{x}/{y}`, optionally `{s}`). Point it at a
+    /// tile server on the LAN to show maps without internet; without any tiles the map still
+    /// draws markers and tracks on a plain background.
+    pub tile_url: String,
+    /// The tiles' attribution shown in the map's corner (HTML).
+    pub tile_attribution: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            tile_url: "https://tile.openstreetmap.org/{z}/{x}/{y}.png".to_owned(),
+            tile_attribution: "&copy; <a href=\"https://www.openstreetmap.org/copyright\">OpenStreetMap</a> contributors".to_owned(),
+        }
+    }
+}
+
 /// `[owntracks]`: commands to phones and device onboarding.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -219,6 +241,7 @@ struct FileConfig {
     audit: AuditConfig,
     owntracks: OwnTracksConfig,
     alarm: AlarmFileConfig,
+    ui: UiConfig,
 }
 
 /// The commented example written on first start.
@@ -279,6 +302,7 @@ impl Config {
             audit: file.audit,
             owntracks: file.owntracks,
             alarm: file.alarm,
+            ui: file.ui,
             initial_admin_password: env_get("PORCHLIGHT_ADMIN_PASSWORD")
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
@@ -323,6 +347,9 @@ impl Config {
             return Err(Error::Config(
                 "alarm.event_retention_days must be from 1 to 36500".into(),
             ));
+        }
+        if self.ui.tile_url.trim().is_empty() {
+            return Err(Error::Config("ui.tile_url must not be empty".into()));
         }
         if self.owntracks.command_ttl_secs == 0 {
             return Err(Error::Config(
