@@ -6,12 +6,13 @@
 //!
 //! Module map: [`api`] owns the HTTP calls and their JSON shapes, [`login`] the sign-in form,
 //! [`shell`] the signed-in page (header and navigation), and [`app`] decides which one shows.
-//! [`map`] is the glue to Leaflet, for the map screens.
+//! [`map`] is the glue to Leaflet; [`screens`] holds the map screens (live, history, devices).
 
 pub mod api;
 pub mod app;
 pub mod login;
 pub mod map;
+pub mod screens;
 pub mod shell;
 
 use wasm_bindgen::prelude::wasm_bindgen;

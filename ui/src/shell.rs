@@ -7,6 +7,8 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, Session};
+use crate::screens::history::{self, HistoryPage};
+use crate::screens::live::LivePage;
 
 /// The parts of the app reachable from the navigation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,11 @@ pub fn Shell(
     /// Called after the server has ended the session.
     on_signed_out: Callback<()>,
 ) -> impl IntoView {
-    let current = RwSignal::new(Section::Map);
+    let current = RwSignal::new(if history::url_names_history() {
+        Section::History
+    } else {
+        Section::Map
+    });
     let signing_out = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
 
@@ -93,7 +99,7 @@ pub fn Shell(
         <div class="shell">
             <header class="topbar">
                 <span class="brand">"Porchlight"</span>
-                <span class="user" title="Signed in as">{session.username}</span>
+                <span class="user" title="Signed in as">{session.username.clone()}</span>
                 <button
                     type="button"
                     class="secondary"
@@ -114,12 +120,20 @@ pub fn Shell(
             <main class="content">
                 {move || {
                     let section = current.get();
+                    match section {
+                        Section::Map => return view! { <LivePage session=session.clone() /> }.into_any(),
+                        Section::History => {
+                            return view! { <HistoryPage session=session.clone() /> }.into_any();
+                        }
+                        _ => {}
+                    }
                     view! {
                         <section aria-labelledby="section-title">
                             <h2 id="section-title">{section.title()}</h2>
                             <p class="muted">{section.coming_later()}</p>
                         </section>
                     }
+                    .into_any()
                 }}
             </main>
         </div>

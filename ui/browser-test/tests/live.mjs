@@ -1,0 +1,65 @@
+// The live map: a phone publishes over MQTT and its marker appears on the map without a
+// reload, then moves when it publishes again; the list beside the map shows it; fit all and
+// follow; the time to first paint of the map; at phone and desktop sizes.
+import { apiAs, memberWithPhone, publishMqtt, signIn, eventually, VIEWPORTS } from "../lib/maps.mjs";
+
+export default async function live({ browser, base, runtime, USER, shots, check, expectEqual, errors }) {
+  const admin = await apiAs(base, USER.username, USER.password);
+  const phone = await memberWithPhone(admin, "livia", "pixel");
+  const now = () => Math.floor(Date.now() / 1000);
+
+  for (const [label, viewport] of VIEWPORTS) {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    page.on("pageerror", (error) => errors.push(`live ${label}: ${error.message}`));
+    const marker = page.locator('.person-marker[title="pixel"]');
+    const entry = page.locator('.device-pick[data-device="livia/pixel"]');
+
+    await check(`live ${label}: the map draws (first paint timed)`, async () => {
+      await signIn(page, base, "livia", phone.password);
+      const started = Date.now();
+      await page.reload();
+      await page.locator(".map.leaflet-container").waitFor({ timeout: 10_000 });
+      await page.getByRole("status").filter({ hasText: "Live" }).waitFor({ timeout: 10_000 });
+      console.log(`     map ready ${Date.now() - started} ms after reload (loopback, debug build unless release)`);
+    });
+
+    await check(`live ${label}: a phone's MQTT location appears without reload`, async () => {
+      const lat = label === "phone" ? 52.52 : 48.8566;
+      const lon = label === "phone" ? 13.405 : 2.3522;
+      await publishMqtt(runtime, phone, { lat, lon, tst: now(), acc: 25, batt: 81 });
+      await marker.waitFor({ timeout: 10_000 });
+      await entry.waitFor();
+      const text = await entry.textContent();
+      if (!text.includes(`${lat.toFixed(5)}, ${lon.toFixed(5)}`)) throw new Error(`list says ${text}`);
+      if (!text.includes("81%")) throw new Error(`no battery in ${text}`);
+      if (!text.includes("online")) throw new Error(`not online: ${text}`);
+      if (!/just now|min ago/.test(text)) throw new Error(`no age: ${text}`);
+      const circles = await page.locator("path.leaflet-interactive, .leaflet-overlay-pane path").count();
+      if (circles < 1) throw new Error("no accuracy circle drawn");
+    });
+
+    await check(`live ${label}: the marker moves when the phone publishes again`, async () => {
+      await entry.click(); // select it (and zoom to it)
+      expectEqual(await entry.getAttribute("aria-pressed"), "true", "picked in the list");
+      await page.waitForTimeout(600); // the zoom animation
+      const before = await marker.evaluate((el) => el.style.transform);
+      const lat = label === "phone" ? 52.5205 : 48.857;
+      const lon = label === "phone" ? 13.4095 : 2.356;
+      await publishMqtt(runtime, phone, { lat, lon, tst: now() + 1, acc: 10, batt: 79 });
+      await eventually("the list shows the new position", async () =>
+        (await entry.textContent()).includes(`${lat.toFixed(5)}, ${lon.toFixed(5)}`));
+      const after = await marker.evaluate((el) => el.style.transform);
+      if (after === before) throw new Error(`marker did not move (${before})`);
+      expectEqual(await marker.count(), 1, "one marker for the phone");
+      await page.screenshot({ path: `${shots}/${label}-live-map.png` });
+    });
+
+    await check(`live ${label}: follow and fit all`, async () => {
+      await page.getByLabel("Follow").check();
+      await page.getByRole("button", { name: "Fit all" }).click();
+      expectEqual(await page.getByLabel("Follow").isChecked(), false, "fit all stops following");
+    });
+    await context.close();
+  }
+}
