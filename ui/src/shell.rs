@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, Session};
+use crate::screens::devices::DevicesPage;
 use crate::screens::history::{self, HistoryPage};
 use crate::screens::live::LivePage;
 
@@ -15,14 +16,16 @@ use crate::screens::live::LivePage;
 enum Section {
     Map,
     History,
+    Devices,
     Alarm,
     Mqtt,
 }
 
 impl Section {
-    const ALL: [Section; 4] = [
+    const ALL: [Section; 5] = [
         Section::Map,
         Section::History,
+        Section::Devices,
         Section::Alarm,
         Section::Mqtt,
     ];
@@ -31,6 +34,7 @@ impl Section {
         match self {
             Section::Map => "Map",
             Section::History => "History",
+            Section::Devices => "Devices",
             Section::Alarm => "Alarm",
             Section::Mqtt => "MQTT settings",
         }
@@ -40,6 +44,7 @@ impl Section {
         match self {
             Section::Map => "The live map of tracked devices comes later.",
             Section::History => "Location and event history comes later.",
+            Section::Devices => "",
             Section::Alarm => "Arming, disarming and sensors come later.",
             Section::Mqtt => "Broker users and access rules come later.",
         }
@@ -124,6 +129,9 @@ pub fn Shell(
                         Section::Map => return view! { <LivePage session=session.clone() /> }.into_any(),
                         Section::History => {
                             return view! { <HistoryPage session=session.clone() /> }.into_any();
+                        }
+                        Section::Devices => {
+                            return view! { <DevicesPage session=session.clone() /> }.into_any();
                         }
                         _ => {}
                     }

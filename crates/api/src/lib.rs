@@ -8,4 +8,5 @@
 //!   lives here and nowhere else.
 //! - What is on the wire stays as it is: the end-to-end tests (`tests/e2e`) check the JSON.
 
+pub mod devices;
 pub mod owntracks;

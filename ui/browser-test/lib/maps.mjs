@@ -41,7 +41,8 @@ export async function publishMqtt(runtime, phone, point) {
   const payload = JSON.stringify({ _type: "location", tid: "ph", ...point });
   await run("mosquitto_pub", [
     "-h", "127.0.0.1", "-p", String(runtime.mqtt_port), "-q", "1",
-    "-i", `${phone.username}-${phone.device}-${Date.now() % 100000}`,
+    // A short client id: MQTT 3.1.1 servers may refuse ids over 23 characters.
+    "-i", `pub-${process.pid}-${Date.now() % 1000000}`,
     "-u", phone.username, "-P", phone.key,
     "-t", `owntracks/${phone.username}/${phone.device}`, "-m", payload,
   ]);

@@ -3,6 +3,7 @@
 //! and [`devices::DevicesPage`] (adding phones, commands, friends). Each keeps its texts in its
 //! own `text` module.
 
+pub mod devices;
 pub mod history;
 pub mod live;
 pub(crate) mod when;

@@ -43,27 +43,17 @@ impl From<&User> for UserView {
     }
 }
 
-/// An MQTT device of a user.
-#[derive(Debug, Serialize)]
-pub struct DeviceView {
-    pub id: i64,
-    pub user_id: i64,
-    pub username: String,
-    pub name: String,
-    pub created_at: i64,
-    pub last_seen_at: Option<i64>,
-}
+pub use porchlight_api::devices::DeviceView;
 
-impl From<&Device> for DeviceView {
-    fn from(d: &Device) -> Self {
-        DeviceView {
-            id: d.id,
-            user_id: d.user_id,
-            username: d.username.clone(),
-            name: d.name.clone(),
-            created_at: unix_ms(d.created_at),
-            last_seen_at: d.last_seen_at.map(unix_ms),
-        }
+/// A device key as the API shows it.
+pub fn device_view(d: &Device) -> DeviceView {
+    DeviceView {
+        id: d.id,
+        user_id: d.user_id,
+        username: d.username.clone(),
+        name: d.name.clone(),
+        created_at: unix_ms(d.created_at),
+        last_seen_at: d.last_seen_at.map(unix_ms),
     }
 }
 
