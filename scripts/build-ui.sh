@@ -12,9 +12,12 @@
 set -euo pipefail
 
 profile="${1:-release}"
+# Release builds use the size-optimised `wasm-release` profile (root Cargo.toml).
 case "$profile" in
-  release) cargo_profile_flag=(--release) ;;
-  debug) cargo_profile_flag=() ;;
+  # …and drop the wasm's name section (function names for stack traces: half the file).
+  release) cargo_profile_flag=(--profile wasm-release); profile_dir=wasm-release
+    bindgen_flags=(--remove-name-section) ;;
+  debug) cargo_profile_flag=(); profile_dir=debug; bindgen_flags=() ;;
   *) echo "usage: $0 [release|debug]" >&2; exit 64 ;;
 esac
 
@@ -50,13 +53,13 @@ cargo build -p porchlight-ui --target wasm32-unknown-unknown "${cargo_profile_fl
 
 target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}"
-wasm="$target_dir/wasm32-unknown-unknown/$profile/porchlight_ui.wasm"
+wasm="$target_dir/wasm32-unknown-unknown/$profile_dir/porchlight_ui.wasm"
 
 # Build into a fresh folder next to dist and swap, so a server never sees a half-written dist.
 staging="ui/dist.tmp"
 rm -rf "$staging"
 mkdir -p "$staging"
-wasm-bindgen --target web --no-typescript --out-dir "$staging/pkg" "$wasm"
+wasm-bindgen --target web --no-typescript "${bindgen_flags[@]}" --out-dir "$staging/pkg" "$wasm"
 cp ui/index.html ui/style.css ui/maps.css "$staging/"
 leaflet="$vendor/node_modules/leaflet/dist"
 mkdir -p "$staging/vendor/leaflet"
