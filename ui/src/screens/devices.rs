@@ -149,7 +149,10 @@ pub fn DevicesPage(
                     load.try_set(Load::Ready);
                 }
                 Err(error) => {
-                    load.try_set(Load::Failed(format!("{} {error}", text::LOAD_FAILED)));
+                    load.try_set(Load::Failed(crate::screens::failure(
+                        text::LOAD_FAILED,
+                        &error,
+                    )));
                 }
             }
         });
@@ -166,7 +169,7 @@ pub fn DevicesPage(
             .await;
             notice.try_set(Some(match result {
                 Ok(_) => Ok(text::SENT.to_owned()),
-                Err(error) => Err(format!("{} {error}", text::COMMAND_FAILED)),
+                Err(error) => Err(crate::screens::failure(text::COMMAND_FAILED, &error)),
             }));
         });
     };
@@ -199,7 +202,7 @@ pub fn DevicesPage(
                     reload();
                 }
                 Err(error) => {
-                    add_error.try_set(Some(format!("{} {error}", text::ADD_FAILED)));
+                    add_error.try_set(Some(crate::screens::failure(text::ADD_FAILED, &error)));
                 }
             }
             adding.try_set(false);
@@ -226,7 +229,8 @@ pub fn DevicesPage(
                     reload();
                 }
                 Err(error) => {
-                    friend_error.try_set(Some(format!("{} {error}", text::FRIEND_FAILED)));
+                    friend_error
+                        .try_set(Some(crate::screens::failure(text::FRIEND_FAILED, &error)));
                 }
             }
         });
@@ -360,7 +364,7 @@ pub fn DevicesPage(
                             reload();
                         }
                         Err(e) => {
-                            error.try_set(Some(format!("{} {e}", text::DELETE_FAILED)));
+                            error.try_set(Some(crate::screens::failure(text::DELETE_FAILED, &e)));
                         }
                     }
                 });

@@ -291,6 +291,8 @@ pub fn HistoryPage(
     let map_ref = NodeRef::<Div>::new();
     let map = StoredValue::new_local(None::<(Map, Group)>);
     let map_failed = RwSignal::new(false);
+    // Set once the map exists, so what draws on it runs again then.
+    let map_ready = RwSignal::new(false);
 
     let fetch_devices = move || {
         load.set(Load::Loading);
@@ -317,7 +319,10 @@ pub fn HistoryPage(
                     load.try_set(Load::Ready);
                 }
                 Err(error) => {
-                    load.try_set(Load::Failed(format!("{} {error}", text::LOAD_FAILED)));
+                    load.try_set(Load::Failed(crate::screens::failure(
+                        text::LOAD_FAILED,
+                        &error,
+                    )));
                 }
             }
         });
@@ -363,7 +368,7 @@ pub fn HistoryPage(
                     drawn.try_set(Some(d));
                 }
                 Err(error) => {
-                    track_error.try_set(Some(format!("{} {error}", text::TRACK_FAILED)));
+                    track_error.try_set(Some(crate::screens::failure(text::TRACK_FAILED, &error)));
                 }
             }
             fetching.try_set(false);
@@ -387,6 +392,15 @@ pub fn HistoryPage(
         }
     });
     let commit = move || committed.set(selection.get_untracked());
+    // Leaving the screen takes its selection out of the URL (it belongs to this screen).
+    on_cleanup(|| {
+        if let Some(window) = web_sys::window()
+            && let Ok(history) = window.history()
+            && let Ok(path) = window.location().pathname()
+        {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
+        }
+    });
 
     // The map, once its element and the settings are there.
     Effect::new(move |_| {
@@ -400,6 +414,7 @@ pub fn HistoryPage(
             Ok(created) => {
                 let group = created.group();
                 map.set_value(Some((created, group)));
+                map_ready.set(true);
             }
             Err(_) => map_failed.set(true),
         }
@@ -408,7 +423,7 @@ pub fn HistoryPage(
     // Draw the track.
     Effect::new(move |_| {
         let current = drawn.get();
-        settings.track();
+        map_ready.track();
         map.with_value(|m| {
             let Some((m, group)) = m else { return };
             group.clear();

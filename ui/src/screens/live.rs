@@ -89,6 +89,8 @@ pub fn LivePage(
     let feed = RwSignal::new(Feed::Connecting);
     let now = RwSignal::new(js_sys::Date::now());
     let map_failed = RwSignal::new(false);
+    // Set once the map exists, so what draws on it runs again then.
+    let map_ready = RwSignal::new(false);
     let map_ref = NodeRef::<Div>::new();
     let map = StoredValue::new_local(None::<(Map, Group)>);
     let people = StoredValue::new_local(HashMap::<i64, Person>::new());
@@ -111,7 +113,10 @@ pub fn LivePage(
                     socket.set_value(Some(live));
                 }
                 Err(error) => {
-                    load.try_set(Load::Failed(format!("{} {error}", text::LOAD_FAILED)));
+                    load.try_set(Load::Failed(crate::screens::failure(
+                        text::LOAD_FAILED,
+                        &error,
+                    )));
                 }
             }
         });
@@ -139,6 +144,7 @@ pub fn LivePage(
             Ok(created) => {
                 let group = created.group();
                 map.set_value(Some((created, group)));
+                map_ready.set(true);
                 let points = located(&devices.get_untracked());
                 map.with_value(|m| {
                     if let Some((m, _)) = m {
@@ -153,7 +159,7 @@ pub fn LivePage(
     // Markers follow the devices.
     Effect::new(move |_| {
         let all = devices.get();
-        settings.track();
+        map_ready.track();
         let follow_id = follow.get().then(|| selected.get_untracked()).flatten();
         map.with_value(|m| {
             let Some((m, group)) = m else { return };
