@@ -8,6 +8,13 @@ export default async function live({ browser, base, runtime, USER, shots, check,
   const phone = await memberWithPhone(admin, "livia", "pixel");
   const now = () => Math.floor(Date.now() / 1000);
 
+  await check("live: GET /api/ui/config gives the map's tiles to signed-in users only", async () => {
+    const config = await admin("GET", "api/ui/config");
+    expectEqual(config.tile_url, "https://tile.openstreetmap.org/{z}/{x}/{y}.png", "default tile URL");
+    if (!config.tile_attribution.includes("OpenStreetMap")) throw new Error(`attribution: ${config.tile_attribution}`);
+    expectEqual((await fetch(`${base}api/ui/config`)).status, 401, "signed out");
+  });
+
   for (const [label, viewport] of VIEWPORTS) {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
