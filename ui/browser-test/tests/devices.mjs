@@ -99,6 +99,31 @@ export default async function devices({ browser, base, runtime, USER, shots, che
       expectEqual(JSON.parse(got).action, "reportLocation", "command on the phone's topic");
     });
 
+    await check(`devices ${label}: a region is checked, then sent as setWaypoints`, async () => {
+      await row.getByRole("button", { name: "Add region…" }).click();
+      await page.getByRole("button", { name: "Send region" }).click();
+      await page.getByText("Give the region a name").waitFor({ timeout: 5_000 });
+      const sub = spawn("mosquitto_sub", [
+        "-h", "127.0.0.1", "-p", String(runtime.mqtt_port), "-u", "dora", "-P", key,
+        "-i", `sub2-${label}-${process.pid}`, "-t", `owntracks/dora/${name}/cmd`, "-C", "1", "-W", "10",
+      ]);
+      let got = "";
+      sub.stdout.on("data", (d) => { got += d; });
+      const done = new Promise((r) => sub.on("exit", r));
+      await new Promise((r) => setTimeout(r, 500));
+      await page.getByLabel("Region name").fill("Home");
+      await page.getByLabel("Latitude").fill("59.3293");
+      await page.getByLabel("Longitude").fill("18.0686");
+      await page.getByLabel("Radius (m)").fill("150");
+      await page.getByRole("button", { name: "Send region" }).click();
+      await page.getByText("Sent to the phone.").waitFor({ timeout: 5_000 });
+      await done;
+      const command = JSON.parse(got);
+      expectEqual(command.action, "setWaypoints", "action");
+      const region = command.waypoints.waypoints[0];
+      expectEqual([region.desc, region.lat, region.lon, region.rad].join(" "), "Home 59.3293 18.0686 150", "region");
+    });
+
     await check(`devices ${label}: friends are granted and removed`, async () => {
       await page.getByLabel("User name").fill("erik");
       await page.getByRole("button", { name: "Allow" }).click();
