@@ -20,6 +20,9 @@ export default async function history({ browser, base, USER, shots, check, expec
   times.push(new Date(y, m, d, 12, 59, 30).getTime());
   times.sort((a, b) => a - b);
   await publishHttp(base, phone, times.map((t, i) => ({ tst: Math.floor(t / 1000), lat: 47.37 + i * 0.002, lon: 8.54 + i * 0.003, acc: 8 })));
+  // A region entry at 09:10, shown as a pin in any window that holds it.
+  const entered = new Date(y, m, d, 9, 10).getTime() / 1000;
+  await publishHttp(base, phone, [{ _type: "transition", event: "enter", desc: "Office", t: "c", tst: entered, wtst: entered - 86400, lat: 47.375, lon: 8.55, acc: 10 }]);
   const minuteOf = (hhmm) => new Date(y, m, d, Number(hhmm.slice(0, 2)), Number(hhmm.slice(3, 5))).getTime();
   const expected = (from, to) => times.filter((t) => t >= minuteOf(from) && t < minuteOf(to) + 60_000).length;
 
@@ -48,6 +51,7 @@ export default async function history({ browser, base, USER, shots, check, expec
       expectEqual(await toLabel.textContent(), "23:59", "to label");
       const dots = await page.locator(".track-point").count();
       expectEqual(dots, 15, "points drawn on the map");
+      await page.locator('.leaflet-marker-icon[title^="Entered Office 09:10"]').waitFor({ timeout: 5_000 });
     });
 
     await check(`history ${label}: dragging the start handle narrows the window (labels live)`, async () => {
