@@ -471,6 +471,21 @@ mod tests {
     }
 
     #[test]
+    fn the_map_tiles_default_to_openstreetmap_and_follow_the_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.ui, UiConfig::default());
+        assert!(c.ui.tile_url.starts_with("https://tile.openstreetmap.org/"));
+        let lan = "http://tiles.lan/{z}/{x}/{y}.png";
+        let c =
+            Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_UI__TILE_URL", lan)])).unwrap();
+        assert_eq!(c.ui.tile_url, lan);
+        assert!(
+            Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_UI__TILE_URL", " ")])).is_err()
+        );
+    }
+
+    #[test]
     fn flags_beat_env_which_beats_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
