@@ -6,7 +6,9 @@ import { apiAs, memberWithPhone, publishMqtt, signIn, eventually, VIEWPORTS } fr
 export default async function live({ browser, base, runtime, USER, shots, check, expectEqual, errors }) {
   const admin = await apiAs(base, USER.username, USER.password);
   const phone = await memberWithPhone(admin, "livia", "pixel");
-  const now = () => Math.floor(Date.now() / 1000);
+  // Each point newer than the last (the map never moves a marker back to an older point).
+  let clock = 0;
+  const next = () => (clock = Math.max(clock + 1, Math.floor(Date.now() / 1000)));
 
   await check("live: GET /api/ui/config gives the map's tiles to signed-in users only", async () => {
     const config = await admin("GET", "api/ui/config");
@@ -17,6 +19,11 @@ export default async function live({ browser, base, runtime, USER, shots, check,
 
   for (const [label, viewport] of VIEWPORTS) {
     const context = await browser.newContext({ viewport });
+    // Every /ws/live connection passes through here, so the test can drop one.
+    const sockets = [];
+    await context.routeWebSocket(/\/ws\/live$/, (ws) => {
+      sockets.push({ page: ws, server: ws.connectToServer() });
+    });
     const page = await context.newPage();
     page.on("pageerror", (error) => errors.push(`live ${label}: ${error.message}`));
     const marker = page.locator('.person-marker[title="pixel"]');
@@ -36,7 +43,7 @@ export default async function live({ browser, base, runtime, USER, shots, check,
     await check(`live ${label}: a phone's MQTT location appears without reload`, async () => {
       const lat = label === "phone" ? 52.52 : 48.8566;
       const lon = label === "phone" ? 13.405 : 2.3522;
-      await publishMqtt(runtime, phone, { lat, lon, tst: now(), acc: 25, batt: 81 });
+      await publishMqtt(runtime, phone, { lat, lon, tst: next(), acc: 25, batt: 81 });
       await marker.waitFor({ timeout: 10_000 });
       await entry.waitFor();
       const text = await entry.textContent();
@@ -55,13 +62,29 @@ export default async function live({ browser, base, runtime, USER, shots, check,
       const before = await marker.evaluate((el) => el.style.transform);
       const lat = label === "phone" ? 52.5205 : 48.857;
       const lon = label === "phone" ? 13.4095 : 2.356;
-      await publishMqtt(runtime, phone, { lat, lon, tst: now() + 1, acc: 10, batt: 79 });
+      await publishMqtt(runtime, phone, { lat, lon, tst: next(), acc: 10, batt: 79 });
       await eventually("the list shows the new position", async () =>
         (await entry.textContent()).includes(`${lat.toFixed(5)}, ${lon.toFixed(5)}`));
       const after = await marker.evaluate((el) => el.style.transform);
       if (after === before) throw new Error(`marker did not move (${before})`);
       expectEqual(await marker.count(), 1, "one marker for the phone");
       await page.screenshot({ path: `${shots}/${label}-live-map.png` });
+    });
+
+    await check(`live ${label}: the feed reconnects by itself and catches up`, async () => {
+      const opened = sockets.length;
+      const last = sockets.at(-1);
+      await last.server.close();
+      await last.page.close({ code: 1011, reason: "test drops the feed" });
+      await page.getByRole("status").filter({ hasText: /Reconnecting in \d+ s/ }).waitFor({ timeout: 5_000 });
+      const lat = label === "phone" ? 52.521 : 48.858;
+      const lon = label === "phone" ? 13.41 : 2.357;
+      // Published while the feed is down: the new connection's snapshot brings it.
+      await publishMqtt(runtime, phone, { lat, lon, tst: next(), acc: 10, batt: 78 });
+      await page.getByRole("status").filter({ hasText: /^Live$/ }).waitFor({ timeout: 15_000 });
+      expectEqual(sockets.length, opened + 1, "one new WebSocket");
+      await eventually("the list shows the position sent while the feed was down", async () =>
+        (await entry.textContent()).includes(`${lat.toFixed(5)}, ${lon.toFixed(5)}`));
     });
 
     await check(`live ${label}: after a reload the marker is drawn from the last positions`, async () => {
