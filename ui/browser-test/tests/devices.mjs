@@ -130,7 +130,8 @@ export default async function devices({ browser, base, runtime, USER, shots, che
       await page.getByText("may see my devices").waitFor({ timeout: 5_000 });
       const grants = await admin("GET", "api/friends");
       if (!grants.some((g) => g.owner === "dora" && g.viewer === "erik")) throw new Error("no grant on the server");
-      await page.screenshot({ path: `${shots}/${label}-devices.png`, fullPage: true });
+      await page.screenshot({ path: `${shots}/${label}-devices.png` });
+      await page.screenshot({ path: `${shots}/${label}-devices-full.png`, fullPage: true });
       await page.locator("ul.friends").getByRole("button", { name: "Remove" }).click();
       await page.getByText("Nobody else sees your devices.").waitFor({ timeout: 5_000 });
     });
