@@ -558,19 +558,17 @@ pub fn HistoryPage(
             .collect_view()
     };
 
+    // The highlighted span between the handles; the handles' centres travel between the
+    // track's ends inset by half a handle (0.7rem, see maps.css).
+    let fraction = |minute: u32| f64::from(minute) / f64::from(LAST_MINUTE);
     let range_left = move || {
-        selection.with(|s| {
-            format!(
-                "{:.3}%",
-                f64::from(s.start) * 100.0 / f64::from(LAST_MINUTE)
-            )
-        })
+        selection.with(|s| format!("calc(0.7rem + (100% - 1.4rem) * {:.4})", fraction(s.start)))
     };
     let range_width = move || {
         selection.with(|s| {
             format!(
-                "{:.3}%",
-                f64::from(s.end.saturating_sub(s.start)) * 100.0 / f64::from(LAST_MINUTE)
+                "calc((100% - 1.4rem) * {:.4})",
+                fraction(s.end.saturating_sub(s.start))
             )
         })
     };
