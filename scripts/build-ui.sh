@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# Builds the web UI into ui/dist/ (index.html, style.css, pkg/), which the server serves at `/`.
+# Builds the web UI into ui/dist/ (index.html, style.css, pkg/, vendor/), which the server
+# serves at `/`.
 #
 # Usage: scripts/build-ui.sh [release|debug]   (default: release)
 # Respects CARGO_TARGET_DIR. Installs the wasm32 target and wasm-bindgen-cli only when missing;
 # the CLI version is read from ui/Cargo.toml, where wasm-bindgen is pinned with `=`, so the two
-# always match. Safe to run again: it rebuilds incrementally and replaces ui/dist/ as a whole.
+# always match. Third-party browser code (Leaflet) is pinned in ui/vendor/package-lock.json:
+# `npm ci` runs there only when its node_modules is missing or the lock changed, and the files
+# the page loads are copied into dist/vendor/ (served by us: no CDN). Safe to run again: it
+# rebuilds incrementally and replaces ui/dist/ as a whole.
 set -euo pipefail
 
 profile="${1:-release}"
+# Release builds use the size-optimised `wasm-release` profile (root Cargo.toml).
 case "$profile" in
-  release) cargo_profile_flag=(--release) ;;
-  debug) cargo_profile_flag=() ;;
+  # …and drop the wasm's name section (function names for stack traces: half the file).
+  release) cargo_profile_flag=(--profile wasm-release); profile_dir=wasm-release
+    bindgen_flags=(--remove-name-section) ;;
+  debug) cargo_profile_flag=(); profile_dir=debug; bindgen_flags=() ;;
   *) echo "usage: $0 [release|debug]" >&2; exit 64 ;;
 esac
 
@@ -34,18 +41,30 @@ if ! command -v wasm-bindgen >/dev/null 2>&1 \
   cargo install wasm-bindgen-cli --version "$bindgen_version"
 fi
 
+# Leaflet from npm, installed from the lock; the lock's copy inside node_modules marks what is
+# installed, so a changed lock reinstalls and an unchanged one costs nothing.
+vendor="ui/vendor"
+if ! cmp -s "$vendor/package-lock.json" "$vendor/node_modules/.porchlight-installed-lock"; then
+  (cd "$vendor" && npm ci --no-audit --no-fund)
+  cp "$vendor/package-lock.json" "$vendor/node_modules/.porchlight-installed-lock"
+fi
+
 cargo build -p porchlight-ui --target wasm32-unknown-unknown "${cargo_profile_flag[@]}"
 
 target_dir="${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}"
-wasm="$target_dir/wasm32-unknown-unknown/$profile/porchlight_ui.wasm"
+wasm="$target_dir/wasm32-unknown-unknown/$profile_dir/porchlight_ui.wasm"
 
 # Build into a fresh folder next to dist and swap, so a server never sees a half-written dist.
 staging="ui/dist.tmp"
 rm -rf "$staging"
 mkdir -p "$staging"
-wasm-bindgen --target web --no-typescript --out-dir "$staging/pkg" "$wasm"
-cp ui/index.html ui/style.css "$staging/"
+wasm-bindgen --target web --no-typescript "${bindgen_flags[@]}" --out-dir "$staging/pkg" "$wasm"
+cp ui/index.html ui/style.css ui/maps.css "$staging/"
+leaflet="$vendor/node_modules/leaflet/dist"
+mkdir -p "$staging/vendor/leaflet"
+cp "$leaflet/leaflet.js" "$leaflet/leaflet.css" "$staging/vendor/leaflet/"
+cp -r "$leaflet/images" "$staging/vendor/leaflet/"
 rm -rf ui/dist
 mv "$staging" ui/dist
 

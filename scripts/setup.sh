@@ -5,10 +5,11 @@
 # Usage: scripts/setup.sh [run|test]   (default: test)
 #   run   what building and running the headless server needs: a C toolchain (SQLite and the
 #         TLS library are compiled from source), the wasm32 target and wasm-bindgen-cli for the
-#         web UI. Nothing else: no browser, no WebKitGTK, no display server.
+#         web UI, Node.js and npm (the UI's Leaflet comes from npm, see ui/vendor). Nothing
+#         else: no browser, no WebKitGTK, no display server.
 #   test  all of `run`, plus the test toolchain: WebKitGTK (desktop build), Mosquitto and its
 #         clients, Xvfb and ImageMagick (desktop window test), Chromium and playwright-core
-#         (browser test), Node.js.
+#         (browser test), zbar-tools (decodes the onboarding QR code in the browser test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,8 +30,9 @@ if [ "$mode" = test ]; then
     librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
     # Peers for tests: Debian's Mosquitto broker and clients; a display and screenshots
     mosquitto mosquitto-clients xvfb imagemagick x11-utils
-    # A real browser for the UI test (driven by playwright-core from npm)
-    chromium
+    # A real browser for the UI test (driven by playwright-core from npm); zbarimg reads the
+    # device onboarding QR code the UI shows
+    chromium zbar-tools
   )
 fi
 
@@ -38,11 +40,10 @@ need_apt=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
 done
-if [ "$mode" = test ]; then
-  # Node.js runs the browser test; use the machine's if it has one (it may not be Debian's).
-  command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
-  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
-fi
+# Node.js: npm installs the UI's Leaflet (scripts/build-ui.sh) and runs the browser test; use
+# the machine's if it has one (it may not be Debian's).
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing apt packages: ${need_apt[*]}"
   SUDO=""

@@ -559,6 +559,46 @@ async fn a_device_key_publishes_only_as_its_own_device() {
 }
 
 #[tokio::test]
+async fn a_new_key_that_reuses_a_deleted_keys_id_publishes_as_its_own_device() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let key = user_with_device(&s, &admin, "alice", "user").await;
+    let store = s.running.store();
+    let mut phone = Phone::connect(&s, "alice-phone", "alice", &key).await;
+    phone
+        .publish_acked("owntracks/alice/phone", location(1764000001).as_bytes())
+        .await;
+    assert!(device_id(store, "alice", "phone").await.is_some());
+    drop(phone);
+
+    // Deleting the newest key and adding another: SQLite gives the new key the same id.
+    let r = admin
+        .delete(s.url("/api/devices/alice/phone?history=purge"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let added: Value = admin
+        .post(s.url("/api/devices"))
+        .json(&json!({ "username": "alice", "name": "tablet" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = added["mqtt_password"].as_str().unwrap();
+    let mut tablet = Phone::connect(&s, "alice-tablet", "alice", key).await;
+    tablet
+        .publish_acked("owntracks/alice/tablet", location(1764000002).as_bytes())
+        .await;
+    assert!(device_id(store, "alice", "tablet").await.is_some());
+    let counts = health_owntracks(&s).await;
+    assert_eq!(counts["rejected"], json!({}), "{counts}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_resent_point_is_stored_once() {
     let s = TestServer::start().await;
     let admin = s.admin().await;

@@ -7,8 +7,8 @@
 //! Module map: [`api`] owns the HTTP calls (on the shapes of `porchlight-api`), [`load`] the
 //! loading/error/retry states, [`router`] the URLs (History API), [`live`] the `/ws/live`
 //! WebSocket, [`login`] the sign-in form and one-time password prompt, [`shell`] the signed-in
-//! page (header, navigation, current screen), [`screens`] one module per screen, and [`app`]
-//! decides which one shows.
+//! page (header, navigation, current screen), [`screens`] one module per screen, [`map`] the
+//! glue to Leaflet, and [`app`] decides which one shows.
 
 pub mod api;
 pub mod app;
@@ -16,6 +16,7 @@ pub mod live;
 pub mod load;
 pub mod login;
 pub mod router;
+pub mod map;
 pub mod screens;
 pub mod shell;
 

@@ -38,15 +38,6 @@ mod text {
             Route::Login | Route::NotFound => "",
         }
     }
-
-    pub fn coming_later(route: Route) -> &'static str {
-        match route {
-            Route::Map => "The live map of tracked devices.",
-            Route::History => "Where each device went, by day and time.",
-            Route::Devices => "Phones and other devices, and adding new ones.",
-            _ => "",
-        }
-    }
 }
 
 #[component]
@@ -110,12 +101,13 @@ pub fn Shell(
             Route::AlarmSettings => {
                 view! { <screens::alarm_settings::AlarmSettingsPage /> }.into_any()
             }
-            // MERGE: the ui-maps branch provides these three screens; wire them here as
-            // `<screens::live::LivePage session=session />`, `history::HistoryPage`,
-            // `devices::DevicesPage`.
-            Route::Map | Route::Login => placeholder(Route::Map),
-            Route::History => placeholder(Route::History),
-            Route::Devices => placeholder(Route::Devices),
+            Route::Map | Route::Login => view! { <screens::live::LivePage session=session /> }.into_any(),
+            Route::History => {
+                view! { <screens::history::HistoryPage session=session /> }.into_any()
+            }
+            Route::Devices => {
+                view! { <screens::devices::DevicesPage session=session /> }.into_any()
+            }
             Route::Users => view! { <screens::users::UsersPage session=session /> }.into_any(),
             Route::Profile => {
                 view! { <screens::profile::ProfilePage session=session /> }.into_any()
@@ -157,15 +149,4 @@ pub fn Shell(
             <main class="content">{screen}</main>
         </div>
     }
-}
-
-/// A screen that another branch or a later change provides.
-fn placeholder(route: Route) -> AnyView {
-    view! {
-        <section aria-labelledby="screen-title">
-            <h1 id="screen-title">{text::title(route)}</h1>
-            <p class="muted">{text::coming_later(route)}</p>
-        </section>
-    }
-    .into_any()
 }

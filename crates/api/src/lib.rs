@@ -11,3 +11,5 @@
 pub mod account;
 pub mod alarm;
 pub mod mqtt;
+pub mod devices;
+pub mod owntracks;

@@ -45,6 +45,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub owntracks: OwnTracksConfig,
     pub alarm: AlarmFileConfig,
+    pub ui: UiConfig,
     /// `PORCHLIGHT_ADMIN_PASSWORD`: the first admin's password on an empty database.
     pub initial_admin_password: Option<Secret>,
 }
@@ -144,6 +145,27 @@ impl AlarmFileConfig {
     }
 }
 
+/// `[ui]`: what the web UI gets from the server (`GET /api/ui/config`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// The map's tile URL template (Leaflet's `{z}/{x}/{y}`, optionally `{s}`). Point it at a
+    /// tile server on the LAN to show maps without internet; without any tiles the map still
+    /// draws markers and tracks on a plain background.
+    pub tile_url: String,
+    /// The tiles' attribution shown in the map's corner (HTML).
+    pub tile_attribution: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            tile_url: "https://tile.openstreetmap.org/{z}/{x}/{y}.png".to_owned(),
+            tile_attribution: "&copy; <a href=\"https://www.openstreetmap.org/copyright\">OpenStreetMap</a> contributors".to_owned(),
+        }
+    }
+}
+
 /// `[owntracks]`: commands to phones and device onboarding.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -224,6 +246,7 @@ struct FileConfig {
     audit: AuditConfig,
     owntracks: OwnTracksConfig,
     alarm: AlarmFileConfig,
+    ui: UiConfig,
 }
 
 /// The commented example written on first start.
@@ -284,6 +307,7 @@ impl Config {
             audit: file.audit,
             owntracks: file.owntracks,
             alarm: file.alarm,
+            ui: file.ui,
             initial_admin_password: env_get("PORCHLIGHT_ADMIN_PASSWORD")
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
@@ -334,6 +358,9 @@ impl Config {
                 "alarm.node_id must be 1 to 32 of a-z, 0-9, _ and -, not {:?}",
                 self.alarm.node_id
             )));
+        }
+        if self.ui.tile_url.trim().is_empty() {
+            return Err(Error::Config("ui.tile_url must not be empty".into()));
         }
         if self.owntracks.command_ttl_secs == 0 {
             return Err(Error::Config(
@@ -452,6 +479,21 @@ mod tests {
         assert_eq!(c.mqtt.port, 1883);
         assert_eq!(c.mqtt.max_payload, 262_144);
         assert!(c.initial_admin_password.is_none());
+    }
+
+    #[test]
+    fn the_map_tiles_default_to_openstreetmap_and_follow_the_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.ui, UiConfig::default());
+        assert!(c.ui.tile_url.starts_with("https://tile.openstreetmap.org/"));
+        let lan = "http://tiles.lan/{z}/{x}/{y}.png";
+        let c =
+            Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_UI__TILE_URL", lan)])).unwrap();
+        assert_eq!(c.ui.tile_url, lan);
+        assert!(
+            Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_UI__TILE_URL", " ")])).is_err()
+        );
     }
 
     #[test]

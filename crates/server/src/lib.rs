@@ -373,6 +373,10 @@ pub async fn start_with_overrides(
         alarm: alarm.handle(),
         alarm_live: http::live_feed(alarm.handle(), store.clone()),
         mqtt_link: mqtt_link.handle(),
+        map: Arc::new(porchlight_api::owntracks::MapSettings {
+            tile_url: config.ui.tile_url.trim().to_owned(),
+            tile_attribution: config.ui.tile_attribution.clone(),
+        }),
     };
     let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(http_listener, state, async move {

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use porchlight_api::devices::AddedDevice;
 use porchlight_domain::Role;
 use porchlight_domain::account::validate_password;
 use porchlight_domain::secret::Secret;
@@ -23,7 +24,8 @@ use super::history::{self, History};
 use super::onboarding;
 use super::owntracks_keys;
 use super::views::{
-    ApiTokenView, AuditEntryView, DeviceView, UserView, audit_view, token_view, user_view, views,
+    ApiTokenView, AuditEntryView, DeviceView, UserView, audit_view, device_view, token_view,
+    user_view, views,
 };
 use crate::login::LoginRefused;
 
@@ -219,31 +221,18 @@ pub async fn list_devices(
     CurrentUser(user): CurrentUser,
 ) -> ApiResult<Json<Vec<DeviceView>>> {
     let scope = (user.role != Role::Admin).then_some(user.id);
-    Ok(Json(views(&state.store.list_devices(scope).await?)))
+    Ok(Json(
+        state
+            .store
+            .list_devices(scope)
+            .await?
+            .iter()
+            .map(device_view)
+            .collect(),
+    ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewDevice {
-    name: String,
-    /// Only admins may add devices for someone else.
-    username: Option<String>,
-    /// The OwnTracks app's mode in the returned `.otrc`: `mqtt` (the default when the broker
-    /// runs) or `http`.
-    mode: Option<OnboardingMode>,
-    /// Also generate a payload encryption key, stored for decryption and carried in the
-    /// `.otrc` as `encryptionKey` (and returned once as `encryption_key`).
-    #[serde(default)]
-    encryption: bool,
-}
-
-/// How the phone of a new device talks to us.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnboardingMode {
-    Mqtt,
-    Http,
-}
+pub use porchlight_api::devices::{NewDevice, OnboardingMode};
 
 /// `POST /api/devices`: a device key, shown once, with everything an OwnTracks app needs to
 /// use it: `otrc` (the `.otrc` configuration, ADR 0007), `inline_url`
@@ -255,7 +244,7 @@ pub async fn add_device(
     CurrentUser(caller): CurrentUser,
     headers: HeaderMap,
     ApiJson(req): ApiJson<NewDevice>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<AddedDevice>)> {
     let owner = req.username.unwrap_or_else(|| caller.username.clone());
     if owner != caller.username && caller.role != Role::Admin {
         return Err(ApiError::Forbidden);
@@ -299,15 +288,15 @@ pub async fn add_device(
     let inline_url = config.inline_url();
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "device": DeviceView::from(&device),
-            "mqtt_username": owner,
-            "mqtt_password": key.expose(),
-            "otrc": config.to_json(),
-            "inline_url": inline_url,
-            "qr_svg": onboarding::qr_svg(&inline_url),
-            "encryption_key": encryption_key.as_ref().map(|k| k.expose()),
-        })),
+        Json(AddedDevice {
+            device: device_view(&device),
+            mqtt_username: owner,
+            mqtt_password: key.expose().to_owned(),
+            otrc: config.to_json(),
+            qr_svg: onboarding::qr_svg(&inline_url),
+            inline_url,
+            encryption_key: encryption_key.as_ref().map(|k| k.expose().to_owned()),
+        }),
     ))
 }
 

@@ -19,30 +19,21 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
+use porchlight_api::owntracks::FriendshipView;
 use porchlight_domain::Role;
 use porchlight_store::{AuditEntry, AuditKind, Friendship, User};
-use serde::Serialize;
 
 use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiResult};
 use super::views::unix_ms;
 
-/// One grant: `owner`'s devices are shown to `viewer`.
-#[derive(Debug, Serialize)]
-pub struct FriendshipView {
-    pub owner: String,
-    pub viewer: String,
-    pub created_at: i64,
-}
-
-impl From<&Friendship> for FriendshipView {
-    fn from(f: &Friendship) -> Self {
-        FriendshipView {
-            owner: f.owner.clone(),
-            viewer: f.viewer.clone(),
-            created_at: unix_ms(f.created_at),
-        }
+/// One grant as the API shows it.
+fn friendship_view(f: &Friendship) -> FriendshipView {
+    FriendshipView {
+        owner: f.owner.clone(),
+        viewer: f.viewer.clone(),
+        created_at: unix_ms(f.created_at),
     }
 }
 
@@ -53,7 +44,7 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<FriendshipView>>> {
     let of = (user.role != Role::Admin).then_some(user.id);
     let friendships = state.store.friendships(of).await?;
-    Ok(Json(friendships.iter().map(FriendshipView::from).collect()))
+    Ok(Json(friendships.iter().map(friendship_view).collect()))
 }
 
 /// `PUT /api/friends/{viewer}`.
@@ -119,7 +110,7 @@ async fn grant_as(
     let (friendship, new) = state.store.grant_friendship(&owner, &viewer, now).await?;
     state.friends.reload().await?;
     if !new {
-        return Ok((StatusCode::OK, Json(FriendshipView::from(&friendship))));
+        return Ok((StatusCode::OK, Json(friendship_view(&friendship))));
     }
     tracing::info!(by = %caller.username, %owner, %viewer, "friendship granted");
     audit(
@@ -131,7 +122,7 @@ async fn grant_as(
         &friendship,
         now,
     );
-    Ok((StatusCode::CREATED, Json(FriendshipView::from(&friendship))))
+    Ok((StatusCode::CREATED, Json(friendship_view(&friendship))))
 }
 
 async fn revoke_as(

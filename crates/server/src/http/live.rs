@@ -48,7 +48,7 @@ use tokio::sync::{broadcast, watch};
 use super::AppState;
 use super::auth::{Credential, CurrentUser};
 use super::error::{ApiError, ApiResult};
-use super::views::{LiveDeviceView, LiveMessage};
+use super::views::{LiveDeviceView, LiveMessage, live_device, live_message};
 use super::visibility::{may_see, visible_users};
 use crate::owntracks::LiveEvent;
 
@@ -107,7 +107,7 @@ async fn visible_devices(
         .last_locations(visible_users(viewer, friends))
         .await?
         .iter()
-        .map(LiveDeviceView::from)
+        .map(live_device)
         .collect())
 }
 
@@ -234,7 +234,7 @@ impl Viewer {
                 Next::Event(Ok(event)) => {
                     let visible = may_see(&self.user, event.user_id, &self.friends.borrow());
                     if visible {
-                        self.send(&LiveMessage::from(event.as_ref())).await?;
+                        self.send(&live_message(event.as_ref())).await?;
                     }
                 }
                 Next::FriendsChanged => {
@@ -335,7 +335,7 @@ mod tests {
                 },
             },
         };
-        let value = serde_json::to_value(LiveMessage::from(&event)).unwrap();
+        let value = serde_json::to_value(live_message(&event)).unwrap();
         assert_eq!(
             value,
             json!({ "type": "location", "user": "alice", "user_id": 2, "device": "phone",
@@ -346,7 +346,7 @@ mod tests {
             ..event
         };
         assert_eq!(
-            serde_json::to_value(LiveMessage::from(&status)).unwrap()["online"],
+            serde_json::to_value(live_message(&status)).unwrap()["online"],
             false
         );
         assert_eq!(

@@ -23,6 +23,7 @@ mod owntracks_keys;
 pub(crate) mod owntracks_pub;
 mod recorder;
 mod tracks;
+mod ui_config;
 mod views;
 mod visibility;
 
@@ -80,6 +81,8 @@ pub struct AppState {
     pub alarm_live: tokio::sync::watch::Receiver<Option<Arc<str>>>,
     /// The link to an external MQTT broker: its settings, status and test connection.
     pub mqtt_link: crate::mqtt_link::MqttLinkHandle,
+    /// `[ui]` of the config: the map's tiles, for `GET /api/ui/config`.
+    pub map: Arc<porchlight_api::owntracks::MapSettings>,
 }
 
 pub(crate) use alarm::live_feed;
@@ -141,6 +144,7 @@ pub fn router(state: AppState) -> Router {
             "/users/{owner}/friends/{viewer}",
             put(friends::grant).delete(friends::revoke),
         )
+        .route("/ui/config", get(ui_config::get))
         .route("/owntracks/card", put(cards::set))
         .route("/owntracks/devices", get(owntracks_devices::list))
         .route("/owntracks/devices/{id}/track", get(tracks::track))

@@ -14,13 +14,13 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use porchlight_store::TransitionEvent;
-use serde::{Deserialize, Serialize};
+use porchlight_api::owntracks::{TransitionView, WaypointView};
+use serde::Deserialize;
 
 use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, ApiResult};
-use super::views::{LiveDeviceView, ceil_secs, unix_ms};
+use super::views::{LiveDeviceView, ceil_secs, live_device, transition_event, unix_ms};
 use super::visibility::visible_users;
 
 /// Most transitions one answer holds (the newest are dropped beyond it; narrow the window).
@@ -40,7 +40,7 @@ pub async fn list(
             .last_locations(visible)
             .await?
             .iter()
-            .map(LiveDeviceView::from)
+            .map(live_device)
             .collect(),
     ))
 }
@@ -49,32 +49,6 @@ pub async fn list(
 pub struct WindowQuery {
     from: Option<i64>,
     to: Option<i64>,
-}
-
-/// A region enter/leave event; `at` is the phone's time in Unix milliseconds.
-#[derive(Serialize)]
-pub struct TransitionView {
-    at: i64,
-    /// `enter` or `leave`.
-    event: &'static str,
-    desc: Option<String>,
-    rid: Option<String>,
-    lat: Option<f64>,
-    lon: Option<f64>,
-    acc: Option<f64>,
-}
-
-/// A region the phone monitors; `tst` (Unix seconds) is its identity on the phone, as in
-/// OwnTracks' `setWaypoints`.
-#[derive(Serialize)]
-pub struct WaypointView {
-    tst: i64,
-    desc: String,
-    lat: f64,
-    lon: f64,
-    /// Radius in metres.
-    rad: Option<i64>,
-    rid: Option<String>,
 }
 
 /// `GET /api/owntracks/devices/{id}/transitions?from=&to=`.
@@ -100,10 +74,7 @@ pub async fn transitions(
             .take(MAX_TRANSITIONS)
             .map(|t| TransitionView {
                 at: t.tst.saturating_mul(1000),
-                event: match t.transition.event {
-                    TransitionEvent::Enter => "enter",
-                    TransitionEvent::Leave => "leave",
-                },
+                event: transition_event(t.transition.event),
                 desc: t.transition.description,
                 rid: t.transition.rid,
                 lat: t.transition.lat,

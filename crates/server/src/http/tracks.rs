@@ -14,7 +14,8 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use serde::{Deserialize, Serialize};
+use porchlight_api::owntracks::TrackView;
+use serde::Deserialize;
 
 use super::AppState;
 use super::auth::CurrentUser;
@@ -33,16 +34,6 @@ pub struct TrackQuery {
     from: Option<i64>,
     to: Option<i64>,
     max_points: Option<usize>,
-}
-
-/// A thinned track: `points` are `[unix_ms, lat, lon]`, oldest first.
-#[derive(Serialize)]
-pub struct TrackView {
-    device_id: i64,
-    from: i64,
-    to: i64,
-    max_points: usize,
-    points: Vec<(i64, f64, f64)>,
 }
 
 /// `GET /api/owntracks/devices/{id}/track?from=&to=&max_points=`.

@@ -46,27 +46,17 @@ pub fn user_view(u: &User) -> UserView {
     }
 }
 
-/// An MQTT device of a user.
-#[derive(Debug, Serialize)]
-pub struct DeviceView {
-    pub id: i64,
-    pub user_id: i64,
-    pub username: String,
-    pub name: String,
-    pub created_at: i64,
-    pub last_seen_at: Option<i64>,
-}
+pub use porchlight_api::devices::DeviceView;
 
-impl From<&Device> for DeviceView {
-    fn from(d: &Device) -> Self {
-        DeviceView {
-            id: d.id,
-            user_id: d.user_id,
-            username: d.username.clone(),
-            name: d.name.clone(),
-            created_at: unix_ms(d.created_at),
-            last_seen_at: d.last_seen_at.map(unix_ms),
-        }
+/// A device key as the API shows it.
+pub fn device_view(d: &Device) -> DeviceView {
+    DeviceView {
+        id: d.id,
+        user_id: d.user_id,
+        username: d.username.clone(),
+        name: d.name.clone(),
+        created_at: unix_ms(d.created_at),
+        last_seen_at: d.last_seen_at.map(unix_ms),
     }
 }
 
@@ -102,192 +92,97 @@ pub fn views<'a, T: 'a, V: From<&'a T>>(rows: &'a [T]) -> Vec<V> {
     rows.iter().map(V::from).collect()
 }
 
-/// The live feed's messages (`GET /ws/live`), one JSON object per WebSocket text message,
-/// told apart by `type`.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum LiveMessage {
-    /// Sent once on connect: every visible device with its last location.
-    Snapshot { devices: Vec<LiveDeviceView> },
-    Location {
-        #[serde(flatten)]
-        device: LiveDeviceRef,
-        #[serde(flatten)]
-        location: LiveLocationView,
-    },
-    Transition {
-        #[serde(flatten)]
-        device: LiveDeviceRef,
-        tst: i64,
-        /// `enter` or `leave`.
-        event: &'static str,
-        desc: Option<String>,
-        rid: Option<String>,
-        wtst: Option<i64>,
-        lat: Option<f64>,
-        lon: Option<f64>,
-        acc: Option<f64>,
-    },
-    Card {
-        #[serde(flatten)]
-        device: LiveDeviceRef,
-        name: Option<String>,
-        /// Base64 image, as the phone sent it.
-        face: Option<String>,
-    },
-    /// The device went online (a location) or offline (its LWT).
-    Status {
-        #[serde(flatten)]
-        device: LiveDeviceRef,
-        online: bool,
-    },
-    /// This viewer fell behind and lost `missed` messages: reload (e.g. reconnect for a new
-    /// snapshot, or fetch the history).
-    Resync { missed: u64 },
-}
-
-/// Whose device a live message is about.
-#[derive(Debug, Serialize)]
-pub struct LiveDeviceRef {
-    pub user: String,
-    pub user_id: i64,
-    pub device: String,
-    pub device_id: i64,
-}
+pub use porchlight_api::owntracks::{
+    CardView, LiveDeviceRef, LiveDeviceView, LiveLocationView, LiveMessage,
+};
 
 /// A location's fields, with OwnTracks' names.
-#[derive(Debug, Serialize)]
-pub struct LiveLocationView {
-    pub tst: i64,
-    pub lat: f64,
-    pub lon: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub acc: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alt: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vac: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vel: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cog: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batt: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bs: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conn: Option<String>,
-    /// The trigger (`p`, `c`, `u`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub t: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tid: Option<String>,
+pub fn live_location(tst: i64, l: &porchlight_store::LocationFields) -> LiveLocationView {
+    LiveLocationView {
+        tst,
+        lat: l.lat,
+        lon: l.lon,
+        acc: l.acc,
+        alt: l.alt,
+        vac: l.vac,
+        vel: l.vel,
+        cog: l.cog,
+        batt: l.batt,
+        bs: l.bs,
+        conn: l.conn.clone(),
+        t: l.trigger.clone(),
+        tid: l.tid.clone(),
+    }
 }
 
-impl LiveLocationView {
-    pub fn new(tst: i64, l: &porchlight_store::LocationFields) -> Self {
-        LiveLocationView {
-            tst,
-            lat: l.lat,
-            lon: l.lon,
-            acc: l.acc,
-            alt: l.alt,
-            vac: l.vac,
-            vel: l.vel,
-            cog: l.cog,
-            batt: l.batt,
-            bs: l.bs,
-            conn: l.conn.clone(),
-            t: l.trigger.clone(),
-            tid: l.tid.clone(),
+/// A region event's direction on the wire.
+pub fn transition_event(
+    event: porchlight_store::TransitionEvent,
+) -> porchlight_api::owntracks::TransitionEvent {
+    match event {
+        porchlight_store::TransitionEvent::Enter => {
+            porchlight_api::owntracks::TransitionEvent::Enter
+        }
+        porchlight_store::TransitionEvent::Leave => {
+            porchlight_api::owntracks::TransitionEvent::Leave
         }
     }
 }
 
-/// One device in the live snapshot.
-#[derive(Debug, Serialize)]
-pub struct LiveDeviceView {
-    #[serde(flatten)]
-    pub device: LiveDeviceRef,
-    pub online: bool,
-    pub last_seen_at: i64,
-    /// The newest location by `tst`, if any.
-    pub location: Option<LiveLocationView>,
-    /// The device's card (display name, base64 picture), if it sent one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub card: Option<CardView>,
-}
-
-/// A card: what an OwnTracks phone shows for a person.
-#[derive(Debug, Serialize)]
-pub struct CardView {
-    pub name: Option<String>,
-    /// Base64 image, as the phone sent it.
-    pub face: Option<String>,
-}
-
-impl From<&porchlight_store::LastLocation> for LiveDeviceView {
-    fn from(l: &porchlight_store::LastLocation) -> Self {
-        let d = &l.device;
-        LiveDeviceView {
-            device: LiveDeviceRef {
-                user: d.username.clone(),
-                user_id: d.user_id,
-                device: d.name.clone(),
-                device_id: d.id,
-            },
-            online: d.online,
-            last_seen_at: unix_ms(d.last_seen_at),
-            location: l
-                .location
-                .as_ref()
-                .map(|s| LiveLocationView::new(s.tst, &s.fields)),
-            card: l.card.as_ref().map(|c| CardView {
-                name: c.name.clone(),
-                face: c.face.clone(),
-            }),
-        }
+/// One device of the live snapshot (and of `GET /api/owntracks/devices`).
+pub fn live_device(l: &porchlight_store::LastLocation) -> LiveDeviceView {
+    let d = &l.device;
+    LiveDeviceView {
+        device: LiveDeviceRef {
+            user: d.username.clone(),
+            user_id: d.user_id,
+            device: d.name.clone(),
+            device_id: d.id,
+        },
+        online: d.online,
+        last_seen_at: unix_ms(d.last_seen_at),
+        location: l.location.as_ref().map(|s| live_location(s.tst, &s.fields)),
+        card: l.card.as_ref().map(|c| CardView {
+            name: c.name.clone(),
+            face: c.face.clone(),
+        }),
     }
 }
 
-impl From<&crate::owntracks::LiveEvent> for LiveMessage {
-    fn from(e: &crate::owntracks::LiveEvent) -> Self {
-        use crate::owntracks::LiveKind;
-        let device = LiveDeviceRef {
-            user: e.username.clone(),
-            user_id: e.user_id,
-            device: e.device.clone(),
-            device_id: e.device_id,
-        };
-        match &e.kind {
-            LiveKind::Location { tst, fields } => LiveMessage::Location {
-                device,
-                location: LiveLocationView::new(*tst, fields),
-            },
-            LiveKind::Transition { tst, transition: t } => LiveMessage::Transition {
-                device,
-                tst: *tst,
-                event: match t.event {
-                    porchlight_store::TransitionEvent::Enter => "enter",
-                    porchlight_store::TransitionEvent::Leave => "leave",
-                },
-                desc: t.description.clone(),
-                rid: t.rid.clone(),
-                wtst: t.wtst,
-                lat: t.lat,
-                lon: t.lon,
-                acc: t.acc,
-            },
-            LiveKind::Card { card } => LiveMessage::Card {
-                device,
-                name: card.name.clone(),
-                face: card.face.clone(),
-            },
-            LiveKind::Status { online } => LiveMessage::Status {
-                device,
-                online: *online,
-            },
-        }
+/// The live feed's message for what the ingest service committed.
+pub fn live_message(e: &crate::owntracks::LiveEvent) -> LiveMessage {
+    use crate::owntracks::LiveKind;
+    let device = LiveDeviceRef {
+        user: e.username.clone(),
+        user_id: e.user_id,
+        device: e.device.clone(),
+        device_id: e.device_id,
+    };
+    match &e.kind {
+        LiveKind::Location { tst, fields } => LiveMessage::Location {
+            device,
+            location: live_location(*tst, fields),
+        },
+        LiveKind::Transition { tst, transition: t } => LiveMessage::Transition {
+            device,
+            tst: *tst,
+            event: transition_event(t.event),
+            desc: t.description.clone(),
+            rid: t.rid.clone(),
+            wtst: t.wtst,
+            lat: t.lat,
+            lon: t.lon,
+            acc: t.acc,
+        },
+        LiveKind::Card { card } => LiveMessage::Card {
+            device,
+            name: card.name.clone(),
+            face: card.face.clone(),
+        },
+        LiveKind::Status { online } => LiveMessage::Status {
+            device,
+            online: *online,
+        },
     }
 }
 

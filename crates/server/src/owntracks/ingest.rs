@@ -461,7 +461,8 @@ struct Worker {
     store: Store,
     stats: IngestStats,
     max_batch: usize,
-    /// Device id → device name, for device-key logins (filled per user on a miss).
+    /// Device id → device name, for device-key logins (re-read per user on a miss or a
+    /// mismatch: ids of deleted keys are reused).
     device_names: HashMap<i64, String>,
     /// (user id, device name) → its decryption key, looked up for encrypted payloads and kept
     /// for one batch only (so a key changed over the API counts from the next batch).
@@ -760,7 +761,15 @@ impl Worker {
                 "a device-key login without a device",
             )));
         };
-        if !self.device_names.contains_key(&device_id) {
+        // Re-read the user's keys when this one is unknown or known under another name: a
+        // new key may reuse the id of a deleted one (SQLite hands out the highest free rowid
+        // again), so a remembered name can be stale.
+        if self
+            .device_names
+            .get(&device_id)
+            .is_none_or(|name| name != device)
+        {
+            self.device_names.remove(&device_id);
             let devices = self
                 .store
                 .list_devices(Some(identity.user_id))
