@@ -15,8 +15,8 @@ pub mod app;
 pub mod live;
 pub mod load;
 pub mod login;
-pub mod router;
 pub mod map;
+pub mod router;
 pub mod screens;
 pub mod shell;
 

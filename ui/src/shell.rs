@@ -101,7 +101,9 @@ pub fn Shell(
             Route::AlarmSettings => {
                 view! { <screens::alarm_settings::AlarmSettingsPage /> }.into_any()
             }
-            Route::Map | Route::Login => view! { <screens::live::LivePage session=session /> }.into_any(),
+            Route::Map | Route::Login => {
+                view! { <screens::live::LivePage session=session /> }.into_any()
+            }
             Route::History => {
                 view! { <screens::history::HistoryPage session=session /> }.into_any()
             }

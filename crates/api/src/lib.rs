@@ -10,6 +10,6 @@
 
 pub mod account;
 pub mod alarm;
-pub mod mqtt;
 pub mod devices;
+pub mod mqtt;
 pub mod owntracks;
