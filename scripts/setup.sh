@@ -52,9 +52,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if [ "$mode" = test ] && [ ! -d ui/browser-test/node_modules/playwright-core ]; then
-  echo "== installing playwright-core (npm; no browser download: Debian's chromium is used)"
-  (cd ui/browser-test && npm ci --no-audit --no-fund)
+# The browser tests' npm packages (playwright-core: no browser download, Debian's chromium is
+# used; axe-core), from the lock; reinstalled whenever the lock changed (a copy of the lock
+# inside node_modules marks what is installed).
+bt=ui/browser-test
+if [ "$mode" = test ] && ! cmp -s "$bt/package-lock.json" "$bt/node_modules/.porchlight-installed-lock"; then
+  echo "== installing the browser tests' npm packages (playwright-core, axe-core)"
+  (cd "$bt" && npm ci --no-audit --no-fund)
+  cp "$bt/package-lock.json" "$bt/node_modules/.porchlight-installed-lock"
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
