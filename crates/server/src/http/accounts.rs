@@ -25,7 +25,7 @@ use super::onboarding;
 use super::owntracks_keys;
 use super::views::{
     ApiTokenView, AuditEntryView, DeviceView, UserView, audit_view, device_view, token_view,
-    user_view, views,
+    user_view,
 };
 use crate::login::LoginRefused;
 

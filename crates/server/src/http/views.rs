@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use porchlight_domain::Role;
 use porchlight_store::{ApiToken, AuditEntry, Device, User};
-use serde::Serialize;
 
 /// Unix milliseconds (times before 1970 clamp to 0).
 pub fn unix_ms(t: SystemTime) -> i64 {
@@ -85,11 +84,6 @@ pub fn audit_view(e: AuditEntry) -> AuditEntryView {
         reason: e.reason,
         detail: e.detail,
     }
-}
-
-/// Maps a list of store rows to their views.
-pub fn views<'a, T: 'a, V: From<&'a T>>(rows: &'a [T]) -> Vec<V> {
-    rows.iter().map(V::from).collect()
 }
 
 pub use porchlight_api::owntracks::{
