@@ -425,7 +425,7 @@ pub fn DevicesPage(
 
     view! {
         <section class="devices" aria-labelledby="devices-title">
-            <h2 id="devices-title">{text::TITLE}</h2>
+            <h1 id="devices-title">{text::TITLE}</h1>
             {move || match load.get() {
                 Load::Loading => view! { <p class="muted" aria-busy="true">{text::LOADING}</p> }.into_any(),
                 Load::Failed(message) => view! {

@@ -576,7 +576,7 @@ pub fn HistoryPage(
     view! {
         <section class="history" aria-labelledby="history-title">
             <div class="history-head">
-                <h2 id="history-title">{text::TITLE}</h2>
+                <h1 id="history-title">{text::TITLE}</h1>
             </div>
             {move || match load.get() {
                 Load::Loading => view! { <p class="muted" aria-busy="true">{text::LOADING}</p> }.into_any(),

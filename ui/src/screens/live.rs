@@ -280,7 +280,7 @@ pub fn LivePage(
     view! {
         <section class="live" aria-labelledby="live-title">
             <div class="live-head">
-                <h2 id="live-title">{text::TITLE}</h2>
+                <h1 id="live-title">{text::TITLE}</h1>
                 <p class="feed" role="status">
                     {move || match feed.get() {
                         Feed::Connecting => text::FEED_CONNECTING.to_owned(),
