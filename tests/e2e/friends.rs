@@ -497,7 +497,8 @@ async fn pub_answers_the_friends_cards_and_last_locations_as_the_recorder_does()
 }
 
 /// A user's own card (name and picture) reaches their friends' phones as a retained `…/info`
-/// and the UI's device list, also for a device that appears later; a bad card is refused.
+/// and the UI's device list, also for a device that appears later; a field left out keeps its
+/// value; a bad card is refused.
 #[tokio::test]
 async fn a_card_set_by_its_user_reaches_friends_phones_and_the_api() {
     const FACE: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -588,6 +589,33 @@ async fn a_card_set_by_its_user_reaches_friends_phones_and_the_api() {
     };
     assert_eq!(card["name"], "Bob");
     assert_eq!(card["face"], FACE);
+
+    // A new name alone keeps the picture; `"face": null` removes it and keeps the name.
+    let bobs_card = |devices: Value| {
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["user"] == "bob" && d["device"] == "phone")
+            .map(|d| d["card"].clone())
+            .unwrap()
+    };
+    for (body, name, face) in [
+        (json!({ "name": "Bobby" }), json!("Bobby"), json!(FACE)),
+        (json!({ "face": null }), json!("Bobby"), Value::Null),
+    ] {
+        let r = s
+            .call(&bob, Method::PUT, "/api/owntracks/card", Some(&body))
+            .await;
+        assert_eq!(r.status(), 200, "{body}");
+        let card = bobs_card(get_json(&s, &alice, "/api/owntracks/devices").await);
+        assert_eq!(card["name"], name, "{body}: {card}");
+        assert_eq!(
+            card.get("face").cloned().unwrap_or(Value::Null),
+            face,
+            "{body}: {card}"
+        );
+    }
 
     let r = client()
         .put(s.url("/api/owntracks/card"))

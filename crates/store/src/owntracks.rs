@@ -953,6 +953,24 @@ impl Store {
         .await
     }
 
+    /// A user's card: the newest of their devices' cards (what a new device inherits).
+    pub async fn user_card(&self, user_id: i64) -> Result<Option<Card>> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT k.name, k.face FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
+                 WHERE d.user_id = ?1 ORDER BY k.updated_at DESC LIMIT 1",
+            )?
+            .query_row([user_id], |r| {
+                Ok(Card {
+                    name: r.get(0)?,
+                    face: r.get(1)?,
+                })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
     /// One device's latest card.
     pub async fn card(&self, device_id: i64) -> Result<Option<Card>> {
         self.read(move |c| {

@@ -1,12 +1,13 @@
 //! `PUT /api/owntracks/card`: the signed-in user's card — the display name and picture
 //! OwnTracks apps show for them on their friends' phones. Body `{"name": "Alice", "face":
-//! "<base64 PNG or JPEG>"}` (either may be `null` or left out). The card goes through the same
+//! "<base64 PNG or JPEG>"}`: a field left out keeps what the user's card has (so changing the
+//! name keeps the picture), `null` or `""` removes it. The card goes through the same
 //! parser as a phone's `_type: card` (a face must be base64), is stored as the card of each of
 //! the user's devices, and is published retained on `owntracks/<user>/<device>/info` for each
 //! (the broker's ACL gives it to the user's own sessions and their friends'). Answers 200 with
 //! the devices it was set on; 400 for a bad card. A device that appears later takes the card
-//! with its first message (the store copies it); the broker retains it on that device's
-//! `…/info` from the next start (`owntracks/last_known.rs`) or the next `PUT`.
+//! with its first message (the store copies it), and the ingest retains it on that device's
+//! `…/info` (`owntracks/ingest.rs`).
 
 use std::time::SystemTime;
 
@@ -14,7 +15,7 @@ use axum::Json;
 use axum::extract::State;
 use porchlight_broker::Bytes;
 use porchlight_domain::owntracks::{Body, OwnTracksTopic, Parsed, TopicKind, parse_payload};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -29,8 +30,16 @@ const MAX_FACE_CHARS: usize = 128 * 1024;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CardRequest {
-    name: Option<String>,
-    face: Option<String>,
+    /// `None`: left out (keep); `Some(None)`: `null` (remove).
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    face: Option<Option<String>>,
+}
+
+/// A field that is there, `null` or not.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// `PUT /api/owntracks/card`.
@@ -39,8 +48,15 @@ pub async fn set(
     CurrentUser(user): CurrentUser,
     ApiJson(req): ApiJson<CardRequest>,
 ) -> ApiResult<Json<Value>> {
+    let current = if req.name.is_none() || req.face.is_none() {
+        state.store.user_card(user.id).await?
+    } else {
+        None
+    };
+    let (current_name, current_face) = current.map_or((None, None), |c| (c.name, c.face));
     let name = req
         .name
+        .unwrap_or(current_name)
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty());
     if name
@@ -51,7 +67,7 @@ pub async fn set(
             "name: at most {MAX_NAME_CHARS} characters."
         )));
     }
-    let face = req.face.filter(|f| !f.is_empty());
+    let face = req.face.unwrap_or(current_face).filter(|f| !f.is_empty());
     if face.as_ref().is_some_and(|f| f.len() > MAX_FACE_CHARS) {
         return Err(ApiError::BadRequest(format!(
             "face: at most {MAX_FACE_CHARS} base64 characters (a small square picture)."
