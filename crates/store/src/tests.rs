@@ -216,7 +216,8 @@ async fn the_checkpointer_copies_the_wal_into_the_database_and_the_wal_starts_ov
     // Once everything is copied, the next commits reuse the WAL from its start: 16 more MiB
     // leave it well under the 32 MiB that were written through it.
     for _ in 0..64 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // Several checkpointer ticks (200 ms) fall within these writes, even on a busy machine.
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         store
             .write(|c| {
                 c.execute(
