@@ -192,19 +192,6 @@ pub fn encode(text: &str) -> String {
     String::from(js_sys::encode_uri_component(text))
 }
 
-/// `GET url` and its JSON answer (the map screens' name for [`get`]).
-pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
-    get(url).await
-}
-
-/// `POST url` with a JSON body, and its JSON answer (the map screens' name for [`post`]).
-pub async fn post_json<B: Serialize, T: DeserializeOwned>(
-    url: &str,
-    body: &B,
-) -> Result<T, ApiError> {
-    post(url, body).await
-}
-
 /// `PUT url` without a body; any 2xx is success.
 pub async fn put_empty(url: &str) -> Result<(), ApiError> {
     send(Request::put(url).build()).await.map(drop)

@@ -124,9 +124,9 @@ pub fn DevicesPage(
     let reload = move || {
         spawn_local(async move {
             let answer = async {
-                let keys: Vec<DeviceView> = api::get_json("/api/devices").await?;
-                let tracked: Vec<LiveDeviceView> = api::get_json("/api/owntracks/devices").await?;
-                let grants: Vec<FriendshipView> = api::get_json("/api/friends").await?;
+                let keys: Vec<DeviceView> = api::get("/api/devices").await?;
+                let tracked: Vec<LiveDeviceView> = api::get("/api/owntracks/devices").await?;
+                let grants: Vec<FriendshipView> = api::get("/api/friends").await?;
                 Ok::<_, ApiError>((keys, tracked, grants))
             };
             match answer.await {
@@ -162,7 +162,7 @@ pub fn DevicesPage(
     let command = move |tracked_id: i64, body: serde_json::Value| {
         notice.set(None);
         spawn_local(async move {
-            let result: Result<serde_json::Value, ApiError> = api::post_json(
+            let result: Result<serde_json::Value, ApiError> = api::post(
                 &format!("/api/owntracks/devices/{tracked_id}/commands"),
                 &body,
             )
@@ -195,7 +195,7 @@ pub fn DevicesPage(
             encryption: false,
         };
         spawn_local(async move {
-            match api::post_json::<_, AddedDevice>("/api/devices", &body).await {
+            match api::post::<_, AddedDevice>("/api/devices", &body).await {
                 Ok(device) => {
                     new_name.try_set(String::new());
                     added.try_set(Some(device));

@@ -298,8 +298,8 @@ pub fn HistoryPage(
         load.set(Load::Loading);
         spawn_local(async move {
             let answer = async {
-                let config: MapSettings = api::get_json("/api/ui/config").await?;
-                let list: Vec<LiveDeviceView> = api::get_json("/api/owntracks/devices").await?;
+                let config: MapSettings = api::get("/api/ui/config").await?;
+                let list: Vec<LiveDeviceView> = api::get("/api/owntracks/devices").await?;
                 Ok::<_, api::ApiError>((config, list))
             };
             match answer.await {
@@ -343,16 +343,16 @@ pub fn HistoryPage(
             let (from, to) = (from as i64, to as i64);
             let window = format!("from={from}&to={to}");
             let answer = async {
-                let track: TrackView = api::get_json(&format!(
+                let track: TrackView = api::get(&format!(
                     "/api/owntracks/devices/{device}/track?{window}&max_points={MAX_POINTS}"
                 ))
                 .await?;
-                let transitions: Vec<TransitionView> = api::get_json(&format!(
+                let transitions: Vec<TransitionView> = api::get(&format!(
                     "/api/owntracks/devices/{device}/transitions?{window}"
                 ))
                 .await?;
                 let regions: Vec<WaypointView> =
-                    api::get_json(&format!("/api/owntracks/devices/{device}/waypoints")).await?;
+                    api::get(&format!("/api/owntracks/devices/{device}/waypoints")).await?;
                 Ok::<_, api::ApiError>(Drawn {
                     track,
                     transitions,

@@ -100,8 +100,8 @@ pub fn LivePage(
         load.set(Load::Loading);
         spawn_local(async move {
             let answer = async {
-                let config: MapSettings = api::get_json("/api/ui/config").await?;
-                let list: Vec<LiveDeviceView> = api::get_json("/api/owntracks/devices").await?;
+                let config: MapSettings = api::get("/api/ui/config").await?;
+                let list: Vec<LiveDeviceView> = api::get("/api/owntracks/devices").await?;
                 Ok::<_, api::ApiError>((config, list))
             };
             match answer.await {
