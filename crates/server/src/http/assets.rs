@@ -66,22 +66,15 @@ async fn answer(name: &str, file: EmbeddedFile, request: &HeaderMap) -> Response
     if let Ok(value) = HeaderValue::from_str(&mime) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    if compressible(&mime) && accepts_gzip(request) {
-        if let Some(body) = gzipped(&etag, file.data.into_owned()).await {
-            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            return (headers, body.as_ref().clone()).into_response();
-        }
-        // Compression failed (logged): the plain file below.
-        return (headers, uncompressed(name)).into_response();
+    if compressible(&mime)
+        && accepts_gzip(request)
+        && let Some(body) = gzipped(&etag, &file.data).await
+    {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        return (headers, body.as_ref().clone()).into_response();
     }
+    // Not compressible, not accepted, or compression failed (logged): the plain file.
     (headers, file.data.into_owned()).into_response()
-}
-
-/// The file again, for the rare case its compression failed after its bytes were moved.
-fn uncompressed(name: &str) -> Vec<u8> {
-    Assets::get(name)
-        .map(|f| f.data.into_owned())
-        .unwrap_or_default()
 }
 
 fn etag(file: &EmbeddedFile) -> String {
@@ -131,12 +124,13 @@ fn compressible(mime: &str) -> bool {
 }
 
 /// The gzip of one file version, made once (on a blocking thread) and kept.
-async fn gzipped(etag: &str, data: Vec<u8>) -> Option<Arc<Vec<u8>>> {
+async fn gzipped(etag: &str, data: &[u8]) -> Option<Arc<Vec<u8>>> {
     static CACHE: OnceLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(hit) = cache.lock().ok().and_then(|c| c.get(etag).cloned()) {
         return Some(hit);
     }
+    let data = data.to_vec();
     let compressed = tokio::task::spawn_blocking(move || {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(&data)?;
@@ -156,7 +150,7 @@ async fn gzipped(etag: &str, data: Vec<u8>) -> Option<Arc<Vec<u8>>> {
             None
         }
         Err(e) => {
-            tracing::warn!(error = %e, "compressing a UI file failed; sent uncompressed");
+            tracing::warn!(error = %e, "compressing a UI file panicked; sent uncompressed");
             None
         }
     }
