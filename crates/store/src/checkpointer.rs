@@ -18,7 +18,7 @@
 //! and syncs the file, and the next commit starts the WAL over.
 //!
 //! A checkpoint that fails is logged and tried again at the next tick: durability does not
-//! depend on it (committed pages are in the WAL, fsynced by the writer's commit).
+//! depend on it (committed pages are in the WAL, flushed before any caller was answered).
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -49,6 +49,9 @@ impl Checkpointer {
             source,
         })?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        // Checkpoints are the only writes to the database file, and the writer relies on
+        // them syncing: the WAL before copying, the database before the WAL starts over.
+        conn.execute_batch("PRAGMA synchronous = FULL")?;
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("porchlight-db-checkpoint".into())

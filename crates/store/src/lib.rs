@@ -159,6 +159,8 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // The writer never checkpoints: the checkpointer thread copies the WAL into the
         // database beside it, so no commit waits for that copy (ADR 0009, "Checkpoints").
+        // `synchronous = FULL` until the writer starts: its syncer thread then takes over the
+        // commit's flush (`writer.rs`, ADR 0016).
         // 32 MiB of page cache keeps the pages that ingest touches batch after batch (the
         // log's tail, each device's last leaf) out of `pread`.
         conn.execute_batch(

@@ -17,10 +17,29 @@
 //!
 //! The thread clears the `running` flag however it ends (a drop guard, so a panic outside a
 //! job counts too): the store then reports itself unhealthy and `/health` answers 503.
+//!
+//! Durability off the writer thread (ADR 0016): SQLite's own sync at `COMMIT` would hold the
+//! writer for the disk flush (~2 ms here) on every transaction, and nothing else can be
+//! written meanwhile. So the writer connection runs with `synchronous = NORMAL` (in WAL mode:
+//! a `COMMIT` writes its frames to the WAL file without syncing it) and hands the finished
+//! transaction's answers to a second thread, the syncer, which `fdatasync`s the WAL file
+//! through a descriptor of its own and only then answers the callers. While it flushes, the
+//! writer is already running the next transaction; a flush covers every transaction
+//! committed before it began, so the syncer answers all that queued up at once. No caller is
+//! ever answered before its commit is on disk: an acknowledged point survives `kill -9` and
+//! power loss alike. Other readers may see a commit up to one flush before it is durable.
+//!
+//! This is sound because the WAL is the only file commits write: the database file is written
+//! only by checkpoints, which run on the checkpointer's connection with `synchronous = FULL`
+//! (it syncs the WAL before copying and the database before the WAL may start over), and
+//! SQLite never deletes or replaces the WAL file while a connection (this one) is open.
+//! If the WAL file cannot be opened, the writer keeps `synchronous = FULL` and answers
+//! itself, as before.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -107,7 +126,116 @@ impl Drop for RunningGuard {
     }
 }
 
+/// Where commits are made durable: the WAL file, flushed by the syncer thread.
+trait Flush: Send + 'static {
+    fn flush(&mut self) -> std::io::Result<()>;
+}
+
+impl Flush for std::fs::File {
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// How the answers of a committed transaction reach their callers.
+enum Durability {
+    /// SQLite synced the WAL inside `COMMIT` (`synchronous = FULL`): answer at once.
+    InCommit,
+    /// The syncer thread flushes the WAL, then answers.
+    Syncer {
+        queue: std_mpsc::Sender<Vec<Completion>>,
+        thread: JoinHandle<()>,
+    },
+}
+
+impl Durability {
+    /// The syncer over `conn`'s WAL file; SQLite's own sync if that file cannot be opened.
+    fn for_connection(conn: &Connection) -> Durability {
+        let Some(db) = conn.path().filter(|p| !p.is_empty()) else {
+            return Durability::InCommit;
+        };
+        let wal = format!("{db}-wal");
+        let file = match std::fs::OpenOptions::new().write(true).open(&wal) {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::warn!(error = %e, %wal, "cannot open the WAL to sync it beside the writer; SQLite syncs each commit itself");
+                return Durability::InCommit;
+            }
+        };
+        if let Err(e) = conn.execute_batch("PRAGMA synchronous = NORMAL") {
+            tracing::warn!(error = %e, "cannot hand the WAL sync to the syncer; SQLite syncs each commit itself");
+            return Durability::InCommit;
+        }
+        Durability::with_target(file).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot start the WAL syncer; SQLite syncs each commit itself");
+            let _ = conn.execute_batch("PRAGMA synchronous = FULL");
+            Durability::InCommit
+        })
+    }
+
+    fn with_target(target: impl Flush) -> std::io::Result<Durability> {
+        let (queue, rx) = std_mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("porchlight-db-sync".into())
+            .spawn(move || syncer_loop(target, &rx))?;
+        Ok(Durability::Syncer { queue, thread })
+    }
+
+    /// Answers the jobs of a transaction that ended with `outcome`.
+    fn complete(&self, ran: Vec<Completion>, outcome: Outcome) {
+        let ran = match (self, &outcome) {
+            (Durability::Syncer { queue, .. }, Outcome::Committed) => match queue.send(ran) {
+                Ok(()) => return,
+                Err(std_mpsc::SendError(ran)) => {
+                    let why = "the WAL syncer is gone; the commit may not be on disk".to_owned();
+                    tracing::error!("{why}");
+                    for complete in ran {
+                        complete(Outcome::CommitFailed(why.clone()));
+                    }
+                    return;
+                }
+            },
+            _ => ran,
+        };
+        for complete in ran {
+            complete(outcome.clone());
+        }
+    }
+
+    /// Waits until every answer handed to the syncer has been given.
+    fn finish(self) {
+        if let Durability::Syncer { queue, thread } = self {
+            drop(queue);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Flushes the WAL for every transaction queued since the last flush, then answers them.
+fn syncer_loop(mut target: impl Flush, rx: &std_mpsc::Receiver<Vec<Completion>>) {
+    while let Ok(mut waiting) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            waiting.extend(more);
+        }
+        let outcome = match target.flush() {
+            Ok(()) => Outcome::Committed,
+            Err(e) => {
+                tracing::error!(error = %e, jobs = waiting.len(), "syncing the WAL failed; those commits may not be on disk");
+                Outcome::CommitFailed(format!("the commit could not be synced to disk: {e}"))
+            }
+        };
+        for complete in waiting {
+            complete(outcome.clone());
+        }
+    }
+}
+
 pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle> {
+    let durability = Durability::for_connection(&conn);
+    spawn_with(conn, durability)
+}
+
+fn spawn_with(conn: Connection, durability: Durability) -> Result<WriterHandle> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let running = Arc::new(AtomicBool::new(true));
     let guard = RunningGuard(Arc::clone(&running));
@@ -115,7 +243,7 @@ pub(crate) fn spawn(conn: Connection) -> Result<WriterHandle> {
         .name("porchlight-db-writer".into())
         .spawn(move || {
             let _guard = guard;
-            writer_loop(conn, rx);
+            writer_loop(conn, rx, durability);
         })
         .map_err(|e| Error::Commit(format!("cannot start the database writer thread: {e}")))?;
     Ok(WriterHandle {
@@ -185,7 +313,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>) {
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>, durability: Durability) {
     let mut close_ack: Option<oneshot::Sender<()>> = None;
     while close_ack.is_none() {
         let Some(first) = rx.blocking_recv() else {
@@ -206,7 +334,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>) {
             }
         }
         if !batch.is_empty() {
-            commit_batch(&conn, batch);
+            commit_batch(&conn, batch, &durability);
         }
     }
     rx.close();
@@ -216,6 +344,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>) {
             job.refuse(Error::Closed);
         }
     }
+    durability.finish();
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "WAL checkpoint at close failed");
     }
@@ -227,7 +356,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Message>) {
 
 /// Runs `batch` in as few transactions as possible: one, unless SQLite rolls a transaction
 /// back by itself, in which case the jobs not yet run go on in a new one.
-fn commit_batch(conn: &Connection, batch: Vec<Box<dyn Job>>) {
+fn commit_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, durability: &Durability) {
     let mut pending = batch.into_iter();
     loop {
         let mut next = pending.next();
@@ -271,9 +400,7 @@ fn commit_batch(conn: &Connection, batch: Vec<Box<dyn Job>>) {
                 }
             },
         };
-        for complete in ran {
-            complete(outcome.clone());
-        }
+        durability.complete(ran, outcome);
     }
 }
 
@@ -424,6 +551,87 @@ mod tests {
         writer.run(insert("free", 1)).await.unwrap();
         writer.close().await;
         assert_eq!(names(&path), ["free"]);
+    }
+
+    /// A WAL flush that waits for the test's word, then succeeds or fails as told.
+    struct GatedFlush {
+        gate: std::sync::mpsc::Receiver<std::io::Result<()>>,
+        flushes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Flush for GatedFlush {
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            self.gate
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("gate closed")))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_caller_is_answered_only_after_the_wal_flush_and_learns_if_it_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = temp_conn(&dir);
+        let (open_gate, gate) = std::sync::mpsc::channel();
+        let flushes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let durability = Durability::with_target(GatedFlush {
+            gate,
+            flushes: Arc::clone(&flushes),
+        })
+        .unwrap();
+        let writer = Arc::new(spawn_with(conn, durability).unwrap());
+        let w = Arc::clone(&writer);
+        let mut first = tokio::spawn(async move { w.run(insert("first", 1)).await });
+        // Committed (a reader sees it) but not flushed: no answer yet.
+        while names(&path).is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        while flushes.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The writer goes on meanwhile: the next transaction commits while the flush waits.
+        let w = Arc::clone(&writer);
+        let mut second = tokio::spawn(async move { w.run(insert("second", 1)).await });
+        while names(&path).len() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        for task in [&mut first, &mut second] {
+            assert!(
+                tokio::time::timeout(std::time::Duration::from_millis(100), task)
+                    .await
+                    .is_err(),
+                "answered before the WAL was flushed"
+            );
+        }
+        open_gate.send(Ok(())).unwrap();
+        first.await.unwrap().unwrap();
+        // The second commit queued behind the first flush: one more flush answers it, and
+        // that one fails.
+        open_gate
+            .send(Err(std::io::Error::other("EIO from the disk")))
+            .unwrap();
+        match second.await.unwrap() {
+            Err(Error::Commit(msg)) => assert!(msg.contains("EIO from the disk"), "{msg}"),
+            other => panic!("expected a commit error, got {other:?}"),
+        }
+        assert_eq!(flushes.load(Ordering::SeqCst), 2);
+        drop(open_gate);
+        writer.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_store_writer_syncs_beside_sqlite_not_inside_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, conn) = temp_conn(&dir);
+        let writer = spawn(conn).unwrap();
+        writer.run(insert("one", 1)).await.unwrap();
+        let mode: i64 = writer
+            .run(|c: &Connection| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(mode, 1, "NORMAL: the syncer thread flushes the WAL");
+        writer.close().await;
+        assert_eq!(names(&path), ["one"]);
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! into the store, each QoS 1/2 publish acknowledged only after its batch is committed.
 //!
 //! One task reads [`Bus::consume_acked`] deliveries (client publishes and wills). It takes what
-//! is queued (up to [`IngestConfig::max_batch`]; no timed window: while one batch is being
+//! is queued (up to [`IngestConfig::max_batch`]; no timed window: while batches are being
 //! written, the next one queues up, so batches grow with load and a lone point is written at
 //! once, well within the 50 ms bound for QoS 0), checks and parses each message, writes the
 //! batch with **one** [`Store::ingest_owntracks`] call, and then commits every ack of the
-//! batch. If the store call fails, the acks fail: the broker closes those connections without
+//! batch. Up to [`PIPELINE`] batches are in the store at once (one written while the previous
+//! one is flushed to disk); they are answered in the order they were taken. If the store call fails, the acks fail: the broker closes those connections without
 //! acknowledging and the phones resend (the store deduplicates, so that is safe).
 //!
 //! Rules per message, in order:
@@ -51,9 +52,14 @@
 //! them until then. On stop it closes its receiver, writes what is still queued, and ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 
 use porchlight_broker::{Ack, Bus, Bytes, Delivery, Identity, LoginMethod, Origins};
 use porchlight_domain::owntracks::{
@@ -71,6 +77,22 @@ use super::live::{Committed, LiveFeed, LivePayload, Publisher};
 
 /// What the service consumes.
 pub const FILTER: &str = "owntracks/#";
+
+/// Batches in the store at once. The store answers a batch only once its commit is flushed to
+/// disk, which a syncer thread does beside the writer (ADR 0016); with two batches handed
+/// over, the writer writes one while the other is being flushed.
+const PIPELINE: usize = 2;
+
+/// One batch in the store: what answers it, and the store's outcome per message.
+type StoreCall =
+    Pin<Box<dyn Future<Output = (Checked, porchlight_store::Result<Vec<IngestOutcome>>)> + Send>>;
+
+/// A checked batch waiting for the store: who to answer, and what to show live once committed.
+struct Checked {
+    now: SystemTime,
+    waiting: Vec<(Reply, String)>,
+    live: Vec<Committed>,
+}
 
 /// The service's knobs.
 #[derive(Debug, Clone)]
@@ -485,10 +507,19 @@ impl Worker {
     ) {
         let mut stopping = false;
         let mut http_open = true;
+        // Batches handed to the store, answered in the order they were handed over.
+        let mut in_flight: FuturesOrdered<StoreCall> = FuturesOrdered::new();
         loop {
+            let room = in_flight.len() < PIPELINE;
             let first = tokio::select! {
-                Some(delivery) = recv_mqtt(&mut mqtt) => Pending::from_delivery(delivery),
-                submission = http.recv(), if http_open => match submission {
+                // The oldest batch first: its answers free its connections' next publishes.
+                biased;
+                Some((batch, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.finish(batch, result).await;
+                    continue;
+                }
+                Some(delivery) = recv_mqtt(&mut mqtt), if room => Pending::from_delivery(delivery),
+                submission = http.recv(), if http_open && room => match submission {
                     Some(s) => Pending::from_submission(s),
                     None => {
                         http_open = false;
@@ -524,13 +555,24 @@ impl Worker {
                     break;
                 }
             }
-            self.ingest(batch).await;
+            if let Some((checked, messages)) = self.check_batch(batch).await {
+                let store = self.store.clone();
+                let now = checked.now;
+                in_flight.push_back(Box::pin(async move {
+                    let result = store.ingest_owntracks(messages, now).await;
+                    (checked, result)
+                }));
+            }
         }
         tracing::debug!("OwnTracks ingest stopped");
     }
 
-    /// Checks, stores and answers one batch.
-    async fn ingest(&mut self, batch: Vec<Pending>) {
+    /// Checks one batch: answers what is not to be stored at once and returns the rest, to be
+    /// stored and then answered by [`Worker::finish`].
+    async fn check_batch(
+        &mut self,
+        batch: Vec<Pending>,
+    ) -> Option<(Checked, Vec<OwnTracksMessage>)> {
         let now = SystemTime::now();
         self.keys.clear();
         IngestStats::add(&self.stats.0.received, batch.len() as u64);
@@ -571,10 +613,20 @@ impl Worker {
             }
         }
         if messages.is_empty() {
-            return;
+            return None;
         }
-        let count = messages.len() as u64;
-        match self.store.ingest_owntracks(messages, now).await {
+        Some((Checked { now, waiting, live }, messages))
+    }
+
+    /// Answers a stored batch and reports what it committed to live viewers.
+    async fn finish(
+        &mut self,
+        checked: Checked,
+        result: porchlight_store::Result<Vec<IngestOutcome>>,
+    ) {
+        let Checked { waiting, live, .. } = checked;
+        let count = waiting.len() as u64;
+        match result {
             Ok(outcomes) => {
                 // One outcome per message; a missing one drops its reply, which refuses it.
                 let mut feed = Vec::with_capacity(outcomes.len());
