@@ -399,7 +399,15 @@ impl Store {
                         name: format!("{username}/{name}"),
                     });
                 }
-                device_by_name(conn, user.id, &name)
+                let device = device_by_name(conn, user.id, &name)?;
+                // An OwnTracks device of that name that published with the account password
+                // so far is this key's device from now on.
+                conn.execute(
+                    "UPDATE ot_devices SET credential_id = ?3
+                     WHERE user_id = ?1 AND name = ?2 AND credential_id IS NULL",
+                    params![user.id, name, device.id],
+                )?;
+                Ok(device)
             })
             .await?;
         Ok((device, key))

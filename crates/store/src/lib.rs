@@ -159,6 +159,8 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // The writer never checkpoints: the checkpointer thread copies the WAL into the
         // database beside it, so no commit waits for that copy (ADR 0009, "Checkpoints").
+        // Statement journals (a savepoint per job when several share a transaction) stay in
+        // memory instead of a temporary file written with `pwrite`.
         // `synchronous = FULL` until the writer starts: its syncer thread then takes over the
         // commit's flush (`writer.rs`, ADR 0016).
         // 32 MiB of page cache keeps the pages that ingest touches batch after batch (the
@@ -168,7 +170,8 @@ impl Store {
              PRAGMA synchronous = FULL;
              PRAGMA foreign_keys = ON;
              PRAGMA wal_autocheckpoint = 0;
-             PRAGMA cache_size = -32768;",
+             PRAGMA cache_size = -32768;
+             PRAGMA temp_store = MEMORY;",
         )?;
         migrate::apply(&mut conn, path)?;
         restrict_file_modes(path);
