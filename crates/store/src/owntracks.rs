@@ -296,8 +296,9 @@ fn implied_online(payload: &OwnTracksPayload) -> Option<bool> {
 }
 
 /// The device's id, creating it on its first message and noting that it was seen `now`. A
-/// device created now takes the card of the user's other devices (the newest), so a card the
-/// user set (`Store::set_user_card`) or a phone sent shows for their new phone too.
+/// device created now takes its user's card (`user_cards`, set with `Store::set_user_card`,
+/// even before the user had any device) or, without one, the newest card of the user's other
+/// devices (one a phone sent), so it shows for their new phone too.
 fn upsert_device(c: &Connection, p: &OwnTracksPublisher, now_ms: i64, online: bool) -> Result<i64> {
     let mut stmt = c.prepare_cached(
         "INSERT INTO ot_devices
@@ -316,9 +317,14 @@ fn upsert_device(c: &Connection, p: &OwnTracksPublisher, now_ms: i64, online: bo
         // New (or created earlier in this same millisecond: then this does nothing new).
         c.prepare_cached(
             "INSERT INTO ot_cards (device_id, name, face, updated_at)
-             SELECT ?1, k.name, k.face, ?3 FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
-             WHERE d.user_id = ?2 AND d.id != ?1
-             ORDER BY k.updated_at DESC LIMIT 1
+             SELECT ?1, name, face, ?3 FROM (
+               SELECT 0 AS rank, name, face, updated_at FROM user_cards WHERE user_id = ?2
+               UNION ALL
+               SELECT 1, k.name, k.face, k.updated_at
+               FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
+               WHERE d.user_id = ?2 AND d.id != ?1
+             )
+             ORDER BY rank, updated_at DESC LIMIT 1
              ON CONFLICT (device_id) DO NOTHING",
         )?
         .execute(params![id, p.user_id, now_ms])?;
@@ -923,9 +929,11 @@ impl Store {
         .await
     }
 
-    /// Sets the card (display name, picture) of every OwnTracks device of `user_id`, as a user
-    /// does for their friends' phones; returns those devices. A phone's own later card
-    /// replaces it for that device, as any newer card does.
+    /// Sets the card (display name, picture) of `user_id` (`user_cards`, so a user without a
+    /// device has one, which their devices inherit when they appear) and of every OwnTracks
+    /// device of theirs, in one transaction, as a user does for their friends' phones; returns
+    /// those devices. A phone's own later card replaces it for that device, as any newer card
+    /// does.
     pub async fn set_user_card(
         &self,
         user_id: i64,
@@ -934,6 +942,12 @@ impl Store {
     ) -> Result<Vec<OwnTracksDevice>> {
         let now_ms = unix_ms(now);
         self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO user_cards (user_id, name, face, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id) DO UPDATE SET
+                   name = excluded.name, face = excluded.face, updated_at = excluded.updated_at",
+            )?
+            .execute(params![user_id, card.name, card.face, now_ms])?;
             c.prepare_cached(
                 "INSERT INTO ot_cards (device_id, name, face, updated_at)
                  SELECT id, ?2, ?3, ?4 FROM ot_devices WHERE user_id = ?1
@@ -953,12 +967,20 @@ impl Store {
         .await
     }
 
-    /// A user's card: the newest of their devices' cards (what a new device inherits).
+    /// A user's card (what a new device inherits): the one they set (`user_cards`), or else
+    /// the newest of their devices' cards (one a phone sent, or one set before `user_cards`
+    /// existed).
     pub async fn user_card(&self, user_id: i64) -> Result<Option<Card>> {
         self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT k.name, k.face FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
-                 WHERE d.user_id = ?1 ORDER BY k.updated_at DESC LIMIT 1",
+                "SELECT name, face FROM (
+                   SELECT 0 AS rank, name, face, updated_at FROM user_cards WHERE user_id = ?1
+                   UNION ALL
+                   SELECT 1, k.name, k.face, k.updated_at
+                   FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
+                   WHERE d.user_id = ?1
+                 )
+                 ORDER BY rank, updated_at DESC LIMIT 1",
             )?
             .query_row([user_id], |r| {
                 Ok(Card {
