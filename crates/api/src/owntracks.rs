@@ -150,6 +150,16 @@ pub struct TrackView {
     pub points: Vec<(i64, f64, f64)>,
 }
 
+/// `GET /api/owntracks/card` (the signed-in user's card, as their friends' phones show it;
+/// both `null` when none is set) and the body of `PUT /api/owntracks/card`, where a field left
+/// out keeps its value and `null` removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCard {
+    pub name: Option<String>,
+    /// A small square PNG or JPEG, base64.
+    pub face: Option<String>,
+}
+
 /// `GET /api/owntracks/devices/{id}/transitions`: a region enter/leave event; `at` is the
 /// phone's time in Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
