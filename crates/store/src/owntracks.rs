@@ -155,6 +155,16 @@ pub struct Waypoint {
     pub rid: Option<String>,
 }
 
+/// One point of a device's thinned track (`Store::location_track`): the phone's time (Unix
+/// seconds) and position, and the speed it reported (`vel`, km/h), if it did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackFix {
+    pub tst: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub vel: Option<f64>,
+}
+
 /// A user's card for a device: display name and picture (base64, as sent).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Card {
@@ -763,35 +773,45 @@ impl Store {
 
     /// One device's track with `from <= tst < to`, oldest first, thinned server-side to at
     /// most `max_points` keeping its shape (turns and stops; see
-    /// [`porchlight_domain::track`]). The first and last points of the window are kept.
+    /// [`porchlight_domain::track`]). The first and last points of the window are kept; each
+    /// keeps its speed.
     pub async fn location_track(
         &self,
         device_id: i64,
         from: i64,
         to: i64,
         max_points: usize,
-    ) -> Result<Vec<TrackPoint>> {
+    ) -> Result<Vec<TrackFix>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT tst, lat, lon FROM locations
+                "SELECT tst, lat, lon, vel FROM locations
                  WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
                  UNION ALL
-                 SELECT tst, lat, lon FROM location_log
+                 SELECT tst, lat, lon, vel FROM location_log
                  WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
                  ORDER BY 1",
             )?;
-            let points = stmt
+            let fixes = stmt
                 .query_map(params![device_id, from, to], |r| {
-                    Ok(TrackPoint {
+                    Ok(TrackFix {
                         tst: r.get(0)?,
                         lat: r.get(1)?,
                         lon: r.get(2)?,
+                        vel: r.get(3)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let points: Vec<TrackPoint> = fixes
+                .iter()
+                .map(|f| TrackPoint {
+                    tst: f.tst,
+                    lat: f.lat,
+                    lon: f.lon,
+                })
+                .collect();
             Ok(simplify(&points, max_points)
                 .into_iter()
-                .filter_map(|i| points.get(i).copied())
+                .filter_map(|i| fixes.get(i).copied())
                 .collect())
         })
         .await
