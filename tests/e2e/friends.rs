@@ -629,8 +629,8 @@ async fn a_card_set_by_its_user_reaches_friends_phones_and_the_api() {
 
 /// A user's card exists before they have any device: `PUT` stores it, `GET` answers it, and
 /// their first phone takes it with its first point, retained on its `…/info` for a friend who
-/// subscribes afterwards. A new name alone keeps the picture; a face that is not a PNG or
-/// JPEG is refused.
+/// subscribes afterwards. A new name alone keeps the picture; a face sent that is not a PNG
+/// or JPEG is refused, while one a phone sent in its own card does not block a new name.
 #[tokio::test]
 async fn a_card_set_before_any_device_reaches_the_first_phone() {
     const FACE: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
@@ -738,6 +738,36 @@ async fn a_card_set_before_any_device_reaches_the_first_phone() {
         get_json(&s, &bob, "/api/owntracks/card").await,
         json!({ "name": "Bobby", "face": FACE })
     );
+    // Carol's phone sent its own card with a picture that is no PNG or JPEG; she can still
+    // change her name (the kept picture is not hers to fix here).
+    create_users(&s, &["carol"]).await;
+    let mut carol_phone = Phone::connect(&s, "carol").await;
+    carol_phone
+        .publish_acked("owntracks/carol/phone", location(52.7, 1_764_000_100))
+        .await;
+    carol_phone
+        .publish_acked(
+            "owntracks/carol/phone/info",
+            json!({ "_type": "card", "name": "C", "face": "aGVsbG8=" })
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    let carol = signed_in(&s, "carol").await;
+    let r = s
+        .call(
+            &carol,
+            Method::PUT,
+            "/api/owntracks/card",
+            Some(&json!({ "name": "Carol" })),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        get_json(&s, &carol, "/api/owntracks/card").await,
+        json!({ "name": "Carol", "face": "aGVsbG8=" })
+    );
+
     let r = client()
         .get(s.url("/api/owntracks/card"))
         .send()

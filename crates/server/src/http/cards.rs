@@ -2,8 +2,8 @@
 //! OwnTracks apps show for them on their friends' phones. Body `{"name": "Alice", "face":
 //! "<base64 PNG or JPEG>"}`: a field left out keeps what the user's card has (so changing the
 //! name keeps the picture), `null` or `""` removes it. The card goes through the same
-//! parser as a phone's `_type: card` (a face must be base64), and its face must be a PNG or
-//! JPEG (by its first bytes). It is stored as the user's own card (kept even when they have no
+//! parser as a phone's `_type: card` (a face must be base64), and a face sent must be a PNG
+//! or JPEG (by its first bytes; one kept from a phone's own card is not checked again). It is stored as the user's own card (kept even when they have no
 //! device yet) and as the card of each of the user's devices, in one write, and is published
 //! retained on `owntracks/<user>/<device>/info` for each (the broker's ACL gives it to the
 //! user's own sessions and their friends'). Answers 200 with the devices it was set on; 400
@@ -103,6 +103,9 @@ pub async fn set(
             "name: at most {MAX_NAME_CHARS} characters."
         )));
     }
+    // Only a picture sent now must be a PNG or JPEG: one kept from a phone's own card (which
+    // may be any base64 image) must not block a change of name.
+    let face_sent = matches!(&req.face, Some(Some(f)) if !f.is_empty());
     let face = req.face.unwrap_or(current_face).filter(|f| !f.is_empty());
     if face.as_ref().is_some_and(|f| f.len() > MAX_FACE_CHARS) {
         return Err(ApiError::BadRequest(format!(
@@ -123,7 +126,7 @@ pub async fn set(
         Ok(Parsed::Empty) => return Err(ApiError::BadRequest("an empty card.".into())),
         Err(e) => return Err(ApiError::BadRequest(e.to_string())),
     };
-    if card.face.as_deref().is_some_and(|f| !is_png_or_jpeg(f)) {
+    if face_sent && card.face.as_deref().is_some_and(|f| !is_png_or_jpeg(f)) {
         return Err(ApiError::BadRequest(
             "face: not a PNG or JPEG picture (send the image file's bytes in base64).".into(),
         ));
