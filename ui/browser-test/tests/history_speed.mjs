@@ -2,10 +2,11 @@
 // and one without; choosing "speed" draws each point in the colour of its step on the legend
 // (read from the SVG paths Leaflet renders), the point without a speed in the legend's grey,
 // the legend names every step in text; the choice is kept in the URL and by a reload; "time"
-// brings the time colours back. At phone and desktop sizes.
+// brings the time colours back. At phone and desktop sizes (full-page screenshots, axe).
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { apiAs, memberWithPhone, publishMqtt, signIn, eventually, VIEWPORTS } from "../lib/maps.mjs";
+import { assertAccessible } from "../lib/app.mjs";
 
 // Speeds published in this order, and the legend text of the step each falls in.
 const SPEEDS = [
@@ -72,7 +73,8 @@ export default async function historySpeed({ browser, base, dataDir, USER, shots
       if (!expected.slice(1).every((c) => lines.includes(c))) throw new Error(`line colours ${lines} miss some of ${expected}`);
       const url = new URL(page.url());
       expectEqual(url.searchParams.get("colour"), "speed", "colour in the URL");
-      await page.screenshot({ path: `${shots}/${label}-history-speed.png` });
+      await page.screenshot({ path: `${shots}/${label}-history-speed.png`, fullPage: true });
+      await assertAccessible(page, `history by speed (${label})`);
     });
 
     await check(`history speed ${label}: a reload keeps the speed colours; time brings the time colours back`, async () => {
