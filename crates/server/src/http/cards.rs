@@ -3,11 +3,12 @@
 //! "<base64 PNG or JPEG>"}`: a field left out keeps what the user's card has (so changing the
 //! name keeps the picture), `null` or `""` removes it. The card goes through the same
 //! parser as a phone's `_type: card` (a face must be base64), and a face sent must be a PNG
-//! or JPEG (by its first bytes; one kept from a phone's own card is not checked again). It is stored as the user's own card (kept even when they have no
-//! device yet) and as the card of each of the user's devices, in one write, and is published
-//! retained on `owntracks/<user>/<device>/info` for each (the broker's ACL gives it to the
-//! user's own sessions and their friends'). Answers 200 with the devices it was set on; 400
-//! for a bad card. A device that appears later takes the card with its first message (the
+//! or JPEG (by its first bytes; one kept from a phone's own card is not checked again). It is
+//! stored as the user's own card (kept even when they have no device yet) and as the card of
+//! each of the user's devices, in one write, and is published retained on
+//! `owntracks/<user>/<device>/info` for each (the broker's ACL gives it to the user's own
+//! sessions and their friends'). Answers 200 with the devices it was set on; 400 for a bad
+//! card. A device that appears later takes the card with its first message (the
 //! store copies it), and the ingest retains it on that device's `…/info`
 //! (`owntracks/ingest.rs`).
 //!
