@@ -626,3 +626,153 @@ async fn a_card_set_by_its_user_reaches_friends_phones_and_the_api() {
     assert_eq!(r.status(), 401);
     s.stop().await;
 }
+
+/// A user's card exists before they have any device: `PUT` stores it, `GET` answers it, and
+/// their first phone takes it with its first point, retained on its `…/info` for a friend who
+/// subscribes afterwards. A new name alone keeps the picture; a face sent that is not a PNG
+/// or JPEG is refused, while one a phone sent in its own card does not block a new name.
+#[tokio::test]
+async fn a_card_set_before_any_device_reaches_the_first_phone() {
+    const FACE: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+    let s = TestServer::start().await;
+    create_users(&s, &["alice", "bob"]).await;
+    let bob = signed_in(&s, "bob").await;
+    assert_eq!(
+        get_json(&s, &bob, "/api/owntracks/card").await,
+        json!({ "name": null, "face": null })
+    );
+    let r = s
+        .call(
+            &bob,
+            Method::PUT,
+            "/api/owntracks/card",
+            Some(&json!({ "name": "Bob", "face": FACE })),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["devices"], json!([]));
+    assert_eq!(
+        get_json(&s, &bob, "/api/owntracks/card").await,
+        json!({ "name": "Bob", "face": FACE })
+    );
+    let r = s.call(&bob, Method::PUT, "/api/friends/alice", None).await;
+    assert_eq!(r.status(), 201);
+
+    // Bob's first phone appears with a point; a friend subscribing afterwards gets his card
+    // retained on the phone's `…/info`.
+    let mut bob_phone = Phone::connect(&s, "bob").await;
+    bob_phone
+        .publish_acked("owntracks/bob/phone", location(52.5, 1_764_000_000))
+        .await;
+    let mut attempt = 0;
+    let card = eventually(|| {
+        attempt += 1;
+        let id = format!("alice-watcher-{attempt}");
+        let s = &s;
+        async move {
+            let (client, mut events, task) =
+                mqtt_connect(s, &id, "alice", &password("alice"), None).await;
+            client
+                .subscribe("owntracks/bob/phone/info", QoS::AtLeastOnce)
+                .await
+                .unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            let mut found = None;
+            while let Ok(Some(p)) = tokio::time::timeout_at(deadline, events.recv()).await {
+                if let Packet::Publish(p) = p
+                    && p.topic == "owntracks/bob/phone/info"
+                    && p.retain
+                {
+                    found = Some(serde_json::from_slice::<Value>(&p.payload).unwrap());
+                    break;
+                }
+            }
+            task.abort();
+            found
+        }
+    })
+    .await;
+    assert_eq!(card["_type"], "card");
+    assert_eq!(card["name"], "Bob");
+    assert_eq!(card["face"], FACE);
+
+    // A new name alone keeps the picture, in GET and on the phone's card.
+    let r = s
+        .call(
+            &bob,
+            Method::PUT,
+            "/api/owntracks/card",
+            Some(&json!({ "name": "Bobby" })),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["devices"],
+        json!(["phone"])
+    );
+    assert_eq!(
+        get_json(&s, &bob, "/api/owntracks/card").await,
+        json!({ "name": "Bobby", "face": FACE })
+    );
+
+    // Base64 that is not a PNG or JPEG (text, a GIF): 400 saying so; nothing changed.
+    for face in ["aGVsbG8=", "R0lGODlhAQABAAAAACw="] {
+        let r = s
+            .call(
+                &bob,
+                Method::PUT,
+                "/api/owntracks/card",
+                Some(&json!({ "face": face })),
+            )
+            .await;
+        assert_eq!(r.status(), 400, "{face}");
+        let error: Value = r.json().await.unwrap();
+        assert!(
+            error["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("PNG or JPEG")),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        get_json(&s, &bob, "/api/owntracks/card").await,
+        json!({ "name": "Bobby", "face": FACE })
+    );
+    // Carol's phone sent its own card with a picture that is no PNG or JPEG; she can still
+    // change her name (the kept picture is not hers to fix here).
+    create_users(&s, &["carol"]).await;
+    let mut carol_phone = Phone::connect(&s, "carol").await;
+    carol_phone
+        .publish_acked("owntracks/carol/phone", location(52.7, 1_764_000_100))
+        .await;
+    carol_phone
+        .publish_acked(
+            "owntracks/carol/phone/info",
+            json!({ "_type": "card", "name": "C", "face": "aGVsbG8=" })
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    let carol = signed_in(&s, "carol").await;
+    let r = s
+        .call(
+            &carol,
+            Method::PUT,
+            "/api/owntracks/card",
+            Some(&json!({ "name": "Carol" })),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        get_json(&s, &carol, "/api/owntracks/card").await,
+        json!({ "name": "Carol", "face": "aGVsbG8=" })
+    );
+
+    let r = client()
+        .get(s.url("/api/owntracks/card"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    s.stop().await;
+}

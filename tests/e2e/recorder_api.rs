@@ -708,6 +708,83 @@ async fn the_ui_track_is_thinned_to_max_points_and_private() {
     f.server.stop().await;
 }
 
+/// Each track point's speed as the phone sent it (`vel`, km/h), in a list beside `points`,
+/// `null` for a point without one; the points keep their `[ms, lat, lon]` shape.
+#[tokio::test]
+async fn the_ui_track_carries_each_points_speed() {
+    let f = fixture().await;
+    for (i, vel) in [Some(0), Some(57), None, Some(130)].into_iter().enumerate() {
+        let mut point = serde_json::json!({
+            "_type": "location", "lat": 49.0 + i as f64 * 0.01, "lon": 8.5,
+            "tst": T0 + 5000 + i as i64 * 60, "tid": "al",
+        });
+        if let Some(vel) = vel {
+            point["vel"] = vel.into();
+        }
+        let r = client()
+            .post(f.server.url("/pub"))
+            .basic_auth("alice", Some(ALICE_PASSWORD))
+            .header("x-limit-d", "car")
+            .json(&point)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{point}");
+    }
+    let store = f.server.running.store();
+    let alice = store.find_user("alice").await.unwrap();
+    let car = store
+        .find_owntracks_device(alice.id, "car")
+        .await
+        .unwrap()
+        .unwrap();
+    let token = store
+        .create_api_token(alice.id, "ui", SystemTime::now())
+        .await
+        .unwrap()
+        .1;
+    let track = |path: String| {
+        let token = token.expose().to_owned();
+        let url = f.server.url(&path);
+        async move {
+            let r = client().get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let from_ms = (T0 + 5000) * 1000;
+    let to_ms = (T0 + 6000) * 1000;
+    let body = track(format!(
+        "/api/owntracks/devices/{}/track?from={from_ms}&to={to_ms}",
+        car.id
+    ))
+    .await;
+    assert_eq!(
+        body["vel"],
+        serde_json::json!([0.0, 57.0, null, 130.0]),
+        "{body}"
+    );
+    assert_eq!(
+        body["points"][1],
+        serde_json::json!([from_ms + 60_000, 49.01, 8.5])
+    );
+    // The phone's own device (its points all sent vel 12) says so too.
+    let phone = store
+        .find_owntracks_device(alice.id, "phone")
+        .await
+        .unwrap()
+        .unwrap();
+    let body = track(format!(
+        "/api/owntracks/devices/{}/track?from={}&to={}",
+        phone.id,
+        T0 * 1000,
+        (T0 + 180) * 1000
+    ))
+    .await;
+    assert_eq!(body["vel"], serde_json::json!([12.0, 12.0, 12.0]), "{body}");
+    f.server.stop().await;
+}
+
 #[tokio::test]
 async fn a_window_beyond_the_row_bound_is_refused_unless_limited() {
     let f = fixture().await;

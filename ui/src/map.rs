@@ -257,12 +257,18 @@ impl Group {
         .add_to_group(&self.group);
     }
 
-    /// A small dot at `at` with a tooltip (plain text).
+    /// A small dot at `at` with a tooltip (plain text), outlined in white.
     pub fn dot(&self, at: LatLon, colour: &str, tooltip: &str) {
+        self.outlined_dot(at, colour, "#ffffff", tooltip);
+    }
+
+    /// A small dot at `at` filled with `colour`, outlined with `outline` (a dark outline keeps
+    /// light fills visible on light tiles), with a tooltip (plain text).
+    pub fn outlined_dot(&self, at: LatLon, colour: &str, outline: &str, tooltip: &str) {
         let dot = circle_marker(
             &at.to_js(),
             &js(
-                &json!({ "radius": 4, "color": "#ffffff", "weight": 1, "fillColor": colour, "fillOpacity": 1.0, "className": "track-point" }),
+                &json!({ "radius": 4, "color": outline, "weight": 1, "fillColor": colour, "fillOpacity": 1.0, "className": "track-point" }),
             ),
         );
         dot.bind_tooltip(&escape_html(tooltip), &JsValue::UNDEFINED);

@@ -117,3 +117,10 @@ pub struct AuditEntry {
 pub struct CardName {
     pub name: String,
 }
+
+/// The body of `PUT /api/owntracks/card` that sets (a base64 PNG or JPEG) or removes (`null`)
+/// the picture only, keeping the name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CardFace {
+    pub face: Option<String>,
+}

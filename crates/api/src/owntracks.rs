@@ -141,6 +141,8 @@ pub struct CardView {
 
 /// `GET /api/owntracks/devices/{id}/track`: a thinned track, `points` as
 /// `[unix_ms, lat, lon]`, oldest first; the window is `from` inclusive, `to` exclusive.
+/// `vel[i]` is the speed of `points[i]` in km/h as the phone sent it (OwnTracks' `vel`), `null`
+/// when it sent none (a separate list, so `points` keep their shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackView {
     pub device_id: i64,
@@ -148,6 +150,18 @@ pub struct TrackView {
     pub to: i64,
     pub max_points: usize,
     pub points: Vec<(i64, f64, f64)>,
+    #[serde(default)]
+    pub vel: Vec<Option<f64>>,
+}
+
+/// `GET /api/owntracks/card` (the signed-in user's card, as their friends' phones show it;
+/// both `null` when none is set) and the body of `PUT /api/owntracks/card`, where a field left
+/// out keeps its value and `null` removes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCard {
+    pub name: Option<String>,
+    /// A small square PNG or JPEG, base64.
+    pub face: Option<String>,
 }
 
 /// `GET /api/owntracks/devices/{id}/transitions`: a region enter/leave event; `at` is the
@@ -212,5 +226,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(track.points, vec![(1000, 1.5, 2.5)]);
+        assert!(track.vel.is_empty());
+        let track: TrackView = serde_json::from_str(
+            r#"{"device_id":1,"from":0,"to":10,"max_points":1000,"points":[[1000,1.5,2.5],[2000,1.5,2.6]],
+                "vel":[12.0,null]}"#,
+        )
+        .unwrap();
+        assert_eq!(track.vel, vec![Some(12.0), None]);
     }
 }

@@ -63,7 +63,7 @@ pub use mqtt_link::{LinkPassword, StoredLink};
 pub use owntracks::{
     Card, IngestOutcome, LOCATION_PURGE_BATCH, LastLocation, LocationFields, OwnTracksDevice,
     OwnTracksMessage, OwnTracksPayload, OwnTracksPublisher, StoredLocation, StoredTransition,
-    Transition, TransitionEvent, Waypoint,
+    TrackFix, Transition, TransitionEvent, Waypoint,
 };
 pub use owntracks_history::MAX_RETENTION_DAYS;
 pub use owntracks_keys::OwnTracksKey;

@@ -155,6 +155,16 @@ pub struct Waypoint {
     pub rid: Option<String>,
 }
 
+/// One point of a device's thinned track (`Store::location_track`): the phone's time (Unix
+/// seconds) and position, and the speed it reported (`vel`, km/h), if it did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackFix {
+    pub tst: i64,
+    pub lat: f64,
+    pub lon: f64,
+    pub vel: Option<f64>,
+}
+
 /// A user's card for a device: display name and picture (base64, as sent).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Card {
@@ -297,8 +307,9 @@ fn implied_online(payload: &OwnTracksPayload) -> Option<bool> {
 }
 
 /// The device's id, creating it on its first message and noting that it was seen `now`. A
-/// device created now takes the card of the user's other devices (the newest), so a card the
-/// user set (`Store::set_user_card`) or a phone sent shows for their new phone too.
+/// device created now takes its user's card (`user_cards`, set with `Store::set_user_card`,
+/// even before the user had any device) or, without one, the newest card of the user's other
+/// devices (one a phone sent), so it shows for their new phone too.
 fn upsert_device(c: &Connection, p: &OwnTracksPublisher, now_ms: i64, online: bool) -> Result<i64> {
     // A device met before (nearly always): a read, and a write only when its last-seen time
     // moves by a second or more. (The upsert below writes the row, its credential index entry
@@ -334,9 +345,14 @@ fn upsert_device(c: &Connection, p: &OwnTracksPublisher, now_ms: i64, online: bo
         // New (or created earlier in this same millisecond: then this does nothing new).
         c.prepare_cached(
             "INSERT INTO ot_cards (device_id, name, face, updated_at)
-             SELECT ?1, k.name, k.face, ?3 FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
-             WHERE d.user_id = ?2 AND d.id != ?1
-             ORDER BY k.updated_at DESC LIMIT 1
+             SELECT ?1, name, face, ?3 FROM (
+               SELECT 0 AS rank, name, face, updated_at FROM user_cards WHERE user_id = ?2
+               UNION ALL
+               SELECT 1, k.name, k.face, k.updated_at
+               FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
+               WHERE d.user_id = ?2 AND d.id != ?1
+             )
+             ORDER BY rank, updated_at DESC LIMIT 1
              ON CONFLICT (device_id) DO NOTHING",
         )?
         .execute(params![id, p.user_id, now_ms])?;
@@ -779,35 +795,45 @@ impl Store {
 
     /// One device's track with `from <= tst < to`, oldest first, thinned server-side to at
     /// most `max_points` keeping its shape (turns and stops; see
-    /// [`porchlight_domain::track`]). The first and last points of the window are kept.
+    /// [`porchlight_domain::track`]). The first and last points of the window are kept; each
+    /// keeps its speed.
     pub async fn location_track(
         &self,
         device_id: i64,
         from: i64,
         to: i64,
         max_points: usize,
-    ) -> Result<Vec<TrackPoint>> {
+    ) -> Result<Vec<TrackFix>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT tst, lat, lon FROM locations
+                "SELECT tst, lat, lon, vel FROM locations
                  WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
                  UNION ALL
-                 SELECT tst, lat, lon FROM location_log
+                 SELECT tst, lat, lon, vel FROM location_log
                  WHERE device_id = ?1 AND tst >= ?2 AND tst < ?3
                  ORDER BY 1",
             )?;
-            let points = stmt
+            let fixes = stmt
                 .query_map(params![device_id, from, to], |r| {
-                    Ok(TrackPoint {
+                    Ok(TrackFix {
                         tst: r.get(0)?,
                         lat: r.get(1)?,
                         lon: r.get(2)?,
+                        vel: r.get(3)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let points: Vec<TrackPoint> = fixes
+                .iter()
+                .map(|f| TrackPoint {
+                    tst: f.tst,
+                    lat: f.lat,
+                    lon: f.lon,
+                })
+                .collect();
             Ok(simplify(&points, max_points)
                 .into_iter()
-                .filter_map(|i| points.get(i).copied())
+                .filter_map(|i| fixes.get(i).copied())
                 .collect())
         })
         .await
@@ -945,9 +971,11 @@ impl Store {
         .await
     }
 
-    /// Sets the card (display name, picture) of every OwnTracks device of `user_id`, as a user
-    /// does for their friends' phones; returns those devices. A phone's own later card
-    /// replaces it for that device, as any newer card does.
+    /// Sets the card (display name, picture) of `user_id` (`user_cards`, so a user without a
+    /// device has one, which their devices inherit when they appear) and of every OwnTracks
+    /// device of theirs, in one transaction, as a user does for their friends' phones; returns
+    /// those devices. A phone's own later card replaces it for that device, as any newer card
+    /// does.
     pub async fn set_user_card(
         &self,
         user_id: i64,
@@ -956,6 +984,12 @@ impl Store {
     ) -> Result<Vec<OwnTracksDevice>> {
         let now_ms = unix_ms(now);
         self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO user_cards (user_id, name, face, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id) DO UPDATE SET
+                   name = excluded.name, face = excluded.face, updated_at = excluded.updated_at",
+            )?
+            .execute(params![user_id, card.name, card.face, now_ms])?;
             c.prepare_cached(
                 "INSERT INTO ot_cards (device_id, name, face, updated_at)
                  SELECT id, ?2, ?3, ?4 FROM ot_devices WHERE user_id = ?1
@@ -975,12 +1009,20 @@ impl Store {
         .await
     }
 
-    /// A user's card: the newest of their devices' cards (what a new device inherits).
+    /// A user's card (what a new device inherits): the one they set (`user_cards`), or else
+    /// the newest of their devices' cards (one a phone sent, or one set before `user_cards`
+    /// existed).
     pub async fn user_card(&self, user_id: i64) -> Result<Option<Card>> {
         self.read(move |c| {
             Ok(c.prepare_cached(
-                "SELECT k.name, k.face FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
-                 WHERE d.user_id = ?1 ORDER BY k.updated_at DESC LIMIT 1",
+                "SELECT name, face FROM (
+                   SELECT 0 AS rank, name, face, updated_at FROM user_cards WHERE user_id = ?1
+                   UNION ALL
+                   SELECT 1, k.name, k.face, k.updated_at
+                   FROM ot_cards k JOIN ot_devices d ON d.id = k.device_id
+                   WHERE d.user_id = ?1
+                 )
+                 ORDER BY rank, updated_at DESC LIMIT 1",
             )?
             .query_row([user_id], |r| {
                 Ok(Card {

@@ -969,3 +969,45 @@ async fn a_new_device_takes_the_card_its_user_set() {
             .all(|l| l.card.as_ref().and_then(|c| c.name.as_deref()) == Some("Alice"))
     );
 }
+
+#[tokio::test]
+async fn a_card_set_before_any_device_is_kept_and_inherited() {
+    let (_dir, store, users) = store_with_users(&["alice", "bob"]).await;
+    let (alice, bob) = (users[0], users[1]);
+    let card = Card {
+        name: Some("Alice".into()),
+        face: Some("iVBORw0KGgo=".into()),
+    };
+    let set_on = store
+        .set_user_card(alice, card.clone(), at(T0))
+        .await
+        .unwrap();
+    assert!(set_on.is_empty());
+    assert_eq!(store.user_card(alice).await.unwrap(), Some(card.clone()));
+    assert_eq!(store.user_card(bob).await.unwrap(), None);
+
+    // Her first phone takes it; a card the phone sends itself changes only that phone, and
+    // the user's card stays what she set (a later device still takes hers).
+    ingest_points(&store, alice, "phone", [T0 + 5].into_iter()).await;
+    let phone = device_id(&store, alice, "phone").await;
+    assert_eq!(store.card(phone).await.unwrap(), Some(card.clone()));
+    let phones_own = Card {
+        name: Some("Al's phone".into()),
+        face: None,
+    };
+    let sent = message(
+        alice,
+        "phone",
+        T0 + 6,
+        OwnTracksPayload::Card(phones_own.clone()),
+    );
+    store
+        .ingest_owntracks(vec![sent], at(T0 + 6))
+        .await
+        .unwrap();
+    assert_eq!(store.card(phone).await.unwrap(), Some(phones_own));
+    assert_eq!(store.user_card(alice).await.unwrap(), Some(card.clone()));
+    ingest_points(&store, alice, "tablet", [T0 + 7].into_iter()).await;
+    let tablet = device_id(&store, alice, "tablet").await;
+    assert_eq!(store.card(tablet).await.unwrap(), Some(card));
+}

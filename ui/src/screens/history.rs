@@ -1,12 +1,14 @@
 //! Where a device was: a device picker, a date (local time), and a two-handle time slider
 //! over 00:00–23:59 that narrows the window; the track as a line plus points coloured by
-//! time, the region transitions as pins and the phone's regions as circles; the distance,
-//! time span and point count; quick ranges (last hour, today, yesterday, last 7 days).
+//! time or by speed (the phone's `vel`, on a fixed scale with a legend), the region
+//! transitions as pins and the phone's regions as circles; the distance, time span and point
+//! count; quick ranges (last hour, today, yesterday, last 7 days).
 //!
 //! The window is `[first day + start, last day + end + 1 min)`: the end handle's minute is
 //! included whole. Large windows come thinned by the server (`max_points` of
 //! `GET /api/owntracks/devices/{id}/track`). The selection lives in the URL's query string
-//! (`device`, `date`, `days`, `from`, `to`; kept with `history.replaceState`), so a view can be
+//! (`device`, `date`, `days`, `from`, `to`, and `colour=speed` when points are coloured by
+//! speed; kept with `history.replaceState`), so a view can be
 //! bookmarked and opening it reproduces the view.
 //!
 //! The slider is two native `<input type="range">` laid over one track, so keyboard and screen
@@ -44,6 +46,12 @@ mod text {
     pub const SPAN: &str = "Time span";
     pub const NO_POINTS: &str = "No points in this window.";
     pub const LEGEND: &str = "Points are coloured by time: blue is earlier, orange later. Pins mark region entries and exits.";
+    pub const COLOUR: &str = "Colour";
+    pub const BY_TIME: &str = "time";
+    pub const BY_SPEED: &str = "speed";
+    pub const SPEED_LEGEND: &str = "Points and line coloured by speed (km/h, as the phone reported it). Pins mark region entries and exits.";
+    pub const NO_SPEED: &str = "no speed reported";
+    pub const KMH: &str = "km/h";
     pub const FETCHING: &str = "Loading the track…";
     pub const ENTERED: &str = "Entered";
     pub const LEFT: &str = "Left";
@@ -77,6 +85,49 @@ pub struct Selection {
     pub days: u32,
     pub start: u32,
     pub end: u32,
+    /// What the points' colour tells.
+    pub colour: Colour,
+}
+
+/// What the points' colour tells: when they were taken, or how fast the phone went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Colour {
+    #[default]
+    Time,
+    Speed,
+}
+
+/// The speed scale's steps: from this many km/h (inclusive) up to the next, with its colour
+/// (a colour-blind-safe sequence, dark to light; the legend names each in text too).
+pub const SPEED_STEPS: [(f64, &str); 5] = [
+    (0.0, "#3b0f70"),
+    (30.0, "#2c6fbb"),
+    (60.0, "#21918c"),
+    (90.0, "#5ec962"),
+    (120.0, "#fde725"),
+];
+/// Points without a speed.
+pub const NO_SPEED_COLOUR: &str = "#9ca3af";
+
+/// The colour of a speed on the fixed scale (grey without one).
+pub fn speed_colour(vel: Option<f64>) -> &'static str {
+    let Some(vel) = vel.filter(|v| v.is_finite()) else {
+        return NO_SPEED_COLOUR;
+    };
+    SPEED_STEPS
+        .iter()
+        .rev()
+        .find(|(from, _)| vel >= *from)
+        .map_or(SPEED_STEPS[0].1, |(_, colour)| colour)
+}
+
+/// The legend's text for step `i` of [`SPEED_STEPS`] (`0–29 km/h`, …, `120+ km/h`).
+fn speed_step_text(i: usize) -> String {
+    let from = SPEED_STEPS.get(i).map_or(0.0, |s| s.0);
+    match SPEED_STEPS.get(i + 1) {
+        Some((next, _)) => format!("{from:.0}–{:.0} {}", next - 1.0, text::KMH),
+        None => format!("{from:.0}+ {}", text::KMH),
+    }
 }
 
 impl Selection {
@@ -88,6 +139,7 @@ impl Selection {
             days: 1,
             start: 0,
             end: LAST_MINUTE,
+            colour: Colour::Time,
         }
     }
 
@@ -112,6 +164,8 @@ impl Selection {
                 }
                 "from" => s.start = parse_minute(value).unwrap_or(s.start),
                 "to" => s.end = parse_minute(value).unwrap_or(s.end),
+                "colour" if value == "speed" => s.colour = Colour::Speed,
+                "colour" if value == "time" => s.colour = Colour::Time,
                 _ => {}
             }
         }
@@ -134,6 +188,9 @@ impl Selection {
             clock(self.start),
             clock(self.end)
         ));
+        if self.colour == Colour::Speed {
+            q.push_str("&colour=speed");
+        }
         q
     }
 
@@ -375,7 +432,8 @@ pub fn HistoryPage(
         });
     };
 
-    // The URL follows the committed selection, and the track is fetched for it.
+    // The URL follows the committed selection, and the track is fetched for it (again only
+    // when the device or the window changed, not for a new colouring).
     Effect::new(move |_| {
         let s = committed.get();
         if let Some(window) = web_sys::window()
@@ -387,10 +445,20 @@ pub fn HistoryPage(
                 Some(&s.to_query()),
             );
         }
+    });
+    let wanted = Memo::new(move |_| {
+        committed.with(|s| Selection {
+            colour: Colour::Time,
+            ..s.clone()
+        })
+    });
+    Effect::new(move |_| {
+        let s = wanted.get();
         if load.get() == Load::Ready {
             fetch_track(s);
         }
     });
+    let colour = Memo::new(move |_| committed.with(|s| s.colour));
     let commit = move || committed.set(selection.get_untracked());
     // Leaving the screen takes its selection out of the URL (it belongs to this screen).
     on_cleanup(|| {
@@ -423,6 +491,7 @@ pub fn HistoryPage(
     // Draw the track.
     Effect::new(move |_| {
         let current = drawn.get();
+        let colour = colour.get();
         map_ready.track();
         map.with_value(|m| {
             let Some((m, group)) = m else { return };
@@ -444,18 +513,48 @@ pub fn HistoryPage(
                 .iter()
                 .map(|p| LatLon { lat: p.1, lon: p.2 })
                 .collect();
-            group.line(&points, "#1d4ed8");
+            let vel = |i: usize| d.track.vel.get(i).copied().flatten();
+            match colour {
+                Colour::Time => group.line(&points, "#1d4ed8"),
+                Colour::Speed => {
+                    // Runs of segments in one speed step (a segment takes the step of the
+                    // point it ends at), one line each.
+                    let step = |i: usize| speed_colour(vel(i));
+                    let mut start = 0;
+                    for end in 1..points.len() {
+                        if end + 1 == points.len() || step(end + 1) != step(end) {
+                            if let Some(run) = points.get(start..=end) {
+                                group.line(run, step(end));
+                            }
+                            start = end;
+                        }
+                    }
+                }
+            }
             let (first, last) = match (d.track.points.first(), d.track.points.last()) {
                 (Some(f), Some(l)) => (f.0 as f64, l.0 as f64),
                 _ => (0.0, 0.0),
             };
-            for (p, at) in d.track.points.iter().zip(&points) {
-                let f = if last > first {
-                    (p.0 as f64 - first) / (last - first)
-                } else {
-                    1.0
-                };
-                group.dot(*at, &time_colour(f), &local_clock(p.0 as f64));
+            for (i, (p, at)) in d.track.points.iter().zip(&points).enumerate() {
+                match colour {
+                    Colour::Time => {
+                        let f = if last > first {
+                            (p.0 as f64 - first) / (last - first)
+                        } else {
+                            1.0
+                        };
+                        group.dot(*at, &time_colour(f), &local_clock(p.0 as f64));
+                    }
+                    Colour::Speed => {
+                        let tip = match vel(i) {
+                            Some(v) => {
+                                format!("{} · {v:.0} {}", local_clock(p.0 as f64), text::KMH)
+                            }
+                            None => format!("{} · {}", local_clock(p.0 as f64), text::NO_SPEED),
+                        };
+                        group.outlined_dot(*at, speed_colour(vel(i)), "#1f2937", &tip);
+                    }
+                }
             }
             for t in &d.transitions {
                 if let (Some(lat), Some(lon)) = (t.lat, t.lon) {
@@ -485,6 +584,7 @@ pub fn HistoryPage(
                         days: 1,
                         start: end.saturating_sub(60),
                         end,
+                        colour: s.colour,
                     };
                 }
                 Quick::Today => {
@@ -494,6 +594,7 @@ pub fn HistoryPage(
                         days: 1,
                         start: 0,
                         end: LAST_MINUTE,
+                        colour: s.colour,
                     }
                 }
                 Quick::Yesterday => {
@@ -504,6 +605,7 @@ pub fn HistoryPage(
                         days: 1,
                         start: 0,
                         end: LAST_MINUTE,
+                        colour: s.colour,
                     }
                 }
                 Quick::LastWeek => {
@@ -513,6 +615,7 @@ pub fn HistoryPage(
                         days: 7,
                         start: 0,
                         end: LAST_MINUTE,
+                        colour: s.colour,
                     }
                 }
             }
@@ -681,8 +784,50 @@ pub fn HistoryPage(
                 <p class="error" role="alert">{text::MAP_FAILED}</p>
             </Show>
             {stats}
+            <fieldset class="colour-choice">
+                <legend>{text::COLOUR}</legend>
+                <label>
+                    <input type="radio" name="history-colour" value="time"
+                        prop:checked=move || selection.with(|s| s.colour == Colour::Time)
+                        on:change=move |_| { selection.update(|s| s.colour = Colour::Time); commit(); } />
+                    {text::BY_TIME}
+                </label>
+                <label>
+                    <input type="radio" name="history-colour" value="speed"
+                        prop:checked=move || selection.with(|s| s.colour == Colour::Speed)
+                        on:change=move |_| { selection.update(|s| s.colour = Colour::Speed); commit(); } />
+                    {text::BY_SPEED}
+                </label>
+            </fieldset>
             <div class="map" node_ref=map_ref role="region" aria-label=text::MAP_LABEL></div>
-            <p class="legend">{text::LEGEND}</p>
+            {move || match colour.get() {
+                Colour::Time => view! { <p class="legend">{text::LEGEND}</p> }.into_any(),
+                Colour::Speed => {
+                    let steps = SPEED_STEPS
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, colour))| view! {
+                            <li data-speed-colour=*colour>
+                                <span class="swatch" style:background-color=*colour aria-hidden="true"></span>
+                                {speed_step_text(i)}
+                            </li>
+                        })
+                        .collect_view();
+                    view! {
+                        <div class="legend speed-legend">
+                            <p>{text::SPEED_LEGEND}</p>
+                            <ul>
+                                {steps}
+                                <li data-speed-colour=NO_SPEED_COLOUR>
+                                    <span class="swatch" style:background-color=NO_SPEED_COLOUR aria-hidden="true"></span>
+                                    {text::NO_SPEED}
+                                </li>
+                            </ul>
+                        </div>
+                    }
+                    .into_any()
+                }
+            }}
         </section>
     }
 }
@@ -706,6 +851,7 @@ mod tests {
             days: 1,
             start: 0,
             end: LAST_MINUTE,
+            colour: Colour::Time,
         }
     }
 
@@ -717,6 +863,7 @@ mod tests {
             days: 1,
             start: 8 * 60 + 5,
             end: 17 * 60 + 59,
+            colour: Colour::Time,
         };
         let q = s.to_query();
         assert_eq!(
@@ -724,6 +871,27 @@ mod tests {
             "?view=history&device=7&date=2026-11-20&days=1&from=08:05&to=17:59"
         );
         assert_eq!(Selection::from_query(&q, base()), s);
+        let by_speed = Selection {
+            colour: Colour::Speed,
+            ..s
+        };
+        let q = by_speed.to_query();
+        assert!(q.ends_with("&colour=speed"), "{q}");
+        assert_eq!(Selection::from_query(&q, base()), by_speed);
+    }
+
+    #[test]
+    fn speeds_fall_into_fixed_steps() {
+        assert_eq!(speed_colour(None), NO_SPEED_COLOUR);
+        assert_eq!(speed_colour(Some(f64::NAN)), NO_SPEED_COLOUR);
+        assert_eq!(speed_colour(Some(-3.0)), SPEED_STEPS[0].1);
+        assert_eq!(speed_colour(Some(0.0)), SPEED_STEPS[0].1);
+        assert_eq!(speed_colour(Some(29.9)), SPEED_STEPS[0].1);
+        assert_eq!(speed_colour(Some(30.0)), SPEED_STEPS[1].1);
+        assert_eq!(speed_colour(Some(119.0)), SPEED_STEPS[3].1);
+        assert_eq!(speed_colour(Some(250.0)), SPEED_STEPS[4].1);
+        assert_eq!(speed_step_text(0), "0–29 km/h");
+        assert_eq!(speed_step_text(4), "120+ km/h");
     }
 
     #[test]

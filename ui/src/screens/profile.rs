@@ -1,11 +1,17 @@
-//! Profile (`/profile`): the display name friends' phones show (the OwnTracks card), a
-//! password change with the current password, and the user's API tokens (a new token is
-//! shown once; revoke).
+//! Profile (`/profile`): the user's card as friends' phones show it (display name and
+//! picture, `GET`/`PUT /api/owntracks/card`), a password change with the current password, and
+//! the user's API tokens (a new token is shown once; revoke).
+//!
+//! A chosen picture is shrunk here, in the browser, before it is sent: centre-cropped to a
+//! square of at most [`FACE_PIXELS`] pixels and encoded as JPEG (OwnTracks apps show a small
+//! round face; a phone photo would be megabytes).
 
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use porchlight_api::account::{ApiToken, CardName, CreatedToken, NewToken};
+use porchlight_api::account::{ApiToken, CardFace, CardName, CreatedToken, NewToken};
+use porchlight_api::owntracks::UserCard;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::api::{self, ApiError, Session};
 use crate::load::{Loaded, Loader};
@@ -18,6 +24,20 @@ mod text {
     pub const NAME_HELP: &str = "The name your friends' OwnTracks apps show for you.";
     pub const NAME_SAVE: &str = "Save name";
     pub const NAME_SAVED: &str = "Name saved.";
+    pub const CARD_FAILED: &str = "Couldn't load your card";
+    pub const PICTURE_TITLE: &str = "Your picture";
+    pub const PICTURE_HELP: &str = "Shown round and small by your friends' OwnTracks apps. A PNG or JPEG; it is cropped to a square and shrunk before it is sent.";
+    pub const PICTURE_CHOOSE: &str = "Choose a picture (PNG or JPEG)";
+    pub const PICTURE_CURRENT: &str = "Your current picture";
+    pub const NO_PICTURE: &str = "No picture yet.";
+    pub const PICTURE_SAVED: &str = "Picture saved.";
+    pub const PICTURE_SAVING: &str = "Saving the picture…";
+    pub const PICTURE_REMOVE: &str = "Remove picture";
+    pub const PICTURE_REMOVED: &str = "Picture removed.";
+    pub const NOT_AN_IMAGE: &str =
+        "That file is not a PNG or JPEG picture (or it could not be read). Choose another.";
+    pub const UPLOAD_FAILED: &str = "Couldn't save the picture:";
+    pub const REMOVE_FAILED: &str = "Couldn't remove the picture:";
     pub const PASSWORD_TITLE: &str = "Password";
     pub const CURRENT: &str = "Current password";
     pub const NEW: &str = "New password";
@@ -35,6 +55,78 @@ mod text {
     pub const REVOKE: &str = "Revoke";
     pub const NEVER_USED: &str = "never used";
     pub const LAST_USED: &str = "last used";
+}
+
+/// The largest side of the picture sent, in pixels.
+pub const FACE_PIXELS: u32 = 192;
+/// The JPEG quality of the picture sent.
+const FACE_QUALITY: f64 = 0.85;
+
+/// The square of an image `width` × `height` that is sent: the centred crop `(x, y, side)`
+/// and the side it is drawn at (at most [`FACE_PIXELS`], never enlarged).
+pub fn face_crop(width: u32, height: u32) -> (u32, u32, u32, u32) {
+    let side = width.min(height);
+    (
+        (width - side) / 2,
+        (height - side) / 2,
+        side,
+        side.min(FACE_PIXELS),
+    )
+}
+
+/// `file` as a small square JPEG, base64 (no `data:` prefix); `Err` when it is not an image
+/// the browser can read.
+async fn shrink_picture(file: web_sys::File) -> Result<String, JsValue> {
+    let url = web_sys::Url::create_object_url_with_blob(&file)?;
+    let image = web_sys::HtmlImageElement::new()?;
+    image.set_src(&url);
+    let decoded = wasm_bindgen_futures::JsFuture::from(image.decode()).await;
+    web_sys::Url::revoke_object_url(&url)?;
+    decoded?;
+    let (x, y, side, out) = face_crop(image.natural_width(), image.natural_height());
+    if side == 0 {
+        return Err(JsValue::from_str("an empty image"));
+    }
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or_else(|| JsValue::from_str("no document"))?;
+    let canvas: web_sys::HtmlCanvasElement = document.create_element("canvas")?.dyn_into()?;
+    canvas.set_width(out);
+    canvas.set_height(out);
+    let context: web_sys::CanvasRenderingContext2d = canvas
+        .get_context("2d")?
+        .ok_or_else(|| JsValue::from_str("no 2d canvas"))?
+        .dyn_into()?;
+    // JPEG has no transparency: a transparent PNG gets a white background, not black.
+    context.set_fill_style_str("#ffffff");
+    context.fill_rect(0.0, 0.0, f64::from(out), f64::from(out));
+    context.draw_image_with_html_image_element_and_sw_and_sh_and_dx_and_dy_and_dw_and_dh(
+        &image,
+        f64::from(x),
+        f64::from(y),
+        f64::from(side),
+        f64::from(side),
+        0.0,
+        0.0,
+        f64::from(out),
+        f64::from(out),
+    )?;
+    let data_url =
+        canvas.to_data_url_with_type_and_encoder_options("image/jpeg", &FACE_QUALITY.into())?;
+    data_url
+        .split_once(";base64,")
+        .map(|(_, data)| data.to_owned())
+        .ok_or_else(|| JsValue::from_str("the canvas gave no JPEG"))
+}
+
+/// A `data:` URL that shows a stored face (PNG or JPEG, told apart by its first bytes).
+fn face_src(face: &str) -> String {
+    let kind = if face.starts_with("iVBOR") {
+        "png"
+    } else {
+        "jpeg"
+    };
+    format!("data:image/{kind};base64,{face}")
 }
 
 fn when(ms: i64) -> String {
@@ -70,16 +162,28 @@ pub fn ProfilePage(session: Session) -> impl IntoView {
         <section class="settings" aria-labelledby="screen-title">
             <h1 id="screen-title">{text::TITLE}</h1>
             <p class="muted">{text::SIGNED_IN_AS} " " <strong>{username.clone()}</strong></p>
-            <NameForm />
+            <CardForms />
             <PasswordForm username=username />
             <Tokens />
         </section>
     }
 }
 
+/// The card's name and picture, once the saved card is loaded.
 #[component]
-fn NameForm() -> impl IntoView {
-    let name = RwSignal::new(String::new());
+fn CardForms() -> impl IntoView {
+    let card = Loader::new(|| api::get::<UserCard>("/api/owntracks/card"));
+    view! {
+        <Loaded loader=card what=text::CARD_FAILED children=move |saved: UserCard| view! {
+            <NameForm card=card saved=saved.name.unwrap_or_default() />
+            <PictureForm card=card />
+        } />
+    }
+}
+
+#[component]
+fn NameForm(card: Loader<UserCard>, saved: String) -> impl IntoView {
+    let name = RwSignal::new(saved);
     let message = RwSignal::new(None::<(bool, String)>);
     let submit = move |event: SubmitEvent| {
         event.prevent_default();
@@ -89,7 +193,10 @@ fn NameForm() -> impl IntoView {
         };
         spawn_local(async move {
             match api::put::<_, serde_json::Value>("/api/owntracks/card", &body).await {
-                Ok(_) => message.set(Some((true, text::NAME_SAVED.into()))),
+                Ok(_) => {
+                    message.set(Some((true, text::NAME_SAVED.into())));
+                    card.reload();
+                }
                 Err(failure) => show(message, failure),
             }
         });
@@ -105,6 +212,97 @@ fn NameForm() -> impl IntoView {
             <Notice message=message />
             <button type="submit" class="secondary">{text::NAME_SAVE}</button>
         </form>
+    }
+}
+
+#[component]
+fn PictureForm(card: Loader<UserCard>) -> impl IntoView {
+    let message = RwSignal::new(None::<(bool, String)>);
+    let busy = RwSignal::new(false);
+    let face = move || card.value().and_then(|c| c.face);
+    let send = move |face: Option<String>| {
+        let removing = face.is_none();
+        busy.set(true);
+        spawn_local(async move {
+            let body = CardFace { face };
+            let outcome = api::put::<_, serde_json::Value>("/api/owntracks/card", &body).await;
+            busy.set(false);
+            match outcome {
+                Ok(_) => {
+                    let done = if removing {
+                        text::PICTURE_REMOVED
+                    } else {
+                        text::PICTURE_SAVED
+                    };
+                    message.set(Some((true, done.into())));
+                    card.reload();
+                }
+                Err(ApiError::SignedOut) => {}
+                Err(failure) => {
+                    let what = if removing {
+                        text::REMOVE_FAILED
+                    } else {
+                        text::UPLOAD_FAILED
+                    };
+                    message.set(Some((false, format!("{what} {failure}"))));
+                }
+            }
+        });
+    };
+    let chosen = move |event: leptos::ev::Event| {
+        let Some(input) = event
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
+            return;
+        };
+        let Some(file) = input.files().and_then(|files| files.get(0)) else {
+            return;
+        };
+        // The same file chosen again still fires a change.
+        input.set_value("");
+        message.set(None);
+        if !matches!(file.type_().as_str(), "image/png" | "image/jpeg") {
+            message.set(Some((false, text::NOT_AN_IMAGE.into())));
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            match shrink_picture(file).await {
+                Ok(jpeg) => send(Some(jpeg)),
+                Err(_) => {
+                    busy.set(false);
+                    message.set(Some((false, text::NOT_AN_IMAGE.into())));
+                }
+            }
+        });
+    };
+    view! {
+        <section class="card wide" aria-labelledby="picture-title">
+            <h2 id="picture-title">{text::PICTURE_TITLE}</h2>
+            <div class="face-row">
+                {move || match face() {
+                    Some(f) => view! {
+                        <img class="face-preview" src=face_src(&f) alt=text::PICTURE_CURRENT width="96" height="96" />
+                    }
+                    .into_any(),
+                    None => view! { <p class="muted face-none">{text::NO_PICTURE}</p> }.into_any(),
+                }}
+                <div class="field">
+                    <label for="profile-picture">{text::PICTURE_CHOOSE}</label>
+                    <input id="profile-picture" type="file" accept="image/png,image/jpeg"
+                        aria-describedby="profile-picture-help" disabled=move || busy.get() on:change=chosen />
+                    <p class="muted small" id="profile-picture-help">{text::PICTURE_HELP}</p>
+                </div>
+            </div>
+            <p class="muted small" role="status">{move || busy.get().then_some(text::PICTURE_SAVING)}</p>
+            <Notice message=message />
+            <Show when=move || face().is_some()>
+                <button type="button" class="secondary" disabled=move || busy.get() on:click=move |_| { message.set(None); send(None) }>
+                    {text::PICTURE_REMOVE}
+                </button>
+            </Show>
+        </section>
     }
 }
 
@@ -236,5 +434,18 @@ fn Tokens() -> impl IntoView {
                 <button type="submit" class="secondary">{text::CREATE}</button>
             </form>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_picture_is_cropped_to_its_centre_square_and_never_enlarged() {
+        assert_eq!(face_crop(640, 480), (80, 0, 480, FACE_PIXELS));
+        assert_eq!(face_crop(300, 900), (0, 300, 300, FACE_PIXELS));
+        assert_eq!(face_crop(64, 64), (0, 0, 64, 64));
+        assert_eq!(face_crop(0, 10), (0, 5, 0, 0));
     }
 }

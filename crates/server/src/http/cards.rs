@@ -2,17 +2,27 @@
 //! OwnTracks apps show for them on their friends' phones. Body `{"name": "Alice", "face":
 //! "<base64 PNG or JPEG>"}`: a field left out keeps what the user's card has (so changing the
 //! name keeps the picture), `null` or `""` removes it. The card goes through the same
-//! parser as a phone's `_type: card` (a face must be base64), is stored as the card of each of
-//! the user's devices, and is published retained on `owntracks/<user>/<device>/info` for each
-//! (the broker's ACL gives it to the user's own sessions and their friends'). Answers 200 with
-//! the devices it was set on; 400 for a bad card. A device that appears later takes the card
-//! with its first message (the store copies it), and the ingest retains it on that device's
-//! `…/info` (`owntracks/ingest.rs`).
+//! parser as a phone's `_type: card` (a face must be base64), and a face sent must be a PNG
+//! or JPEG (by its first bytes; one kept from a phone's own card is not checked again). It is
+//! stored as the user's own card (kept even when they have no device yet) and as the card of
+//! each of the user's devices, in one write, and is published retained on
+//! `owntracks/<user>/<device>/info` for each (the broker's ACL gives it to the user's own
+//! sessions and their friends'). Answers 200 with the devices it was set on; 400 for a bad
+//! card. A device that appears later takes the card with its first message (the
+//! store copies it), and the ingest retains it on that device's `…/info`
+//! (`owntracks/ingest.rs`).
+//!
+//! `GET /api/owntracks/card`: the signed-in user's card (`UserCard`, both fields `null` when
+//! none is set), as the Profile screen shows it.
 
 use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
+use base64::Engine as _;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use porchlight_api::owntracks::UserCard;
 use porchlight_broker::Bytes;
 use porchlight_domain::owntracks::{Body, OwnTracksTopic, Parsed, TopicKind, parse_payload};
 use serde::{Deserialize, Deserializer};
@@ -42,6 +52,33 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// `GET /api/owntracks/card`.
+pub async fn get(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> ApiResult<Json<UserCard>> {
+    let card = state.store.user_card(user.id).await?.unwrap_or_default();
+    Ok(Json(UserCard {
+        name: card.name,
+        face: card.face,
+    }))
+}
+
+/// Whether a base64 picture is a PNG or a JPEG, by its first bytes (the pictures OwnTracks
+/// apps show). The base64 rules are the phones' card parser's (padding optional, whitespace
+/// ignored).
+fn is_png_or_jpeg(face: &str) -> bool {
+    const FACE: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF];
+    let compact: String = face.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    FACE.decode(compact.as_bytes())
+        .is_ok_and(|bytes| bytes.starts_with(PNG) || bytes.starts_with(JPEG))
+}
+
 /// `PUT /api/owntracks/card`.
 pub async fn set(
     State(state): State<AppState>,
@@ -67,6 +104,9 @@ pub async fn set(
             "name: at most {MAX_NAME_CHARS} characters."
         )));
     }
+    // Only a picture sent now must be a PNG or JPEG: one kept from a phone's own card (which
+    // may be any base64 image) must not block a change of name.
+    let face_sent = matches!(&req.face, Some(Some(f)) if !f.is_empty());
     let face = req.face.unwrap_or(current_face).filter(|f| !f.is_empty());
     if face.as_ref().is_some_and(|f| f.len() > MAX_FACE_CHARS) {
         return Err(ApiError::BadRequest(format!(
@@ -87,6 +127,11 @@ pub async fn set(
         Ok(Parsed::Empty) => return Err(ApiError::BadRequest("an empty card.".into())),
         Err(e) => return Err(ApiError::BadRequest(e.to_string())),
     };
+    if face_sent && card.face.as_deref().is_some_and(|f| !is_png_or_jpeg(f)) {
+        return Err(ApiError::BadRequest(
+            "face: not a PNG or JPEG picture (send the image file's bytes in base64).".into(),
+        ));
+    }
     let payload = card.to_payload();
     let devices = state
         .store
@@ -115,4 +160,24 @@ pub async fn set(
         published.push(device.name.clone());
     }
     Ok(Json(json!({ "devices": published })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_png_or_jpeg;
+
+    #[test]
+    fn only_png_and_jpeg_pictures_pass() {
+        // A 1×1 PNG; the start of a JPEG (with and without padding, with a line break).
+        assert!(is_png_or_jpeg(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+        ));
+        assert!(is_png_or_jpeg("/9j/4AAQSkZJRg=="));
+        assert!(is_png_or_jpeg("/9j/4AAQ\nSkZJRg"));
+        // Text, a GIF, nothing, not base64.
+        assert!(!is_png_or_jpeg("aGVsbG8="));
+        assert!(!is_png_or_jpeg("R0lGODlhAQABAAAAACw="));
+        assert!(!is_png_or_jpeg(""));
+        assert!(!is_png_or_jpeg("not base64!"));
+    }
 }

@@ -145,7 +145,7 @@ pub fn router(state: AppState) -> Router {
             put(friends::grant).delete(friends::revoke),
         )
         .route("/ui/config", get(ui_config::get))
-        .route("/owntracks/card", put(cards::set))
+        .route("/owntracks/card", get(cards::get).put(cards::set))
         .route("/owntracks/devices", get(owntracks_devices::list))
         .route("/owntracks/devices/{id}/track", get(tracks::track))
         .route(

@@ -3,7 +3,8 @@
 //! The points are thinned server-side by the store (keeping turns and stops) to at most
 //! `max_points` ([`MAX_TRACK_POINTS`] at most), so a year of history never reaches a browser
 //! as hundreds of thousands of points. Times are Unix milliseconds, as everywhere in our API;
-//! the window is `from` inclusive, `to` exclusive. A device the caller may not see answers
+//! the window is `from` inclusive, `to` exclusive. Each point's speed (km/h, as the phone
+//! sent it) is in `vel`, a list beside `points`. A device the caller may not see answers
 //! 404 like one that does not exist.
 //!
 //! (Not under `/api/devices/{id}/…`: that level already routes `/api/devices/{username}/{name}`,
@@ -56,12 +57,17 @@ pub async fn track(
         )));
     }
     let device = super::visibility::visible_device(&state, &caller, device_id).await?;
-    let points = state
+    let fixes = state
         .store
         .location_track(device.id, ceil_secs(from), ceil_secs(to), max_points)
-        .await?
-        .into_iter()
+        .await?;
+    let points = fixes
+        .iter()
         .map(|p| (p.tst.saturating_mul(1000), p.lat, p.lon))
+        .collect();
+    let vel = fixes
+        .iter()
+        .map(|p| p.vel.filter(|v| v.is_finite()))
         .collect();
     Ok(Json(TrackView {
         device_id: device.id,
@@ -69,5 +75,6 @@ pub async fn track(
         to,
         max_points,
         points,
+        vel,
     }))
 }
