@@ -29,7 +29,7 @@ if [ "$mode" = test ]; then
     libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev
     librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
     # Peers for tests: Debian's Mosquitto broker and clients; a display and screenshots
-    mosquitto mosquitto-clients xvfb imagemagick x11-utils
+    mosquitto mosquitto-clients openssl xvfb imagemagick x11-utils
     # A real browser for the UI test (driven by playwright-core from npm); zbarimg reads the
     # device onboarding QR code the UI shows
     chromium zbar-tools

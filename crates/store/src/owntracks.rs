@@ -316,9 +316,7 @@ fn upsert_device(c: &Connection, p: &OwnTracksPublisher, now_ms: i64, online: bo
     // and checks both foreign keys every time: a third of the writer's time under ingest.)
     // (A device key created later links itself: `Store::add_device`.)
     let known: Option<(i64, i64)> = c
-        .prepare_cached(
-            "SELECT id, last_seen_at FROM ot_devices WHERE user_id = ?1 AND name = ?2",
-        )?
+        .prepare_cached("SELECT id, last_seen_at FROM ot_devices WHERE user_id = ?1 AND name = ?2")?
         .query_row(params![p.user_id, p.device], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if let Some((id, last_seen_at)) = known {
