@@ -20,6 +20,7 @@ mod guessing;
 mod ha_discovery;
 mod live;
 mod mqtt;
+mod mqtt_clients;
 mod mqtt_link;
 mod owntracks_commands;
 mod owntracks_history;
