@@ -11,6 +11,7 @@ mod accounts;
 mod alarm;
 mod alarm_api;
 mod alarm_codes;
+mod audit_filters;
 mod bus;
 mod connections;
 mod crash;
