@@ -4,7 +4,7 @@
 // skipping a row; screenshots and axe.
 import { apiAs, screenshotsAndAxe, signIn } from "../lib/app.mjs";
 
-const DORA = { username: "dora", password: "dora password 1" };
+const DORA = { username: "audra", password: "audra password 1" };
 
 async function failLogin(base, username) {
   await fetch(`${base}api/login`, {
@@ -17,14 +17,14 @@ async function failLogin(base, username) {
 export default async function audit({ browser, base, USER, shots, check, expectEqual, errors }) {
   const admin = await apiAs(base, USER);
   const created = await admin("POST", "/api/users", DORA);
-  if (created.status !== 201) throw new Error(`creating dora: ${created.status}`);
-  // 130 sign-ins of dora's (more than one page of 100): successes, then two failures.
+  if (created.status !== 201) throw new Error(`creating audra: ${created.status}`);
+  // 130 sign-ins of audra's (more than one page of 100): successes, then two failures.
   for (let i = 0; i < 128; i += 1) await apiAs(base, DORA);
-  await failLogin(base, "dora");
-  await failLogin(base, "dora");
+  await failLogin(base, "audra");
+  await failLogin(base, "audra");
   // The server writes audit rows in batches: wait until all 130 are there.
   for (let i = 0; i < 100; i += 1) {
-    const rows = (await admin("GET", "/api/audit?kind=http_login&user=dora&limit=1000")).body;
+    const rows = (await admin("GET", "/api/audit?kind=http_login&user=audra&limit=1000")).body;
     if (rows.length >= 130) break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -48,32 +48,32 @@ export default async function audit({ browser, base, USER, shots, check, expectE
       await signIn(page, base, USER, "audit");
       await page.getByRole("heading", { name: "Audit log", level: 1 }).waitFor();
       await page.locator(".audit-entry").first().waitFor({ timeout: 10_000 });
-      await page.getByLabel("User").selectOption("dora");
+      await page.getByLabel("User").selectOption("audra");
       await page.getByLabel("Result").selectOption("failed");
-      const failed = (await admin("GET", "/api/audit?user=dora&result=failed&limit=100")).body;
-      if (failed.length < 1) throw new Error("no failed sign-in of dora's on the server");
-      await showsExactly(failed.map((e) => e.id), "dora's failures");
+      const failed = (await admin("GET", "/api/audit?user=audra&result=failed&limit=100")).body;
+      if (failed.length < 1) throw new Error("no failed sign-in of audra's on the server");
+      await showsExactly(failed.map((e) => e.id), "audra's failures");
       const url = new URL(page.url());
-      expectEqual(url.searchParams.get("user"), "dora", "user in the URL");
+      expectEqual(url.searchParams.get("user"), "audra", "user in the URL");
       expectEqual(url.searchParams.get("result"), "failed", "result in the URL");
       await page.reload();
       await showsExactly(failed.map((e) => e.id), "after a reload");
       expectEqual(await page.getByLabel("Result").inputValue(), "failed", "result kept");
-      expectEqual(await page.getByLabel("User").inputValue(), "dora", "user kept");
+      expectEqual(await page.getByLabel("User").inputValue(), "audra", "user kept");
       await screenshotsAndAxe(page, shots, "audit");
     });
 
     await check("audit: a kind filter, then Load older pages back without repeats or gaps", async () => {
-      await page.goto(`${base}audit?kind=http_login&user=dora`);
+      await page.goto(`${base}audit?kind=http_login&user=audra`);
       const server = [];
       let before = "";
       for (;;) {
-        const page_ = (await admin("GET", `/api/audit?kind=http_login&user=dora&limit=100${before}`)).body;
+        const page_ = (await admin("GET", `/api/audit?kind=http_login&user=audra&limit=100${before}`)).body;
         if (!page_.length) break;
         server.push(...page_.map((e) => e.id));
         before = `&before=${page_.at(-1).id}`;
       }
-      if (server.length < 130) throw new Error(`server has ${server.length} sign-ins of dora's`);
+      if (server.length < 130) throw new Error(`server has ${server.length} sign-ins of audra's`);
       await showsExactly(server.slice(0, 100), "the first page");
       expectEqual(await page.getByLabel("Kind").inputValue(), "http_login", "kind from the URL");
       await page.locator("[data-action=load-older]").click();

@@ -5,7 +5,7 @@
 import { apiAs as apiAsMaps, memberWithPhone, publishMqtt, eventually } from "../lib/maps.mjs";
 import { apiAs, signIn } from "../lib/app.mjs";
 
-const PIN = "8642";
+const PIN = "597314";
 
 export default async function liveFeed({ browser, base, runtime, USER, shots, check, expectEqual, errors }) {
   const admin = await apiAs(base, USER);
