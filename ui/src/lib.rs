@@ -5,8 +5,8 @@
 //! own origin; it must not know whether it runs in a browser tab or in the desktop shell.
 //!
 //! Module map: [`api`] owns the HTTP calls (on the shapes of `porchlight-api`), [`load`] the
-//! loading/error/retry states, [`router`] the URLs (History API), [`live`] the `/ws/live`
-//! WebSocket, [`login`] the sign-in form and one-time password prompt, [`shell`] the signed-in
+//! loading/error/retry states, [`router`] the URLs (History API), [`live`] the tab's one
+//! `/ws/live` WebSocket, [`login`] the sign-in form and one-time password prompt, [`shell`] the signed-in
 //! page (header, navigation, current screen), [`screens`] one module per screen, [`map`] the
 //! glue to Leaflet, and [`app`] decides which one shows.
 

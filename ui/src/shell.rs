@@ -1,5 +1,6 @@
 //! The signed-in page: header (app name, user, sign out), the navigation, and the screen of
-//! the current URL ([`crate::router`]). Admin-only screens are hidden from, and refused to,
+//! the current URL ([`crate::router`]). It opens the tab's one live feed ([`crate::live`])
+//! and says so while that feed is reconnecting. Admin-only screens are hidden from, and refused to,
 //! other users. On a phone the navigation is one compact, scrollable row under the header; on
 //! wider screens it is a sidebar.
 
@@ -7,6 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, Role, Session};
+use crate::live::{self, Feed};
 use crate::router::{Link, Route, use_router};
 use crate::screens;
 
@@ -23,6 +25,7 @@ mod text {
     pub const TO_MAP: &str = "Go to the map";
     pub const ADMIN_ONLY_TITLE: &str = "Admins only";
     pub const ADMIN_ONLY: &str = "Only an admin may open this page.";
+    pub const RECONNECTING: &str = "Updates paused: reconnecting…";
 
     pub fn title(route: Route) -> &'static str {
         match route {
@@ -50,6 +53,8 @@ pub fn Shell(
     let signing_out = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let is_admin = session.role == Role::Admin;
+    // The tab's one live feed, shared by the screens; closed when the shell goes (sign out).
+    let feed = live::open();
 
     let sign_out = move |_| {
         if signing_out.get_untracked() {
@@ -146,6 +151,11 @@ pub fn Shell(
             <Show when=move || error.with(Option::is_some)>
                 <p class="error banner" role="alert">
                     {move || error.get().unwrap_or_default()}
+                </p>
+            </Show>
+            <Show when=move || feed.get() == Feed::Reconnecting>
+                <p class="banner feed-down" role="status" data-feed="reconnecting">
+                    {text::RECONNECTING}
                 </p>
             </Show>
             <main class="content">{screen}</main>

@@ -96,7 +96,25 @@ pub struct CreatedToken {
     pub info: ApiToken,
 }
 
-/// One audit row (`GET /api/audit`, admins). `code` is the HTTP status or MQTT CONNACK code.
+/// The kinds of audit rows, as `GET /api/audit?kind=` takes them.
+pub const AUDIT_KINDS: [&str; 9] = [
+    "mqtt_connect",
+    "mqtt_disconnect",
+    "mqtt_publish_denied",
+    "mqtt_subscribe_denied",
+    "http_login",
+    "friend_granted",
+    "friend_revoked",
+    "alarm_code_used",
+    "alarm_code_refused",
+];
+
+/// `GET /api/audit?result=`: rows that succeeded, or failed.
+pub const AUDIT_RESULTS: [&str; 2] = ["ok", "failed"];
+
+/// One audit row (`GET /api/audit`, admins: newest first, `?limit=` (1–1000, default 100),
+/// `?before=<id>` for the next page, filtered by `?kind=`, `?user=` (exact name) and
+/// `?result=`). `code` is the HTTP status or MQTT CONNACK code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     pub id: i64,
@@ -110,6 +128,9 @@ pub struct AuditEntry {
     pub code: Option<u16>,
     pub reason: String,
     pub detail: Option<String>,
+    /// `ok` or `failed`: a refusal kind (publish/subscribe denied, a refused alarm code) or a
+    /// code other than MQTT's 0 or an HTTP 2xx failed.
+    pub result: String,
 }
 
 /// The body of `PUT /api/owntracks/card` as the profile sends it (the display name only).

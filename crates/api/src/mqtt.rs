@@ -1,4 +1,5 @@
-//! MQTT settings: the embedded broker's listeners (`GET /api/settings/mqtt/broker`) and the
+//! MQTT settings: the embedded broker's listeners (`GET /api/settings/mqtt/broker`), its
+//! connected clients (`GET /api/settings/mqtt/clients`), and the
 //! link to an external broker (`/api/settings/mqtt`, its `test`), with the Client ID prefix
 //! rule both the server and the UI check.
 
@@ -46,6 +47,29 @@ pub struct BrokerView {
     pub tls_port: Option<u16>,
     /// Clients connected right now.
     pub connections: usize,
+}
+
+/// One client connected to the embedded broker (`GET /api/settings/mqtt/clients`, admins;
+/// the answer is a list of these, sorted by user name then client id). Never a credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedClientView {
+    pub client_id: String,
+    /// The account the client authenticated as.
+    pub username: String,
+    /// The device, when it logged in with a device key (or a certificate naming one).
+    pub device: Option<String>,
+    /// `password`, `device_key` or `certificate`.
+    pub login: String,
+    /// The client's address, `ip:port`.
+    pub peer: Option<String>,
+    /// The MQTT protocol level: 3 (MQTT 3.1), 4 (3.1.1) or 5.
+    pub protocol: u8,
+    /// Clean session (MQTT 3.x) / clean start (MQTT 5), as the client asked.
+    pub clean_start: bool,
+    /// When it connected, Unix seconds.
+    pub connected_since: i64,
+    /// Topic filters it is subscribed to.
+    pub subscriptions: usize,
 }
 
 /// The link's state: `GET /api/settings/mqtt`'s `status`.

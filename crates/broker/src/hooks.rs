@@ -166,6 +166,14 @@ impl State {
             .collect()
     }
 
+    /// Every session owner: the session's id and the identity it was accepted with.
+    pub(crate) fn live_sessions(&self) -> Vec<(Id, Arc<Identity>)> {
+        self.live()
+            .values()
+            .map(|l| (l.id.clone(), l.identity.clone()))
+            .collect()
+    }
+
     /// The friendships of this moment.
     fn friendships(&self) -> Arc<Friendships> {
         Arc::clone(&self.friendships.borrow())

@@ -208,6 +208,24 @@ impl Refusal {
     }
 }
 
+/// One connected MQTT client, as an admin's overview shows it: who it authenticated as and
+/// how, from where, with which protocol. Never a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedClient {
+    pub client_id: String,
+    /// The identity the session was accepted with (user, role, device, login method).
+    pub identity: Identity,
+    /// The client's address (`None` if rmqtt did not record one).
+    pub peer: Option<SocketAddr>,
+    pub protocol: ProtocolLevel,
+    /// MQTT 3.x clean session / MQTT 5 clean start, as the CONNECT asked.
+    pub clean_start: bool,
+    /// When rmqtt accepted this connection.
+    pub connected_at: SystemTime,
+    /// Topic filters the session is subscribed to.
+    pub subscriptions: usize,
+}
+
 /// Something the audit log should keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditEvent {
@@ -654,6 +672,46 @@ impl Broker {
     /// The identities that currently own a session (connected or persistent).
     pub fn live_identities(&self) -> Vec<Identity> {
         self.state.identities()
+    }
+
+    /// Every connected client, read from the sessions rmqtt holds (the owners recorded at
+    /// CONNACK, with each session's own connection facts): no second copy to keep in sync.
+    /// Offline persistent sessions are left out.
+    pub async fn connected_clients(&self) -> Vec<ConnectedClient> {
+        let mut clients = Vec::new();
+        for (id, identity) in self.state.live_sessions() {
+            let session = self
+                .scx
+                .extends
+                .shared()
+                .await
+                .entry(id.clone())
+                .session()
+                .filter(|s| s.id == id);
+            let Some(session) = session else { continue };
+            if !session.connected().await.unwrap_or(false) {
+                continue;
+            }
+            let Ok(info) = session.connect_info().await else {
+                continue;
+            };
+            let connected_ms = session.connected_at().await.unwrap_or(0);
+            let subscriptions = match session.subscriptions().await {
+                Ok(subs) => subs.len().await,
+                Err(_) => 0,
+            };
+            clients.push(ConnectedClient {
+                client_id: id.client_id.to_string(),
+                identity: Identity::clone(&identity),
+                peer: id.remote_addr,
+                protocol: ProtocolLevel::from_u8(info.proto_ver()),
+                clean_start: info.clean_start(),
+                connected_at: std::time::UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(connected_ms).unwrap_or(0)),
+                subscriptions,
+            });
+        }
+        clients
     }
 
     /// Messages the broker dropped since it started (full queues, expiry, ended sessions).

@@ -216,7 +216,10 @@ mod tests {
         }
         assert_eq!(sink.dropped.load(Ordering::Relaxed), 500);
         writer.finish().await;
-        let rows = store.audit_page(u32::MAX, None).await.unwrap();
+        let rows = store
+            .audit_page(u32::MAX, None, Default::default())
+            .await
+            .unwrap();
         assert_eq!(rows.len(), QUEUE_CAPACITY);
         store.close().await;
     }
@@ -228,7 +231,10 @@ mod tests {
         let (sink, writer) = AuditSink::start(store.clone(), None);
         sink.record(entry(1));
         writer.finish().await;
-        let rows = store.audit_page(10, None).await.unwrap();
+        let rows = store
+            .audit_page(10, None, Default::default())
+            .await
+            .unwrap();
         let client_id = rows[0].client_id.as_deref().unwrap();
         assert!(
             client_id.len() < MAX_FIELD_BYTES + 32,

@@ -83,6 +83,8 @@ pub trait BrokerControl: Send + Sync {
     async fn disconnect_password_logins(&self, user_id: i64) -> usize;
     fn is_running(&self) -> bool;
     fn connection_count(&self) -> usize;
+    /// The connected clients, for the settings screen (never a credential).
+    async fn connected_clients(&self) -> Vec<porchlight_broker::ConnectedClient>;
 }
 
 /// The admin account made on first start.

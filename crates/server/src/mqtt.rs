@@ -214,6 +214,10 @@ impl BrokerControl for BrokerHandle {
     fn connection_count(&self) -> usize {
         self.0.connection_count()
     }
+
+    async fn connected_clients(&self) -> Vec<porchlight_broker::ConnectedClient> {
+        self.0.connected_clients().await
+    }
 }
 
 /// How often live MQTT sessions are checked against the accounts in the database.

@@ -52,7 +52,7 @@ pub use alarm::{
     NewAlarmEvent,
 };
 pub use alarm_codes::{AlarmCode, AlarmCodeChange, NewAlarmCode, PinMatch};
-pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditKind};
+pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditFilter, AuditKind};
 pub use friends::Friendship;
 pub use hashing::{
     HashPriority, MAX_CONCURRENT_HASHES, MAX_CONCURRENT_PIN_HASHES, REMEMBER_LOGIN_FOR,

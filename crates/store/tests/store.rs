@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use porchlight_domain::Role;
 use porchlight_domain::secret::Secret;
 use porchlight_domain::session::SessionPolicy;
-use porchlight_store::{AuditEntry, AuditKind, Error, LATEST_VERSION, Store};
+use porchlight_store::{AuditEntry, AuditFilter, AuditKind, Error, LATEST_VERSION, Store};
 
 fn pw(s: &str) -> Secret {
     Secret::new(s)
@@ -339,16 +339,124 @@ async fn audit_rows_come_back_newest_first() {
         .record_audit((0..5).map(entry).collect())
         .await
         .unwrap();
-    let page = store.audit_page(3, None).await.unwrap();
+    let page = store.audit_page(3, None, Default::default()).await.unwrap();
     assert_eq!(
         page.iter().map(|e| e.code).collect::<Vec<_>>(),
         [Some(4), Some(3), Some(2)]
     );
-    let next = store.audit_page(3, Some(page[2].id)).await.unwrap();
+    let next = store
+        .audit_page(3, Some(page[2].id), Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         next.iter().map(|e| e.code).collect::<Vec<_>>(),
         [Some(1), Some(0)]
     );
+}
+
+/// The SQL filters answer exactly the rows the Rust rule (`AuditEntry::succeeded`) and the
+/// fields name, and paging with `before` neither repeats nor skips a row.
+#[tokio::test]
+async fn audit_filters_and_pages_match_the_rust_rule() {
+    let (_dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let codes = [
+        None,
+        Some(0),
+        Some(200),
+        Some(204),
+        Some(401),
+        Some(429),
+        Some(4),
+        Some(5),
+    ];
+    let users = [None, Some("alice"), Some("bob")];
+    let mut all = Vec::new();
+    for (i, kind) in AuditKind::ALL.into_iter().enumerate() {
+        for (j, code) in codes.into_iter().enumerate() {
+            all.push(AuditEntry {
+                id: 0,
+                at: SystemTime::now(),
+                kind,
+                peer: None,
+                client_id: Some(format!("{i}-{j}")),
+                username: users[(i + j) % users.len()].map(str::to_owned),
+                protocol: None,
+                code,
+                reason: "test".into(),
+                detail: None,
+            });
+        }
+    }
+    store.record_audit(all.clone()).await.unwrap();
+    let ids = |rows: &[AuditEntry]| rows.iter().map(|e| e.client_id.clone()).collect::<Vec<_>>();
+    let filters = [
+        AuditFilter::default(),
+        AuditFilter {
+            kind: Some(AuditKind::HttpLogin),
+            ..Default::default()
+        },
+        AuditFilter {
+            kind: Some(AuditKind::MqttPublishDenied),
+            ..Default::default()
+        },
+        AuditFilter {
+            username: Some("bob".into()),
+            ..Default::default()
+        },
+        AuditFilter {
+            succeeded: Some(true),
+            ..Default::default()
+        },
+        AuditFilter {
+            succeeded: Some(false),
+            ..Default::default()
+        },
+        AuditFilter {
+            kind: Some(AuditKind::MqttConnect),
+            username: Some("alice".into()),
+            succeeded: Some(false),
+        },
+    ];
+    for filter in filters {
+        let mut expected: Vec<AuditEntry> = all
+            .iter()
+            .filter(|e| filter.kind.is_none_or(|k| e.kind == k))
+            .filter(|e| filter.username.is_none() || e.username == filter.username)
+            .filter(|e| filter.succeeded.is_none_or(|ok| e.succeeded() == ok))
+            .cloned()
+            .collect();
+        expected.reverse();
+        assert!(!expected.is_empty(), "{filter:?}");
+        let one_page = store.audit_page(1000, None, filter.clone()).await.unwrap();
+        assert_eq!(ids(&one_page), ids(&expected), "{filter:?}");
+        // Pages of 3: together exactly the same rows, in the same order.
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.audit_page(3, before, filter.clone()).await.unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            paged.extend(page);
+        }
+        assert_eq!(ids(&paged), ids(&expected), "{filter:?}");
+    }
+    // The rule itself: refusal kinds fail whatever their code; otherwise 0 and 2xx succeed.
+    let rule = |kind, code| {
+        AuditEntry {
+            kind,
+            code,
+            ..all[0].clone()
+        }
+        .succeeded()
+    };
+    assert!(rule(AuditKind::HttpLogin, Some(200)));
+    assert!(!rule(AuditKind::HttpLogin, Some(401)));
+    assert!(rule(AuditKind::MqttConnect, Some(0)));
+    assert!(!rule(AuditKind::MqttConnect, Some(5)));
+    assert!(rule(AuditKind::MqttDisconnect, None));
+    assert!(!rule(AuditKind::MqttPublishDenied, None));
+    assert!(!rule(AuditKind::AlarmCodeRefused, None));
 }
 
 #[cfg(unix)]
@@ -408,7 +516,10 @@ async fn audit_retention_purges_old_rows_in_batches_and_keeps_the_rest() {
 
     let deleted = store.purge_audit(now, day * 90).await.unwrap();
     assert_eq!(deleted, old as u64 + 1);
-    let left = store.audit_page(10_000, None).await.unwrap();
+    let left = store
+        .audit_page(10_000, None, Default::default())
+        .await
+        .unwrap();
     assert_eq!(
         left.iter().map(|e| e.code).collect::<Vec<_>>(),
         [Some(4), Some(3)]

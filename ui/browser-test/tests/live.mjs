@@ -76,7 +76,7 @@ export default async function live({ browser, base, runtime, USER, shots, check,
       const last = sockets.at(-1);
       await last.server.close();
       await last.page.close({ code: 1011, reason: "test drops the feed" });
-      await page.getByRole("status").filter({ hasText: /Reconnecting in \d+ s/ }).waitFor({ timeout: 5_000 });
+      await page.locator(".live-head .feed").filter({ hasText: /Reconnecting/ }).waitFor({ timeout: 5_000 });
       const lat = label === "phone" ? 52.521 : 48.858;
       const lon = label === "phone" ? 13.41 : 2.357;
       // Published while the feed is down: the new connection's snapshot brings it.

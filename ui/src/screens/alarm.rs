@@ -119,7 +119,7 @@ fn now_ms() -> f64 {
 pub fn AlarmPage(session: Session) -> impl IntoView {
     let _ = session;
     let status = Loader::new(|| api::get::<AlarmStatus>("/api/alarm"));
-    let feed = RwSignal::new(Feed::Connecting);
+    let feed = live::feed();
     let kind = RwSignal::new(String::new());
     let period = RwSignal::new(1_usize);
     let events = Loader::new(move || {
@@ -145,13 +145,10 @@ pub fn AlarmPage(session: Session) -> impl IntoView {
             events.reload();
         }
     });
-    live::follow_alarm(
-        Callback::new(move |next: AlarmStatus| {
-            status.set(next);
-            events.reload();
-        }),
-        feed,
-    );
+    live::follow_alarm(Callback::new(move |next: AlarmStatus| {
+        status.set(next);
+        events.reload();
+    }));
 
     let feed_text = move || match feed.get() {
         Feed::Live => text::LIVE,

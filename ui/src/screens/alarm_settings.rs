@@ -11,7 +11,7 @@ use porchlight_api::alarm::{
 use serde_json::Value;
 
 use crate::api::{self, ApiError};
-use crate::live::{self, Feed};
+use crate::live;
 use crate::load::{Loaded, Loader};
 
 mod text {
@@ -143,10 +143,7 @@ pub fn AlarmSettingsPage() -> impl IntoView {
     let sensors = Loader::new(|| api::get::<Vec<Sensor>>("/api/alarm/sensors"));
     let codes = Loader::new(|| api::get::<Vec<Code>>("/api/alarm/codes"));
     // Each alarm message (a sensor opened or closed among them) refreshes the live values.
-    live::follow_alarm(
-        Callback::new(move |_| sensors.reload()),
-        RwSignal::new(Feed::Connecting),
-    );
+    live::follow_alarm(Callback::new(move |_| sensors.reload()));
 
     view! {
         <section class="settings" aria-labelledby="screen-title">

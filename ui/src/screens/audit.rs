@@ -1,15 +1,20 @@
-//! Audit log (`/audit`, admins): sign-ins and MQTT connections, newest first, filtered by kind,
-//! user and result. The filters apply to the latest 1,000 entries the server answers.
+//! Audit log (`/audit`, admins): sign-ins, MQTT connections and refusals, friendships, alarm
+//! codes, newest first. The filters (kind, user, result) are applied by the server
+//! (`GET /api/audit?kind=&user=&result=`), [`PAGE`] rows at a time, and "Load older" asks
+//! for the next page (`before` = the last id shown). The selection lives in the URL
+//! (`/audit?kind=http_login&user=ann&result=failed`), so a filtered view can be bookmarked.
 
 use leptos::prelude::*;
-use porchlight_api::account::AuditEntry;
+use leptos::task::spawn_local;
+use porchlight_api::account::{AUDIT_KINDS, AuditEntry, User};
 
-use crate::api;
-use crate::load::{Loaded, Loader};
+use crate::api::{self, ApiError};
+use crate::load::{ErrorPanel, Loaded, Loader};
 
 mod text {
     pub const TITLE: &str = "Audit log";
     pub const FAILED: &str = "Couldn't load the audit log";
+    pub const OLDER_FAILED: &str = "Couldn't load older entries";
     pub const KIND: &str = "Kind";
     pub const USER: &str = "User";
     pub const RESULT: &str = "Result";
@@ -19,14 +24,114 @@ mod text {
     pub const REFRESH: &str = "Refresh";
     pub const NONE: &str = "No entries match.";
     pub const SHOWN: &str = "entries shown";
+    pub const LOAD_OLDER: &str = "Load older";
+    pub const LOADING_OLDER: &str = "Loading…";
+    pub const NO_OLDER: &str = "No older entries.";
+
+    pub fn kind(kind: &str) -> &'static str {
+        match kind {
+            "mqtt_connect" => "MQTT connect",
+            "mqtt_disconnect" => "MQTT disconnect",
+            "mqtt_publish_denied" => "MQTT publish refused",
+            "mqtt_subscribe_denied" => "MQTT subscription refused",
+            "http_login" => "Web sign-in",
+            "friend_granted" => "Friendship granted",
+            "friend_revoked" => "Friendship revoked",
+            "alarm_code_used" => "Alarm code used",
+            "alarm_code_refused" => "Alarm code refused",
+            _ => "Other",
+        }
+    }
 }
 
-/// Whether an entry records a success: HTTP 2xx, MQTT CONNACK 0, or no code at all.
-fn succeeded(e: &AuditEntry) -> bool {
-    match e.code {
-        None | Some(0) => true,
-        Some(code) => (200..300).contains(&code),
+/// Rows per request.
+pub const PAGE: usize = 100;
+
+/// The filters, as in the URL's query string (empty: no filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub kind: String,
+    pub user: String,
+    pub result: String,
+}
+
+impl Selection {
+    /// Reads `?kind=&user=&result=`; unknown kinds and results are dropped.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> Selection {
+        let mut s = Selection::default();
+        for (key, value) in pairs {
+            match key {
+                "kind" if AUDIT_KINDS.contains(&value.as_str()) => s.kind = value,
+                "user" => s.user = value,
+                "result" if value == "ok" || value == "failed" => s.result = value,
+                _ => {}
+            }
+        }
+        s
     }
+
+    /// The query string of this selection (`""` when nothing is filtered), for the URL and
+    /// the API (which takes the same names).
+    pub fn to_query(&self) -> String {
+        let parts: Vec<String> = [
+            ("kind", &self.kind),
+            ("user", &self.user),
+            ("result", &self.result),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+
+    /// The API path of the page before `before` (the newest page without it).
+    fn page_path(&self, before: Option<i64>) -> String {
+        let mut path = format!("/api/audit?limit={PAGE}");
+        for (k, v) in [
+            ("kind", &self.kind),
+            ("user", &self.user),
+            ("result", &self.result),
+        ] {
+            if !v.is_empty() {
+                path.push_str(&format!("&{k}={}", encode(v)));
+            }
+        }
+        if let Some(before) = before {
+            path.push_str(&format!("&before={before}"));
+        }
+        path
+    }
+}
+
+/// Percent-encodes a query value (all but RFC 3986's unreserved characters); plain Rust, so
+/// the host tests run it.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn selection_from_url() -> Selection {
+    let query = window().location().search().unwrap_or_default();
+    let Ok(params) = web_sys::UrlSearchParams::new_with_str(&query) else {
+        return Selection::default();
+    };
+    Selection::from_pairs(
+        ["kind", "user", "result"]
+            .into_iter()
+            .filter_map(|k| params.get(k).map(|v| (k, v))),
+    )
 }
 
 fn when(ms: i64) -> String {
@@ -36,24 +141,114 @@ fn when(ms: i64) -> String {
     )
 }
 
-fn distinct(list: &[AuditEntry], pick: fn(&AuditEntry) -> Option<String>) -> Vec<String> {
-    let mut values: Vec<String> = list.iter().filter_map(pick).collect();
-    values.sort();
-    values.dedup();
-    values
+/// The newest page's rows, then the older pages loaded since.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Older {
+    rows: Vec<AuditEntry>,
+    /// The last page was short: nothing older exists.
+    done: bool,
+    loading: bool,
+    error: Option<ApiError>,
 }
 
 #[component]
 pub fn AuditPage() -> impl IntoView {
-    let entries = Loader::new(|| api::get::<Vec<AuditEntry>>("/api/audit?limit=1000"));
-    let kind = RwSignal::new(String::new());
-    let user = RwSignal::new(String::new());
-    let result = RwSignal::new(String::new());
+    let selection = RwSignal::new(selection_from_url());
+    let entries = Loader::new(move || {
+        let path = selection.get_untracked().page_path(None);
+        async move { api::get::<Vec<AuditEntry>>(&path).await }
+    });
+    let older = RwSignal::new(Older::default());
+    // Everyone who has an account, for the user filter (with the names seen in the rows).
+    let users = Loader::new(|| api::get::<Vec<User>>("/api/users"));
 
-    let options = move |values: Vec<String>| {
-        values
+    // A new selection: into the URL, and the newest page again.
+    Effect::new(move |first: Option<()>| {
+        let s = selection.get();
+        if first.is_some() {
+            if let Ok(history) = window().history() {
+                let _ = history.replace_state_with_url(
+                    &wasm_bindgen::JsValue::NULL,
+                    "",
+                    Some(&format!("/audit{}", s.to_query())),
+                );
+            }
+            older.set(Older::default());
+            entries.reload();
+        }
+    });
+    let refresh = move |_| {
+        older.set(Older::default());
+        entries.reload();
+    };
+    let load_older = move |(): ()| {
+        let last = older
+            .with_untracked(|o| o.rows.last().map(|e| e.id))
+            .or_else(|| {
+                entries.state.with_untracked(|s| match s {
+                    crate::load::Load::Ready(rows) => rows.last().map(|e| e.id),
+                    _ => None,
+                })
+            });
+        let Some(last) = last else { return };
+        older.update(|o| {
+            o.loading = true;
+            o.error = None;
+        });
+        let path = selection.get_untracked().page_path(Some(last));
+        spawn_local(async move {
+            let answer = api::get::<Vec<AuditEntry>>(&path).await;
+            older.try_update(|o| {
+                o.loading = false;
+                match answer {
+                    Ok(page) => {
+                        o.done = page.len() < PAGE;
+                        o.rows.extend(page);
+                    }
+                    Err(e) => o.error = Some(e),
+                }
+            });
+        });
+    };
+
+    let set = move |field: fn(&mut Selection, String)| {
+        move |e: leptos::ev::Event| {
+            let value = event_target_value(&e);
+            selection.update(|s| field(s, value));
+        }
+    };
+    let kind_options = AUDIT_KINDS
+        .into_iter()
+        .map(|k| {
+            view! {
+                <option value=k selected=move || selection.with(|s| s.kind == k)>
+                    {text::kind(k)}
+                </option>
+            }
+        })
+        .collect_view();
+    let user_options = move || {
+        let mut names: Vec<String> = users
+            .value()
+            .unwrap_or_default()
             .into_iter()
-            .map(|v| view! { <option value=v.clone()>{v.clone()}</option> })
+            .map(|u| u.username)
+            .collect();
+        if let Some(rows) = entries.value() {
+            names.extend(rows.into_iter().filter_map(|e| e.username));
+        }
+        let current = selection.with(|s| s.user.clone());
+        if !current.is_empty() {
+            names.push(current.clone());
+        }
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|name| {
+                let selected = name == current;
+                view! { <option value=name.clone() selected=selected>{name.clone()}</option> }
+            })
             .collect_view()
     };
 
@@ -61,86 +256,112 @@ pub fn AuditPage() -> impl IntoView {
         <section class="settings" aria-labelledby="screen-title">
             <div class="screen-head">
                 <h1 id="screen-title">{text::TITLE}</h1>
-                <button type="button" class="secondary" on:click=move |_| entries.reload()>{text::REFRESH}</button>
+                <button type="button" class="secondary" on:click=refresh>{text::REFRESH}</button>
             </div>
-            <Loaded loader=entries what=text::FAILED children=move |loaded| {
-                let kinds = distinct(&loaded, |e| Some(e.kind.clone()));
-                let users = distinct(&loaded, |e| e.username.clone());
-                view! {
-                    <div class="filters">
-                        <div class="field">
-                            <label for="audit-kind">{text::KIND}</label>
-                            <select id="audit-kind" on:change=move |e| kind.set(event_target_value(&e))>
-                                <option value="">{text::ALL}</option>
-                                {options(kinds)}
-                            </select>
-                        </div>
-                        <div class="field">
-                            <label for="audit-user">{text::USER}</label>
-                            <select id="audit-user" on:change=move |e| user.set(event_target_value(&e))>
-                                <option value="">{text::ALL}</option>
-                                {options(users)}
-                            </select>
-                        </div>
-                        <div class="field">
-                            <label for="audit-result">{text::RESULT}</label>
-                            <select id="audit-result" on:change=move |e| result.set(event_target_value(&e))>
-                                <option value="">{text::ALL}</option>
-                                <option value="ok">{text::SUCCESS}</option>
-                                <option value="failed">{text::FAILURE}</option>
-                            </select>
-                        </div>
-                    </div>
-                    {move || {
-                        let (k, u, r) = (kind.get(), user.get(), result.get());
-                        let shown: Vec<AuditEntry> = entries
-                            .value()
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter(|e| k.is_empty() || e.kind == k)
-                            .filter(|e| u.is_empty() || e.username.as_deref() == Some(u.as_str()))
-                            .filter(|e| match r.as_str() {
-                                "ok" => succeeded(e),
-                                "failed" => !succeeded(e),
-                                _ => true,
-                            })
-                            .collect();
-                        if shown.is_empty() {
-                            return view! { <p class="muted">{text::NONE}</p> }.into_any();
-                        }
-                        let count = shown.len();
-                        let rows = shown
-                            .into_iter()
-                            .map(|e| {
-                                let ok = succeeded(&e);
-                                let who = [e.username.clone(), e.peer.clone(), e.client_id.clone()]
-                                    .into_iter()
-                                    .flatten()
-                                    .collect::<Vec<_>>()
-                                    .join(" · ");
-                                view! {
-                                    <li class="event audit-entry" data-kind=e.kind.clone() data-result=if ok { "ok" } else { "failed" }>
-                                        <span class="event-kind">{e.kind.clone()}
-                                            " "
-                                            <span class=if ok { "value closed" } else { "value open" }>
-                                                {if ok { text::SUCCESS } else { text::FAILURE }}
-                                            </span>
-                                        </span>
-                                        <time class="muted">{when(e.at)}</time>
-                                        <span class="event-what">{e.reason.clone()}</span>
-                                        <span class="event-who muted">{who}</span>
-                                    </li>
-                                }
-                            })
-                            .collect_view();
-                        view! {
-                            <p class="muted small" role="status">{count} " " {text::SHOWN}</p>
-                            <ul class="event-list">{rows}</ul>
-                        }
-                        .into_any()
-                    }}
+            <div class="filters">
+                <div class="field">
+                    <label for="audit-kind">{text::KIND}</label>
+                    <select id="audit-kind" on:change=set(|s, v| s.kind = v)>
+                        <option value="" selected=move || selection.with(|s| s.kind.is_empty())>{text::ALL}</option>
+                        {kind_options}
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="audit-user">{text::USER}</label>
+                    <select id="audit-user" on:change=set(|s, v| s.user = v)>
+                        <option value="" selected=move || selection.with(|s| s.user.is_empty())>{text::ALL}</option>
+                        {user_options}
+                    </select>
+                </div>
+                <div class="field">
+                    <label for="audit-result">{text::RESULT}</label>
+                    <select id="audit-result" on:change=set(|s, v| s.result = v)>
+                        <option value="" selected=move || selection.with(|s| s.result.is_empty())>{text::ALL}</option>
+                        <option value="ok" selected=move || selection.with(|s| s.result == "ok")>{text::SUCCESS}</option>
+                        <option value="failed" selected=move || selection.with(|s| s.result == "failed")>{text::FAILURE}</option>
+                    </select>
+                </div>
+            </div>
+            <Loaded loader=entries what=text::FAILED children=move |_| move || {
+                let newest = entries.value().unwrap_or_default();
+                let more = older.get();
+                if newest.is_empty() {
+                    return view! { <p class="muted" data-empty="audit">{text::NONE}</p> }.into_any();
                 }
+                let done = more.done || (more.rows.is_empty() && newest.len() < PAGE);
+                let shown: Vec<AuditEntry> = newest.into_iter().chain(more.rows).collect();
+                let count = shown.len();
+                let rows = shown.into_iter().map(entry_row).collect_view();
+                let footer = if done {
+                    view! { <p class="muted small" data-older="none">{text::NO_OLDER}</p> }.into_any()
+                } else {
+                    view! {
+                        <button type="button" class="secondary" data-action="load-older"
+                            disabled=more.loading on:click=move |_| load_older(())>
+                            {if more.loading { text::LOADING_OLDER } else { text::LOAD_OLDER }}
+                        </button>
+                    }
+                    .into_any()
+                };
+                view! {
+                    <p class="muted small" role="status" data-count=count>{count} " " {text::SHOWN}</p>
+                    <ul class="event-list">{rows}</ul>
+                    {more.error.map(|error| view! {
+                        <ErrorPanel what=text::OLDER_FAILED error=error on_retry=Callback::new(move |()| load_older(())) />
+                    })}
+                    {footer}
+                }
+                .into_any()
             } />
         </section>
+    }
+}
+
+fn entry_row(e: AuditEntry) -> impl IntoView {
+    let ok = e.result == "ok";
+    let who = [e.username.clone(), e.peer.clone(), e.client_id.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" · ");
+    view! {
+        <li class="event audit-entry" data-id=e.id data-kind=e.kind.clone() data-user=e.username.clone().unwrap_or_default() data-result=if ok { "ok" } else { "failed" }>
+            <span class="event-kind">{text::kind(&e.kind)}
+                " "
+                <span class=if ok { "value closed" } else { "value open" }>
+                    {if ok { text::SUCCESS } else { text::FAILURE }}
+                </span>
+            </span>
+            <time class="muted">{when(e.at)}</time>
+            <span class="event-what">{e.reason.clone()}</span>
+            <span class="event-who muted">{who}</span>
+        </li>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_round_trips_and_drops_unknown_values() {
+        let s = Selection::from_pairs([
+            ("kind", "http_login".to_owned()),
+            ("user", "ann".to_owned()),
+            ("result", "failed".to_owned()),
+        ]);
+        assert_eq!(s.to_query(), "?kind=http_login&user=ann&result=failed");
+        assert_eq!(
+            s.page_path(Some(42)),
+            "/api/audit?limit=100&kind=http_login&user=ann&result=failed&before=42"
+        );
+        let bad = Selection::from_pairs([("kind", "nope".to_owned()), ("result", "x".to_owned())]);
+        assert_eq!(bad, Selection::default());
+        assert_eq!(bad.to_query(), "");
+        let spaced = Selection {
+            user: "a b&c".into(),
+            ..Selection::default()
+        };
+        assert_eq!(spaced.to_query(), "?user=a%20b%26c");
     }
 }

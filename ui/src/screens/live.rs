@@ -1,17 +1,15 @@
 //! The live map: every device the signed-in user may see, at its last position, kept current
 //! by the live feed (`GET /ws/live`) without reloading.
 //!
-//! On mount it reads the map's settings (`GET /api/ui/config`) and the devices
-//! (`GET /api/owntracks/devices`), then opens the WebSocket: its `snapshot` replaces the
-//! devices, `location`/`card`/`status` update one, `resync` reopens the socket for a new
-//! snapshot. A dropped socket reconnects by itself with a growing delay ([`BACKOFF_SECS`]).
+//! On mount it listens to the tab's live feed ([`crate::live`], opened by the shell) and reads
+//! the map's settings (`GET /api/ui/config`) and the devices (`GET /api/owntracks/devices`);
+//! what the feed brings meanwhile is applied on top of that answer. A `snapshot` (after each
+//! reconnect of the feed) replaces the devices, `location`/`card`/`status` update one.
 //! The list beside the map (below it on a phone) picks a device; "Follow" keeps the map on it.
 //!
-//! Self-contained: it takes the [`Session`] and needs nothing else from the shell.
+//! It takes the [`Session`] and, from the shell, only the live feed it opened.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use leptos::html::Div;
@@ -20,10 +18,9 @@ use leptos::task::spawn_local;
 use porchlight_api::owntracks::{
     CardView, LiveDeviceRef, LiveDeviceView, LiveLocationView, LiveMessage, MapSettings,
 };
-use wasm_bindgen::JsCast;
-use wasm_bindgen::prelude::Closure;
 
 use crate::api::{self, Session};
+use crate::live::{self, Feed, LiveEvent};
 use crate::map::{Group, LatLon, Map, Person};
 use crate::screens::when;
 
@@ -46,16 +43,12 @@ mod text {
     pub const BATTERY: &str = "Battery";
     pub const FEED_LIVE: &str = "Live";
     pub const FEED_CONNECTING: &str = "Connecting…";
-    pub fn feed_retry(secs: u32) -> String {
-        format!("Connection lost. Reconnecting in {secs} s…")
-    }
+    pub const FEED_RECONNECTING: &str = "Connection lost. Reconnecting…";
     pub fn map_label(count: usize) -> String {
         format!("Map of {count} devices")
     }
 }
 
-/// Seconds to wait before each reconnect attempt in a row (the last one repeats).
-const BACKOFF_SECS: [u32; 6] = [1, 2, 4, 8, 15, 30];
 /// How often the "3 min ago" ages are recomputed.
 const AGE_TICK: Duration = Duration::from_secs(10);
 
@@ -65,14 +58,6 @@ enum Load {
     Loading,
     Ready,
     Failed(String),
-}
-
-/// The live feed's state, shown in a status line.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Feed {
-    Connecting,
-    Live,
-    Retrying(u32),
 }
 
 #[component]
@@ -86,7 +71,7 @@ pub fn LivePage(
     let devices = RwSignal::new(BTreeMap::<i64, LiveDeviceView>::new());
     let selected = RwSignal::new(None::<i64>);
     let follow = RwSignal::new(false);
-    let feed = RwSignal::new(Feed::Connecting);
+    let feed = live::feed();
     let now = RwSignal::new(js_sys::Date::now());
     let map_failed = RwSignal::new(false);
     // Set once the map exists, so what draws on it runs again then.
@@ -94,7 +79,26 @@ pub fn LivePage(
     let map_ref = NodeRef::<Div>::new();
     let map = StoredValue::new_local(None::<(Map, Group)>);
     let people = StoredValue::new_local(HashMap::<i64, Person>::new());
-    let socket = StoredValue::new_local(None::<Rc<LiveSocket>>);
+    // The feed's messages that arrive while the devices load, applied on top of the answer.
+    let pending = StoredValue::new_local(Some(Vec::<LiveMessage>::new()));
+    live::listen(move |event| {
+        let LiveEvent::Map(message) = event else {
+            return;
+        };
+        let waiting = pending
+            .try_update_value(|p| match p {
+                Some(queue) => {
+                    queue.push(message.clone());
+                    true
+                }
+                None => false,
+            })
+            .unwrap_or(true);
+        if !waiting {
+            let now = js_sys::Date::now() as i64;
+            devices.try_update(|all| apply(all, message.clone(), now));
+        }
+    });
 
     let fetch = move || {
         load.set(Load::Loading);
@@ -106,11 +110,19 @@ pub fn LivePage(
             };
             match answer.await {
                 Ok((config, list)) => {
-                    devices.try_set(list.into_iter().map(|d| (d.device.device_id, d)).collect());
+                    let mut all: BTreeMap<i64, LiveDeviceView> =
+                        list.into_iter().map(|d| (d.device.device_id, d)).collect();
+                    let now = js_sys::Date::now() as i64;
+                    for message in pending
+                        .try_update_value(Option::take)
+                        .flatten()
+                        .unwrap_or_default()
+                    {
+                        apply(&mut all, message, now);
+                    }
+                    devices.try_set(all);
                     settings.try_set(Some(config));
                     load.try_set(Load::Ready);
-                    let live = LiveSocket::open(devices, feed);
-                    socket.set_value(Some(live));
                 }
                 Err(error) => {
                     load.try_set(Load::Failed(crate::screens::failure(
@@ -285,7 +297,7 @@ pub fn LivePage(
                     {move || match feed.get() {
                         Feed::Connecting => text::FEED_CONNECTING.to_owned(),
                         Feed::Live => text::FEED_LIVE.to_owned(),
-                        Feed::Retrying(secs) => text::feed_retry(secs),
+                        Feed::Reconnecting => text::FEED_RECONNECTING.to_owned(),
                     }}
                 </p>
                 <div class="live-tools">
@@ -382,144 +394,6 @@ fn apply(devices: &mut BTreeMap<i64, LiveDeviceView>, message: LiveMessage, now_
         }
         LiveMessage::Status { device, online } => entry(devices, device).online = online,
         LiveMessage::Transition { .. } | LiveMessage::Resync { .. } | LiveMessage::Other => {}
-    }
-}
-
-/// The live feed's WebSocket, reopened after a drop with [`BACKOFF_SECS`]. Dropping it
-/// (the page unmounts) closes the socket and stops the reconnects.
-struct LiveSocket {
-    devices: RwSignal<BTreeMap<i64, LiveDeviceView>>,
-    feed: RwSignal<Feed>,
-    inner: RefCell<SocketInner>,
-}
-
-#[derive(Default)]
-struct SocketInner {
-    socket: Option<web_sys::WebSocket>,
-    /// The socket's handlers, kept alive as long as it is open.
-    handlers: Vec<Closure<dyn FnMut(web_sys::Event)>>,
-    /// Reconnect attempts since the last successful open.
-    failures: usize,
-    closed: bool,
-}
-
-impl LiveSocket {
-    fn open(
-        devices: RwSignal<BTreeMap<i64, LiveDeviceView>>,
-        feed: RwSignal<Feed>,
-    ) -> Rc<LiveSocket> {
-        let live = Rc::new(LiveSocket {
-            devices,
-            feed,
-            inner: RefCell::new(SocketInner::default()),
-        });
-        LiveSocket::connect(&live);
-        live
-    }
-
-    fn connect(this: &Rc<LiveSocket>) {
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        let location = window.location();
-        let scheme = match location.protocol().as_deref() {
-            Ok("https:") => "wss",
-            _ => "ws",
-        };
-        let host = location.host().unwrap_or_default();
-        this.feed.try_set(Feed::Connecting);
-        let Ok(socket) = web_sys::WebSocket::new(&format!("{scheme}://{host}/ws/live")) else {
-            LiveSocket::retry_later(this);
-            return;
-        };
-        let weak = Rc::downgrade(this);
-        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new({
-            let weak = weak.clone();
-            move |_| {
-                if let Some(live) = weak.upgrade() {
-                    live.inner.borrow_mut().failures = 0;
-                    live.feed.try_set(Feed::Live);
-                }
-            }
-        });
-        let on_message = Closure::<dyn FnMut(web_sys::Event)>::new({
-            let weak = weak.clone();
-            move |event: web_sys::Event| {
-                let Some(live) = weak.upgrade() else { return };
-                let Some(text) = event
-                    .dyn_ref::<web_sys::MessageEvent>()
-                    .and_then(|m| m.data().as_string())
-                else {
-                    return;
-                };
-                match serde_json::from_str::<LiveMessage>(&text) {
-                    Ok(LiveMessage::Resync { .. }) => {
-                        // Lost messages: a new socket starts with a new snapshot.
-                        let socket = live.inner.borrow_mut().socket.take();
-                        if let Some(socket) = socket {
-                            let _ = socket.close();
-                        }
-                    }
-                    Ok(message) => {
-                        let now = js_sys::Date::now() as i64;
-                        live.devices.try_update(|all| apply(all, message, now));
-                    }
-                    Err(_) => {}
-                }
-            }
-        });
-        let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-            if let Some(live) = weak.upgrade() {
-                LiveSocket::retry_later(&live);
-            }
-        });
-        socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        let mut inner = this.inner.borrow_mut();
-        inner.socket = Some(socket);
-        inner.handlers = vec![on_open, on_message, on_close];
-    }
-
-    /// Schedules the next attempt after a drop (or a failed attempt).
-    fn retry_later(this: &Rc<LiveSocket>) {
-        let delay = {
-            let mut inner = this.inner.borrow_mut();
-            if inner.closed {
-                return;
-            }
-            if let Some(socket) = inner.socket.take() {
-                socket.set_onclose(None);
-                let _ = socket.close();
-            }
-            let delay = BACKOFF_SECS[inner.failures.min(BACKOFF_SECS.len() - 1)];
-            inner.failures += 1;
-            delay
-        };
-        this.feed.try_set(Feed::Retrying(delay));
-        let weak: Weak<LiveSocket> = Rc::downgrade(this);
-        set_timeout(
-            move || {
-                if let Some(live) = weak.upgrade()
-                    && !live.inner.borrow().closed
-                {
-                    LiveSocket::connect(&live);
-                }
-            },
-            Duration::from_secs(u64::from(delay)),
-        );
-    }
-}
-
-impl Drop for LiveSocket {
-    fn drop(&mut self) {
-        let inner = self.inner.get_mut();
-        inner.closed = true;
-        if let Some(socket) = inner.socket.take() {
-            socket.set_onclose(None);
-            socket.set_onmessage(None);
-            let _ = socket.close();
-        }
     }
 }
 

@@ -7,8 +7,8 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use porchlight_api::mqtt::{
-    BrokerView, FieldErrors, LinkSettingsChange, LinkSettingsView, MAX_PREFIX_BYTES, TestResult,
-    check_client_id_prefix,
+    BrokerView, ConnectedClientView, FieldErrors, LinkSettingsChange, LinkSettingsView,
+    MAX_PREFIX_BYTES, TestResult, check_client_id_prefix,
 };
 
 use crate::api::{self, ApiError};
@@ -24,6 +24,39 @@ mod text {
     pub const CLIENTS: &str = "Connected clients";
     pub const NONE: &str = "—";
     pub const REFRESH: &str = "Refresh";
+
+    pub const CLIENT_LIST: &str = "Connected clients";
+    pub const CLIENTS_FAILED: &str = "Couldn't load the connected clients";
+    pub const NO_CLIENTS: &str = "No MQTT client is connected.";
+    pub const COL_CLIENT_ID: &str = "Client id";
+    pub const COL_USER: &str = "User";
+    pub const COL_DEVICE: &str = "Device";
+    pub const COL_LOGIN: &str = "Login";
+    pub const COL_ADDRESS: &str = "Address";
+    pub const COL_PROTOCOL: &str = "Protocol";
+    pub const COL_CLEAN: &str = "Clean start";
+    pub const COL_SINCE: &str = "Connected since";
+    pub const COL_SUBS: &str = "Subscriptions";
+    pub const YES: &str = "Yes";
+    pub const NO: &str = "No";
+
+    pub fn login(method: &str) -> &'static str {
+        match method {
+            "password" => "Password",
+            "device_key" => "Device key",
+            "certificate" => "Certificate",
+            _ => "Other",
+        }
+    }
+
+    pub fn protocol(level: u8) -> String {
+        match level {
+            3 => "MQTT 3.1".to_owned(),
+            4 => "MQTT 3.1.1".to_owned(),
+            5 => "MQTT 5".to_owned(),
+            other => format!("level {other}"),
+        }
+    }
 
     pub const LINK: &str = "External broker";
     pub const LINK_INTRO: &str = "Porchlight can also connect to another MQTT broker (for \
@@ -90,6 +123,8 @@ mod text {
 pub fn MqttSettingsPage() -> impl IntoView {
     let broker = Loader::new(|| api::get::<BrokerView>("/api/settings/mqtt/broker"));
     let link = Loader::new(|| api::get::<LinkSettingsView>("/api/settings/mqtt"));
+    let clients =
+        Loader::new(|| api::get::<Vec<ConnectedClientView>>("/api/settings/mqtt/clients"));
     let port_text = |p: Option<u16>| p.map_or_else(|| text::NONE.to_owned(), |p| p.to_string());
 
     view! {
@@ -117,6 +152,20 @@ pub fn MqttSettingsPage() -> impl IntoView {
                     })
                 } />
             </section>
+            <section class="card wide" aria-labelledby="clients-title">
+                <div class="screen-head">
+                    <h2 id="clients-title">{text::CLIENT_LIST}</h2>
+                    <button type="button" class="secondary" data-action="refresh-clients" on:click=move |_| {
+                        clients.reload();
+                        broker.reload();
+                    }>
+                        {text::REFRESH}
+                    </button>
+                </div>
+                <Loaded loader=clients what=text::CLIENTS_FAILED children=move |_| move || {
+                    clients.value().map(|list| view! { <div class="table-scroll"><ClientTable list=list /></div> })
+                } />
+            </section>
             <section class="card wide" aria-labelledby="link-title">
                 <h2 id="link-title">{text::LINK}</h2>
                 <p class="muted">{text::LINK_INTRO}</p>
@@ -126,6 +175,64 @@ pub fn MqttSettingsPage() -> impl IntoView {
             </section>
         </section>
     }
+}
+
+/// Unix seconds as the browser's local date and time.
+fn local_time(secs: i64) -> String {
+    String::from(
+        js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(secs as f64 * 1000.0))
+            .to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED),
+    )
+}
+
+/// The broker's connected clients: a table, one row per client stacked as a list on a phone
+/// (the server answers them sorted by user, then client id).
+#[component]
+fn ClientTable(list: Vec<ConnectedClientView>) -> impl IntoView {
+    if list.is_empty() {
+        return view! { <p class="muted" data-empty="clients">{text::NO_CLIENTS}</p> }.into_any();
+    }
+    let rows = list
+        .into_iter()
+        .map(|c| {
+            let since = local_time(c.connected_since);
+            let clean = if c.clean_start { text::YES } else { text::NO };
+            view! {
+                <tr data-client=c.client_id.clone()>
+                    <td data-label=text::COL_CLIENT_ID><code>{c.client_id.clone()}</code></td>
+                    <td data-label=text::COL_USER data-field="user">{c.username.clone()}</td>
+                    <td data-label=text::COL_DEVICE data-field="device">
+                        {c.device.clone().unwrap_or_else(|| text::NONE.to_owned())}
+                    </td>
+                    <td data-label=text::COL_LOGIN data-field="login">{text::login(&c.login)}</td>
+                    <td data-label=text::COL_ADDRESS>{c.peer.clone().unwrap_or_else(|| text::NONE.to_owned())}</td>
+                    <td data-label=text::COL_PROTOCOL data-field="protocol">{text::protocol(c.protocol)}</td>
+                    <td data-label=text::COL_CLEAN>{clean}</td>
+                    <td data-label=text::COL_SINCE>{since}</td>
+                    <td data-label=text::COL_SUBS>{c.subscriptions.to_string()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="client-table">
+            <thead>
+                <tr>
+                    <th scope="col">{text::COL_CLIENT_ID}</th>
+                    <th scope="col">{text::COL_USER}</th>
+                    <th scope="col">{text::COL_DEVICE}</th>
+                    <th scope="col">{text::COL_LOGIN}</th>
+                    <th scope="col">{text::COL_ADDRESS}</th>
+                    <th scope="col">{text::COL_PROTOCOL}</th>
+                    <th scope="col">{text::COL_CLEAN}</th>
+                    <th scope="col">{text::COL_SINCE}</th>
+                    <th scope="col">{text::COL_SUBS}</th>
+                </tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
 }
 
 /// The external broker's form, filled from what was loaded.

@@ -420,7 +420,10 @@ mod tests {
         } = f;
         drop(check);
         writer.finish().await;
-        let rows = store.audit_page(1000, None).await.unwrap();
+        let rows = store
+            .audit_page(1000, None, Default::default())
+            .await
+            .unwrap();
         (rows, _dir)
     }
 

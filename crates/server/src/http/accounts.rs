@@ -13,7 +13,7 @@ use porchlight_api::devices::AddedDevice;
 use porchlight_domain::Role;
 use porchlight_domain::account::validate_password;
 use porchlight_domain::secret::Secret;
-use porchlight_store::random_password;
+use porchlight_store::{AuditFilter, AuditKind, random_password};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -351,14 +351,80 @@ pub async fn remove_device(
 pub struct AuditQuery {
     limit: Option<u32>,
     before: Option<i64>,
+    kind: Option<String>,
+    user: Option<String>,
+    result: Option<String>,
 }
 
+impl AuditQuery {
+    /// The store's filter; an unknown kind or result is a 400 naming it. Empty values do
+    /// not filter.
+    fn filter(&self) -> Result<AuditFilter, ApiError> {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let kind = match given(&self.kind) {
+            None => None,
+            Some(k) => Some(AuditKind::parse(&k).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "unknown kind {k:?}; one of {}",
+                    porchlight_api::account::AUDIT_KINDS.join(", ")
+                ))
+            })?),
+        };
+        let succeeded = match given(&self.result).as_deref() {
+            None => None,
+            Some("ok") => Some(true),
+            Some("failed") => Some(false),
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown result {other:?}; one of ok, failed"
+                )));
+            }
+        };
+        Ok(AuditFilter {
+            kind,
+            username: given(&self.user),
+            succeeded,
+        })
+    }
+}
+
+/// `GET /api/audit`: newest first, filtered by kind, user and result (in SQL), paged with
+/// `before` (the last id of the previous page).
 pub async fn audit(
     State(state): State<AppState>,
     _: Admin,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<AuditEntryView>>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let page = state.store.audit_page(limit, q.before).await?;
+    let filter = q.filter()?;
+    let page = state.store.audit_page(limit, q.before, filter).await?;
     Ok(Json(page.into_iter().map(audit_view).collect()))
+}
+
+#[cfg(test)]
+mod audit_filter_tests {
+    use super::*;
+
+    #[test]
+    fn the_api_names_every_audit_kind_the_store_knows() {
+        let store: Vec<&str> = AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(store, porchlight_api::account::AUDIT_KINDS);
+    }
+
+    #[test]
+    fn unknown_kinds_and_results_are_refused_and_empty_ones_ignored() {
+        let q = |kind: &str, result: &str| AuditQuery {
+            limit: None,
+            before: None,
+            kind: Some(kind.to_owned()),
+            user: Some(String::new()),
+            result: Some(result.to_owned()),
+        };
+        assert!(q("nope", "").filter().is_err());
+        assert!(q("", "maybe").filter().is_err());
+        assert_eq!(q("", "").filter().unwrap(), AuditFilter::default());
+        let f = q("http_login", "failed").filter().unwrap();
+        assert_eq!(f.kind, Some(AuditKind::HttpLogin));
+        assert_eq!(f.succeeded, Some(false));
+    }
 }

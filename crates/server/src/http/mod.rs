@@ -194,6 +194,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/settings/mqtt/test", post(mqtt_settings::test))
         .route("/settings/mqtt/broker", get(mqtt_settings::broker))
+        .route("/settings/mqtt/clients", get(mqtt_settings::clients))
         .route(
             "/owntracks/keys/{username}/{device}",
             put(owntracks_keys::set_by_name).delete(owntracks_keys::remove_by_name),

@@ -17,8 +17,15 @@
 //! - `GET /api/settings/mqtt/broker`: the embedded broker (`{"status": "running"|"stopped"|
 //!   "disabled", "port", "tls_port", "connections"}`).
 //!
+//! - `GET /api/settings/mqtt/clients`: the embedded broker's connected clients, one
+//!   `api::ConnectedClientView` each (client id, user, device, login method, address, protocol
+//!   level, clean start, connected since, subscriptions), sorted by user then client id; `[]`
+//!   when the broker is disabled. Read from the broker's own sessions; never a credential.
+//!
 //! The read-only fields of the `GET` view (`password_set`, `client_id`, `availability_topic`,
 //! `status`) are accepted and ignored in a `PUT`, so a UI can send back what it read.
+
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -26,6 +33,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use porchlight_api::mqtt as api;
+use porchlight_broker::LoginMethod;
 use porchlight_broker::link::{LinkStatus, TestOutcome};
 use porchlight_domain::mqtt_link::{LinkSettings, validate};
 use porchlight_domain::secret::Secret;
@@ -80,6 +88,53 @@ pub async fn broker(State(state): State<AppState>, Admin(_): Admin) -> Json<api:
         tls_port: state.owntracks_settings.mqtt_tls_port,
         connections,
     })
+}
+
+/// `GET /api/settings/mqtt/clients`: who is connected to the embedded broker right now.
+pub async fn clients(
+    State(state): State<AppState>,
+    Admin(_): Admin,
+) -> Result<Json<Vec<api::ConnectedClientView>>, ApiError> {
+    let Some(broker) = &state.broker else {
+        return Ok(Json(Vec::new()));
+    };
+    let clients = broker.connected_clients().await;
+    // Device names: one read, only when some client logged in as a device.
+    let devices: HashMap<i64, String> = if clients.iter().any(|c| c.identity.device_id.is_some()) {
+        state
+            .store
+            .list_devices(None)
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.name))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let mut views: Vec<api::ConnectedClientView> = clients
+        .into_iter()
+        .map(|c| api::ConnectedClientView {
+            device: c
+                .identity
+                .device_id
+                .and_then(|id| devices.get(&id).cloned()),
+            login: match c.identity.login {
+                LoginMethod::Password => "password",
+                LoginMethod::DeviceKey => "device_key",
+                LoginMethod::Certificate => "certificate",
+            }
+            .to_owned(),
+            peer: c.peer.map(|p| p.to_string()),
+            protocol: c.protocol.as_u8(),
+            clean_start: c.clean_start,
+            connected_since: unix_ms(c.connected_at).div_euclid(1000),
+            subscriptions: c.subscriptions,
+            username: c.identity.username,
+            client_id: c.client_id,
+        })
+        .collect();
+    views.sort_by(|a, b| (&a.username, &a.client_id).cmp(&(&b.username, &b.client_id)));
+    Ok(Json(views))
 }
 
 /// A `PUT` (or test) body: absent fields keep their stored value.

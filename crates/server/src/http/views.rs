@@ -72,7 +72,9 @@ pub fn token_view(t: &ApiToken) -> ApiTokenView {
 
 /// One audit row.
 pub fn audit_view(e: AuditEntry) -> AuditEntryView {
+    let result = if e.succeeded() { "ok" } else { "failed" };
     AuditEntryView {
+        result: result.to_owned(),
         id: e.id,
         at: unix_ms(e.at),
         kind: e.kind.as_str().to_owned(),
