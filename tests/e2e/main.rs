@@ -12,6 +12,7 @@ mod alarm;
 mod alarm_api;
 mod alarm_codes;
 mod bus;
+mod ca;
 mod connections;
 mod crash;
 mod floods;
