@@ -1,8 +1,9 @@
 //! porchlight-server: the composition root.
 //!
 //! [`start`] is the one function that wires Porchlight together, shared by `porchlight serve`
-//! and the desktop shell: it opens the store (applying migrations), binds the HTTP listener and
-//! the MQTT broker, lets the services attach to the bus, makes sure an admin account exists,
+//! and the desktop shell: it opens the store (applying migrations), loads (or on first start
+//! makes) the certificate authority ([`ca::CaService`], whose server certificate the MQTT TLS
+//! listener uses), binds the HTTP listener and the MQTT broker, lets the services attach to the bus, makes sure an admin account exists,
 //! opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
