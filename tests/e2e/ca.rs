@@ -645,3 +645,74 @@ async fn porchlight_ca_shows_exports_rotates_and_imports_with_the_server_stopped
     assert!(s_client(tls_port, &w.join("ca.pem"), w).0);
     serve.stop();
 }
+
+/// rumqttc (rustls) over the in-process server's TLS port, trusting our CA only, with a
+/// password: a publish comes back through a subscription. Another CA's trust refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttc_connects_over_tls_trusting_our_ca_with_a_password() {
+    let s = TestServer::start().await;
+    let tls = s.running.mqtt_tls_addr.expect("a TLS listener on port 0");
+    s.running
+        .store()
+        .create_user(
+            "alice",
+            Role::User,
+            &Secret::new(ALICE_PASSWORD),
+            std::time::SystemTime::now(),
+        )
+        .await
+        .unwrap();
+    let connect = |ca: Vec<u8>, id: &str| {
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", tls.port());
+        o.set_credentials("alice", ALICE_PASSWORD);
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            },
+        ));
+        rumqttc::AsyncClient::new(o, 10)
+    };
+    let ours = s.running.ca().active().cert_pem().as_bytes().to_vec();
+    let (client, mut events) = connect(ours, "alice-tls");
+    client
+        .subscribe("owntracks/alice/#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let location = r#"{"_type":"location","lat":52.1,"lon":5.1,"tst":1700000001,"tid":"ap"}"#;
+    client
+        .publish(
+            "owntracks/alice/phone",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            location,
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => return p.payload,
+                Ok(_) => {}
+                Err(e) => panic!("over TLS: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(&got[..], location.as_bytes());
+
+    let pki = tempfile::tempdir().unwrap();
+    crate::tls::make_pki(pki.path());
+    let foreign = std::fs::read(pki.path().join("ca.pem")).unwrap();
+    let (_other, mut refused) = connect(foreign, "alice-foreign");
+    let outcome = tokio::time::timeout(Duration::from_secs(10), refused.poll())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Err(rumqttc::ConnectionError::Tls(_))),
+        "{outcome:?}"
+    );
+    s.stop().await;
+}
