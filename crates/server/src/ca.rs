@@ -69,6 +69,11 @@ pub enum CaError {
          or make a new CA with `porchlight ca rotate` (certificates of the old one must then be reissued)"
     )]
     ActiveKey { path: PathBuf, reason: String },
+    #[error(
+        "the active CA expired on {0}; make a new one with `porchlight ca rotate` (or import one), \
+         then give clients its certificate"
+    )]
+    Expired(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -427,9 +432,24 @@ impl CaService {
         names: &[San],
         now: SystemTime,
     ) -> Result<ServerCertificate, CaError> {
-        let (certificate, _) = self
-            .authorities
-            .server_certificate(&self.active(), names, now)?;
+        let active = self.active();
+        match active.not_after().duration_since(now) {
+            Err(_) => {
+                return Err(CaError::Expired(
+                    time::OffsetDateTime::from(active.not_after())
+                        .date()
+                        .to_string(),
+                ));
+            }
+            Ok(left) if left < Duration::from_secs(90 * 24 * 3600) => {
+                tracing::warn!(
+                    days_left = left.as_secs() / (24 * 3600),
+                    "the active CA expires soon: make a new one with `porchlight ca rotate` and give clients its certificate"
+                );
+            }
+            Ok(_) => {}
+        }
+        let (certificate, _) = self.authorities.server_certificate(&active, names, now)?;
         if let Ok(mut kept) = self.mqtt_server.write() {
             *kept = Some(certificate.info.clone());
         }
@@ -629,6 +649,31 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, CaError::Rejected(_)), "{err}");
         assert_eq!(service.active().fingerprint(), new.fingerprint());
+    }
+
+    #[tokio::test]
+    async fn an_expired_ca_stops_the_listener_with_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let s = store(dir.path()).await;
+        let long_ago = now - CA_VALIDITY - Duration::from_secs(24 * 3600);
+        Authorities::open(s.clone(), dir.path())
+            .unwrap()
+            .generate(long_ago)
+            .await
+            .unwrap();
+        let service = CaService::start(s, dir.path(), now).await.unwrap();
+        let err = service
+            .mqtt_server_certificate(&[San::Dns("localhost".into())], now)
+            .unwrap_err();
+        assert!(matches!(err, CaError::Expired(_)), "{err}");
+        assert!(err.to_string().contains("porchlight ca rotate"), "{err}");
+        service.rotate(now).await.unwrap();
+        assert!(
+            service
+                .mqtt_server_certificate(&[San::Dns("localhost".into())], now)
+                .is_ok()
+        );
     }
 
     #[tokio::test]
