@@ -716,3 +716,48 @@ async fn rumqttc_connects_over_tls_trusting_our_ca_with_a_password() {
     );
     s.stop().await;
 }
+
+/// An expired CA does not take the hub down: it starts without the TLS listener (logged), the
+/// plain port and the API work, and a rotation gives the TLS port back at the next start.
+#[tokio::test]
+async fn an_expired_ca_leaves_the_hub_running_without_tls_until_rotated() {
+    use porchlight_server::ca::{Authorities, CA_VALIDITY};
+    use porchlight_server::{Config, LoadOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = porchlight_store::Store::open(&dir.path().join("porchlight.db")).unwrap();
+    let long_ago = std::time::SystemTime::now() - CA_VALIDITY - Duration::from_secs(86_400);
+    Authorities::open(store.clone(), dir.path())
+        .unwrap()
+        .generate(long_ago)
+        .await
+        .unwrap();
+    store.close().await;
+    let options = LoadOptions {
+        data_dir: Some(dir.path().to_owned()),
+        http_port: Some(0),
+        mqtt_port: Some(0),
+        mqtts_port: Some(0),
+        bind: Some([127, 0, 0, 1].into()),
+        ..LoadOptions::default()
+    };
+    let env = [(
+        "PORCHLIGHT_ADMIN_PASSWORD".to_owned(),
+        ADMIN_PASSWORD.to_owned(),
+    )];
+    let start = || porchlight_server::start(Config::load_from(&options, env.clone()).unwrap());
+    let running = start().await.unwrap();
+    assert!(running.mqtt_addr.is_some());
+    assert_eq!(running.mqtt_tls_addr, None);
+    running
+        .ca()
+        .rotate(std::time::SystemTime::now())
+        .await
+        .unwrap();
+    running.shutdown().await;
+    let running = start().await.unwrap();
+    assert!(
+        running.mqtt_tls_addr.is_some(),
+        "TLS is back with the new CA"
+    );
+    running.shutdown().await;
+}

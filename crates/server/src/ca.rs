@@ -426,7 +426,8 @@ impl CaService {
     }
 
     /// The MQTT TLS listener's certificate for `names` from the active CA
-    /// ([`Authorities::server_certificate`]).
+    /// ([`Authorities::server_certificate`]); [`CaError::Expired`] once the CA has expired
+    /// (warned about 90 days before).
     pub fn mqtt_server_certificate(
         &self,
         names: &[San],
@@ -651,8 +652,9 @@ mod tests {
         assert_eq!(service.active().fingerprint(), new.fingerprint());
     }
 
+    /// `start()` then runs without the TLS listener (tests/e2e/ca.rs).
     #[tokio::test]
-    async fn an_expired_ca_stops_the_listener_with_a_way_out() {
+    async fn an_expired_ca_gives_no_server_certificate_and_names_the_way_out() {
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
         let s = store(dir.path()).await;

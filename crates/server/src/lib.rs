@@ -470,18 +470,25 @@ async fn bind_broker(
             require_client_cert: t.require_client_cert,
         }),
         (None, Some(tls_port)) => {
-            let server = ca
+            match ca
                 .mqtt_server_certificate(&ca::server_names(config), std::time::SystemTime::now())
-                .map_err(|e| Error::Ca(e.to_string()))?;
-            Some(porchlight_broker::TlsConfig {
-                listen: SocketAddr::new(config.mqtt.bind, tls_port),
-                identity: porchlight_broker::TlsIdentity::Pem {
-                    cert_chain_pem: server.cert_pem.clone(),
-                    key_pem: server.key_pem.clone(),
-                },
-                ca_path: None,
-                require_client_cert: false,
-            })
+            {
+                Ok(server) => Some(porchlight_broker::TlsConfig {
+                    listen: SocketAddr::new(config.mqtt.bind, tls_port),
+                    identity: porchlight_broker::TlsIdentity::Pem {
+                        cert_chain_pem: server.cert_pem.clone(),
+                        key_pem: server.key_pem.clone(),
+                    },
+                    ca_path: None,
+                    require_client_cert: false,
+                }),
+                // The hub (the alarm above all) keeps running without TLS rather than not at
+                // all, e.g. when the CA has expired.
+                Err(e) => {
+                    tracing::error!(error = %e, "MQTT over TLS is off");
+                    None
+                }
+            }
         }
     };
     tracing::debug!(?broker_config, "starting the MQTT broker");
