@@ -3,8 +3,8 @@
 //! [`start`] is the one function that wires Porchlight together, shared by `porchlight serve`
 //! and the desktop shell: it opens the store (applying migrations), loads (or on first start
 //! makes) the certificate authority ([`ca::CaService`], whose server certificate the MQTT TLS
-//! listener uses), binds the HTTP listener and the MQTT broker, lets the services attach to the bus, makes sure an admin account exists,
-//! opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
+//! listener uses), binds the HTTP listener and the MQTT broker, lets the services attach to
+//! the bus, makes sure an admin account exists, opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
 //! and stop after the broker; the store-only ones (the location retention purge,
