@@ -21,7 +21,7 @@ pub use window::{build_app, run, run_app};
 
 /// Usage text for `porchlight-desktop --help`.
 pub const USAGE: &str = "\
-Usage: porchlight-desktop [--data-dir PATH] [--http-port PORT] [--mqtt-port PORT]
+Usage: porchlight-desktop [--data-dir PATH] [--http-port PORT] [--mqtt-port PORT] [--mqtts-port PORT]
 
 Starts the Porchlight hub and shows its web UI in a window.
 
@@ -29,6 +29,7 @@ Options (each overrides the config file and PORCHLIGHT_* environment):
   --data-dir PATH    data directory (default: the per-user app data directory)
   --http-port PORT   HTTP port; 0 lets the OS choose
   --mqtt-port PORT   MQTT port; 0 lets the OS choose, -1 disables the broker
+  --mqtts-port PORT  MQTT-over-TLS port (default 8883); 0 lets the OS choose, -1 turns it off
   -h, --help         show this help
 ";
 
@@ -77,6 +78,17 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Invocation, 
                     format!("--mqtt-port: {port:?} is not a port (0-65535, or -1 for no broker)")
                 })?;
                 options.mqtt_port = Some(port);
+            }
+            "--mqtts-port" => {
+                let port = value("--mqtts-port")?;
+                let parsed = port
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|p| (-1..=65535).contains(p));
+                let port = parsed.ok_or_else(|| {
+                    format!("--mqtts-port: {port:?} is not a port (0-65535, or -1 for none)")
+                })?;
+                options.mqtts_port = Some(port);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -187,10 +199,12 @@ mod tests {
             "--http-port=0",
             "--mqtt-port",
             "-1",
+            "--mqtts-port=0",
         ]);
         assert_eq!(options.data_dir, Some(PathBuf::from("/tmp/pl")));
         assert_eq!(options.http_port, Some(0));
         assert_eq!(options.mqtt_port, Some(-1));
+        assert_eq!(options.mqtts_port, Some(0));
     }
 
     #[test]
@@ -198,6 +212,11 @@ mod tests {
         assert_eq!(
             parse(&["--http-port", "http"]).unwrap_err(),
             r#"--http-port: "http" is not a port (0-65535)"#
+        );
+        assert!(
+            parse(&["--mqtts-port", "8883x"])
+                .unwrap_err()
+                .starts_with("--mqtts-port")
         );
         assert!(
             parse(&["--mqtt-port", "-2"])

@@ -30,15 +30,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         files.push((version, title.to_owned(), path));
     }
     files.sort_by_key(|f| f.0);
-    for (i, f) in files.iter().enumerate() {
-        let expected = u32::try_from(i + 1)?;
-        if f.0 != expected {
+    // Numbers must be unique and increasing. A gap is allowed: parallel branches reserve
+    // numbers ahead of their merge (a database records each applied version, so one merged
+    // into the gap later is still applied).
+    for pair in files.windows(2) {
+        if pair[0].0 == pair[1].0 {
             return Err(format!(
-                "migrations must be numbered 1, 2, 3…; found {} at position {expected}",
-                f.0
+                "two migrations are numbered {}: {} and {}",
+                pair[0].0,
+                pair[0].2.display(),
+                pair[1].2.display()
             )
             .into());
         }
+    }
+    if files.first().is_some_and(|f| f.0 != 1) {
+        return Err("migrations must start at 0001".into());
     }
 
     let mut out = String::from("pub(crate) const MIGRATIONS: &[Migration] = &[\n");

@@ -25,6 +25,8 @@ async fn a_service_wired_at_start_sees_a_publish_made_the_moment_the_port_opens(
         data_dir: Some(dir.path().to_owned()),
         http_port: Some(0),
         mqtt_port: Some(i32::from(port)),
+        // A free port for TLS too: the default 8883 may be taken on a test machine.
+        mqtts_port: Some(0),
         bind: Some([127, 0, 0, 1].into()),
         ..LoadOptions::default()
     };

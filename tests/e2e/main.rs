@@ -13,6 +13,7 @@ mod alarm_api;
 mod alarm_codes;
 mod audit_filters;
 mod bus;
+mod ca;
 mod connections;
 mod crash;
 mod floods;

@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod alarm;
+pub mod ca;
 pub mod devices;
 pub mod mqtt;
 pub mod owntracks;

@@ -58,6 +58,7 @@ pub use porchlight_domain::acl::{Friendships, Grant, Identity, LoginMethod, Role
 use crate::bus::BusImpl;
 pub use crate::bus::{Ack, Delivery, Watch, Watched};
 use crate::hooks::{HookHandler, State};
+pub use zeroize::Zeroizing;
 
 /// How the broker listens and what it tolerates.
 #[derive(Debug, Clone)]
@@ -120,16 +121,50 @@ impl BrokerConfig {
 pub struct TlsConfig {
     /// Port 0 allowed (see [`Broker::tls_local_addr`]).
     pub listen: SocketAddr,
-    /// PEM certificate chain of the server.
-    pub cert_path: PathBuf,
-    /// PEM private key of the server.
-    pub key_path: PathBuf,
-    /// PEM CA certificate(s) client certificates must chain to (default: `cert_path`).
+    /// The server's certificate chain and private key.
+    pub identity: TlsIdentity,
+    /// PEM CA certificate(s) client certificates must chain to (default: the server's
+    /// certificate chain).
     pub ca_path: Option<PathBuf>,
     /// Require a client certificate signed by the CA. Its CN replaces the CONNECT username
     /// and is passed to the gatekeeper as [`Credentials::cert_cn`]. Without this, the TLS
     /// listener does not ask for client certificates at all (rmqtt has no "optional" mode).
     pub require_client_cert: bool,
+}
+
+/// Where the TLS listener's certificate and key come from.
+#[derive(Clone)]
+pub enum TlsIdentity {
+    /// PEM files made by the operator (their own PKI).
+    Files {
+        cert_path: PathBuf,
+        key_path: PathBuf,
+    },
+    /// PEM text held in memory (the built-in CA's server certificate, whose key is sealed at
+    /// rest). rmqtt reads certificates and keys only from files, so [`Broker::bind`] writes
+    /// them to owner-only (0600) files in [`BrokerConfig::data_dir`] for the moment it builds
+    /// the listener and deletes them right after (and at the next bind, should a crash have
+    /// left them).
+    Pem {
+        cert_chain_pem: String,
+        key_pem: zeroize::Zeroizing<String>,
+    },
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsIdentity::Files {
+                cert_path,
+                key_path,
+            } => f
+                .debug_struct("Files")
+                .field("cert_path", cert_path)
+                .field("key_path", key_path)
+                .finish(),
+            TlsIdentity::Pem { .. } => f.write_str("Pem(…)"),
+        }
+    }
 }
 
 /// MQTT protocol level of a CONNECT.
@@ -605,9 +640,10 @@ impl Broker {
         let mut tls_local_addr = None;
         if let Some(tls) = &config.tls {
             let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+            let files = ListenerFiles::write(&tls.identity, &config.data_dir)?;
             let listener = listener_builder(&config, tls.listen, "porchlight/tls")
-                .tls_cert(Some(path(&tls.cert_path)))
-                .tls_key(Some(path(&tls.key_path)))
+                .tls_cert(Some(path(&files.cert)))
+                .tls_key(Some(path(&files.key)))
                 .tls_client_ca_certs(tls.ca_path.as_deref().map(path))
                 .tls_cross_certificate(tls.require_client_cert)
                 .cert_cn_as_username(tls.require_client_cert)
@@ -615,7 +651,10 @@ impl Broker {
                 .bind()
                 .map_err(|e| bind_error(tls.listen, &e))?
                 .tls()
-                .map_err(|e| Error::Tls(format!("{e:#}")))?;
+                .map_err(|e| Error::Tls(format!("{e:#}")));
+            // rmqtt has read the files into its TLS acceptor: the transient ones go now.
+            drop(files);
+            let listener = listener?;
             tls_local_addr = Some(
                 listener
                     .local_addr()
@@ -808,4 +847,81 @@ fn bind_error(addr: SocketAddr, e: &rmqtt::Error) -> Error {
             reason: e.to_string(),
         }
     }
+}
+
+/// The files rmqtt reads the TLS listener's certificate and key from: the operator's own, or
+/// (for [`TlsIdentity::Pem`]) transient owner-only copies deleted when this is dropped.
+struct ListenerFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    transient: bool,
+}
+
+impl ListenerFiles {
+    const CERT: &'static str = "tls-listener.pem";
+    const KEY: &'static str = "tls-listener.key";
+
+    fn write(identity: &TlsIdentity, data_dir: &std::path::Path) -> Result<ListenerFiles, Error> {
+        match identity {
+            TlsIdentity::Files {
+                cert_path,
+                key_path,
+            } => Ok(ListenerFiles {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+                transient: false,
+            }),
+            TlsIdentity::Pem {
+                cert_chain_pem,
+                key_pem,
+            } => {
+                let io = |what: &str, e: std::io::Error| {
+                    Error::Tls(format!("writing the listener's {what} for rmqtt: {e}"))
+                };
+                std::fs::create_dir_all(data_dir).map_err(|e| io("directory", e))?;
+                let files = ListenerFiles {
+                    cert: data_dir.join(Self::CERT),
+                    key: data_dir.join(Self::KEY),
+                    transient: true,
+                };
+                // Left over by a crash between write and delete: never reuse, replace.
+                files.remove();
+                write_private(&files.cert, cert_chain_pem.as_bytes())
+                    .map_err(|e| io("certificate", e))?;
+                write_private(&files.key, key_pem.as_bytes()).map_err(|e| io("key", e))?;
+                Ok(files)
+            }
+        }
+    }
+
+    fn remove(&self) {
+        for path in [&self.key, &self.cert] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot delete a transient TLS file")
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ListenerFiles {
+    fn drop(&mut self) {
+        if self.transient {
+            self.remove();
+        }
+    }
+}
+
+/// Creates `path` owner-only (0600) from the start and writes `bytes`.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)
 }

@@ -1347,8 +1347,10 @@ async fn tls_listener_with_client_certificates() {
     let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), d.to_path_buf());
     config.tls = Some(porchlight_broker::TlsConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        cert_path: d.join("server.pem"),
-        key_path: d.join("server.key"),
+        identity: porchlight_broker::TlsIdentity::Files {
+            cert_path: d.join("server.pem"),
+            key_path: d.join("server.key"),
+        },
         ca_path: Some(d.join("ca.pem")),
         require_client_cert: true,
     });
@@ -1433,8 +1435,10 @@ async fn tls_listener_with_client_certificates() {
     let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), d.to_path_buf());
     config.tls = Some(porchlight_broker::TlsConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        cert_path: d.join("server.pem"),
-        key_path: d.join("missing.key"),
+        identity: porchlight_broker::TlsIdentity::Files {
+            cert_path: d.join("server.pem"),
+            key_path: d.join("missing.key"),
+        },
         ca_path: None,
         require_client_cert: false,
     });
@@ -2648,4 +2652,44 @@ async fn acked_ingest_throughput() {
     }
     broker.shutdown().await;
     committer.abort();
+}
+
+/// A certificate and key given as PEM text: rmqtt gets them through transient 0600 files that
+/// are gone once the listener is built, and the listener speaks TLS with that certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_identity_in_memory_leaves_no_key_file_behind() {
+    init_logs();
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let data = tempfile::tempdir().unwrap();
+    // What a crash between write and delete would have left.
+    std::fs::write(data.path().join("tls-listener.key"), "stale").unwrap();
+    let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().to_path_buf());
+    config.tls = Some(porchlight_broker::TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        identity: porchlight_broker::TlsIdentity::Pem {
+            cert_chain_pem: std::fs::read_to_string(pki.path().join("server.pem")).unwrap(),
+            key_pem: std::fs::read_to_string(pki.path().join("server.key"))
+                .unwrap()
+                .into(),
+        },
+        ca_path: None,
+        require_client_cert: false,
+    });
+    let broker = Broker::start(config, FakeGatekeeper::new()).await.unwrap();
+    for name in ["tls-listener.key", "tls-listener.pem"] {
+        assert!(!data.path().join(name).exists(), "{name} left behind");
+    }
+    let port = broker.tls_local_addr().unwrap().port();
+    let out = tokio::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-CAfile", &pki.path().join("ca.pem").to_string_lossy()])
+        .args(["-verify_return_error", "-brief"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Verification: OK"), "{text}");
+    broker.shutdown().await;
 }

@@ -343,7 +343,7 @@ fn to_system_time(t: OffsetDateTime) -> SystemTime {
 }
 
 /// The DER inside the first PEM block labelled `label`.
-fn pem_contents(text: &str, label: &str) -> std::result::Result<Vec<u8>, String> {
+pub(crate) fn pem_contents(text: &str, label: &str) -> std::result::Result<Vec<u8>, String> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text

@@ -9,13 +9,18 @@
 //!   its certificate (the certificate's fingerprint is the associated data, so a sealed key
 //!   moved beside another certificate does not open).
 //!
+//! - [`inspect`] and [`Authority::verify_issued`]: a certificate read back (names, expiry,
+//!   issuer), to decide whether a kept server certificate must be reissued.
+//!
 //! No I/O besides [`MasterKey::load_or_create`]; where certificates and sealed keys are kept
 //! is the server's business. Private keys in memory are zeroized when dropped.
 
 mod authority;
+mod inspect;
 mod seal;
 
 pub use authority::{Authority, ClientSubject, Issued, IssuedKind, San};
+pub use inspect::{CertificateInfo, inspect};
 pub use seal::{MasterKey, SealError};
 
 /// Why the CA could not do something.

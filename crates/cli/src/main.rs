@@ -50,6 +50,9 @@ enum Command {
     /// Manage MQTT devices (each phone or Home Assistant gets its own key).
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// The built-in certificate authority (works with the server stopped too).
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Drive simulated OwnTracks phones against a running server (creates its own users and
     /// devices with an admin API token); stops by itself after --duration.
     Simulate(simulate::SimulateArgs),
@@ -63,6 +66,10 @@ struct ServeArgs {
     /// MQTT port (0 = any free port, -1 = no broker).
     #[arg(long, allow_negative_numbers = true)]
     mqtt_port: Option<i32>,
+    /// MQTT-over-TLS port, with a certificate from the built-in CA (0 = any free port,
+    /// -1 = off). Default 8883 (0 when --mqtt-port is 0).
+    #[arg(long, allow_negative_numbers = true)]
+    mqtts_port: Option<i32>,
     /// Address to listen on for both HTTP and MQTT (e.g. 127.0.0.1 for this machine only).
     #[arg(long)]
     bind: Option<IpAddr>,
@@ -99,6 +106,27 @@ enum DeviceCommand {
     List { username: Option<String> },
     /// Remove a device; its key stops working at its next connect.
     Remove { username: String, name: String },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Show the active CA (fingerprint, validity, where its certificate is) and retired ones.
+    Show,
+    /// Write the active CA certificate (PEM) to a file, for devices' trust stores.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a new CA the active one; the old one is kept (retired) so what it signed stays
+    /// trusted. A running server uses it for its TLS certificate from its next start.
+    Rotate,
+    /// Make an existing CA (PEM certificate and PEM private key) the active one.
+    Import {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -143,6 +171,7 @@ async fn run(cli: Cli) -> Result<()> {
             let options = LoadOptions {
                 http_port: args.http_port,
                 mqtt_port: args.mqtt_port,
+                mqtts_port: args.mqtts_port,
                 bind: args.bind,
                 ..base
             };
@@ -150,6 +179,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::User(cmd) => user(open_store(&base)?, cmd).await,
         Command::Device(cmd) => device(open_store(&base)?, cmd).await,
+        Command::Ca(cmd) => ca(&base, cmd).await,
         Command::Simulate(args) => simulate::simulate(args).await,
     }
 }
@@ -172,13 +202,21 @@ async fn serve(config: Config) -> Result<()> {
             ),
         }
     }
-    match running.mqtt_addr {
-        Some(mqtt) => println!(
+    match (running.mqtt_addr, running.mqtt_tls_addr) {
+        (Some(mqtt), Some(tls)) => println!(
+            "Porchlight is running: web UI http://127.0.0.1:{}/ , MQTT port {}, MQTT over TLS port {} \
+             (CA certificate: http://127.0.0.1:{}/api/ca)",
+            running.http_addr.port(),
+            mqtt.port(),
+            tls.port(),
+            running.http_addr.port()
+        ),
+        (Some(mqtt), None) => println!(
             "Porchlight is running: web UI http://127.0.0.1:{}/ , MQTT port {}",
             running.http_addr.port(),
             mqtt.port()
         ),
-        None => println!(
+        (None, _) => println!(
             "Porchlight is running: web UI http://127.0.0.1:{}/ (MQTT broker disabled)",
             running.http_addr.port()
         ),
@@ -213,6 +251,11 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 }
 
 fn open_store(options: &LoadOptions) -> Result<Store> {
+    Ok(open_data(options)?.0)
+}
+
+/// The store and the data directory it lives in.
+fn open_data(options: &LoadOptions) -> Result<(Store, PathBuf)> {
     let config = Config::load(options)?;
     let path = config.data_dir.join("porchlight.db");
     if !path.exists() {
@@ -221,7 +264,98 @@ fn open_store(options: &LoadOptions) -> Result<Store> {
             path.display()
         );
     }
-    Ok(Store::open(&path)?)
+    Ok((Store::open(&path)?, config.data_dir))
+}
+
+fn format_time(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{secs} (Unix time)"))
+}
+
+async fn ca(options: &LoadOptions, cmd: CaCommand) -> Result<()> {
+    use porchlight_server::ca::Authorities;
+    let (store, data_dir) = open_data(options)?;
+    let result = async {
+        let authorities = Authorities::open(store.clone(), &data_dir)?;
+        let now = std::time::SystemTime::now();
+        match cmd {
+            CaCommand::Show => {
+                let list = authorities.list().await?;
+                if list.is_empty() {
+                    bail!("there is no CA yet: `porchlight serve` makes one at its first start");
+                }
+                for entry in &list {
+                    let state = match entry.stored.retired_at {
+                        None => "active".to_owned(),
+                        Some(at) => format!("retired {}", format_time(at)),
+                    };
+                    println!(
+                        "{state} CA ({})\n  subject:     {}\n  fingerprint: SHA256 {}\n  valid:       {} to {}",
+                        entry.stored.origin.as_str(),
+                        entry.info.subject,
+                        entry.stored.fingerprint,
+                        format_time(entry.info.not_before),
+                        format_time(entry.info.not_after),
+                    );
+                }
+                println!(
+                    "certificate (PEM): {}\n  also GET /api/ca on the web port, or `porchlight ca export --out FILE`",
+                    authorities.ca_pem_path().display()
+                );
+            }
+            CaCommand::Export { out } => {
+                let Some(active) = authorities.active_certificate().await? else {
+                    bail!("there is no CA yet: `porchlight serve` makes one at its first start");
+                };
+                std::fs::write(&out, &active.cert_pem)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                println!(
+                    "wrote the CA certificate (SHA256 {}) to {}",
+                    active.fingerprint,
+                    out.display()
+                );
+            }
+            CaCommand::Rotate => {
+                let new = authorities.generate(now).await?;
+                println!(
+                    "the new active CA is {} (SHA256 {}); the previous one is retired but still listed.\n\
+                     A running server takes its TLS certificate from the new CA at its next start.",
+                    new.common_name(),
+                    new.fingerprint()
+                );
+            }
+            CaCommand::Import { cert, key } => {
+                let cert_pem = std::fs::read_to_string(&cert)
+                    .with_context(|| format!("reading {}", cert.display()))?;
+                let key_pem = zeroize::Zeroizing::new(
+                    std::fs::read_to_string(&key)
+                        .with_context(|| format!("reading {}", key.display()))?,
+                );
+                let new = authorities.import(&cert_pem, &key_pem, now).await?;
+                println!(
+                    "imported {} (SHA256 {}); it is the active CA now, its key sealed in {}.\n\
+                     You may delete {} now. A running server takes its TLS certificate from it at its next start.",
+                    new.common_name(),
+                    new.fingerprint(),
+                    authorities.key_path(new.fingerprint()).display(),
+                    key.display()
+                );
+            }
+        }
+        Ok(())
+    }
+    .await;
+    store.close().await;
+    result
 }
 
 fn read_password(from_stdin: bool) -> Result<(Secret, bool)> {

@@ -32,6 +32,8 @@ pub struct LoadOptions {
     pub http_port: Option<u16>,
     /// `--mqtt-port`: 0 lets the OS choose, -1 disables the broker.
     pub mqtt_port: Option<i32>,
+    /// `--mqtts-port`: the MQTT-over-TLS port; 0 lets the OS choose, -1 turns it off.
+    pub mqtts_port: Option<i32>,
     /// `--bind`: the address both listeners bind.
     pub bind: Option<IpAddr>,
 }
@@ -46,6 +48,7 @@ pub struct Config {
     pub owntracks: OwnTracksConfig,
     pub alarm: AlarmFileConfig,
     pub ui: UiConfig,
+    pub ca: CaConfig,
     /// `PORCHLIGHT_ADMIN_PASSWORD`: the first admin's password on an empty database.
     pub initial_admin_password: Option<Secret>,
 }
@@ -72,16 +75,23 @@ pub struct MqttConfig {
     pub max_queued_messages: usize,
     /// Unacknowledged QoS 1/2 messages in flight to each client.
     pub max_inflight: u16,
-    /// An additional MQTT-over-TLS listener.
+    /// The MQTT-over-TLS listener's port (`--mqtts-port`): -1 off, 0 the OS chooses; unset
+    /// means 8883, or 0 when `port` is 0 (a throwaway instance grabs no fixed port). See
+    /// [`Config::mqtt_tls_port`].
+    pub tls_port: Option<i32>,
+    /// The operator's own certificate files for the TLS listener (instead of the built-in
+    /// CA's server certificate).
     pub tls: Option<MqttTlsConfig>,
 }
 
-/// `[mqtt.tls]`: MQTT over TLS, optionally requiring client certificates from our CA.
+/// `[mqtt.tls]`: the TLS listener with the operator's own PEM files (their own PKI),
+/// optionally requiring client certificates from their CA.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MqttTlsConfig {
-    #[serde(default = "default_tls_port")]
-    pub port: u16,
+    /// Overrides `[mqtt] tls_port` (kept from before the built-in CA); `--mqtts-port` wins.
+    #[serde(default)]
+    pub port: Option<u16>,
     /// PEM certificate chain of the server.
     pub cert: PathBuf,
     /// PEM private key of the server (keep it 0600).
@@ -210,9 +220,17 @@ impl OwnTracksConfig {
     }
 }
 
-fn default_tls_port() -> u16 {
-    8883
+/// `[ca]`: the built-in certificate authority.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// Extra names (DNS names or IP addresses) for the server certificate, beside the
+    /// machine's own (host name, localhost, loopback and LAN addresses).
+    pub server_names: Vec<String>,
 }
+
+/// The MQTT-over-TLS port when `[mqtt] tls_port` is not set and the plain port is not 0.
+pub const DEFAULT_MQTT_TLS_PORT: u16 = 8883;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -233,6 +251,7 @@ impl Default for MqttConfig {
             connect_timeout_secs: 10,
             max_queued_messages: 10_000,
             max_inflight: 32,
+            tls_port: None,
             tls: None,
         }
     }
@@ -247,6 +266,7 @@ struct FileConfig {
     owntracks: OwnTracksConfig,
     alarm: AlarmFileConfig,
     ui: UiConfig,
+    ca: CaConfig,
 }
 
 /// The commented example written on first start.
@@ -308,6 +328,7 @@ impl Config {
             owntracks: file.owntracks,
             alarm: file.alarm,
             ui: file.ui,
+            ca: file.ca,
             initial_admin_password: env_get("PORCHLIGHT_ADMIN_PASSWORD")
                 .filter(|p| !p.is_empty())
                 .map(Secret::new),
@@ -317,6 +338,12 @@ impl Config {
         }
         if let Some(port) = options.mqtt_port {
             config.mqtt.port = port;
+        }
+        if let Some(port) = options.mqtts_port {
+            config.mqtt.tls_port = Some(port);
+            if let Some(tls) = &mut config.mqtt.tls {
+                tls.port = None;
+            }
         }
         if let Some(bind) = options.bind {
             config.http.bind = bind;
@@ -332,6 +359,20 @@ impl Config {
                 "mqtt.port must be -1 (disabled), 0 (any free port) or 1..65535, not {}",
                 self.mqtt.port
             )));
+        }
+        if let Some(port) = self.mqtt.tls_port
+            && !(-1..=65535).contains(&port)
+        {
+            return Err(Error::Config(format!(
+                "mqtt.tls_port (--mqtts-port) must be -1 (off), 0 (any free port) or 1..65535, not {port}"
+            )));
+        }
+        for name in &self.ca.server_names {
+            if !is_server_name(name) {
+                return Err(Error::Config(format!(
+                    "ca.server_names: {name:?} is neither a DNS name nor an IP address"
+                )));
+            }
         }
         if self.mqtt.max_payload == 0 || self.mqtt.max_payload > 256 * 1024 * 1024 {
             return Err(Error::Config(
@@ -386,6 +427,23 @@ impl Config {
         u16::try_from(self.mqtt.port).ok()
     }
 
+    /// The MQTT-over-TLS port to bind, or `None` when there is no TLS listener (turned off,
+    /// or no broker). `[mqtt.tls] port` (the operator's own files) wins over `[mqtt]
+    /// tls_port`; `--mqtts-port` over both.
+    pub fn mqtt_tls_port(&self) -> Option<u16> {
+        self.mqtt_port()?;
+        let port = match (
+            self.mqtt.tls.as_ref().and_then(|t| t.port),
+            self.mqtt.tls_port,
+        ) {
+            (Some(port), _) => i32::from(port),
+            (None, Some(port)) => port,
+            (None, None) if self.mqtt.port == 0 => 0,
+            (None, None) => i32::from(DEFAULT_MQTT_TLS_PORT),
+        };
+        u16::try_from(port).ok()
+    }
+
     /// Writes the commented example config into the data dir if no config file exists there.
     pub fn write_example_if_missing(&self) -> Result<(), Error> {
         let path = self.data_dir.join("config.toml");
@@ -397,6 +455,23 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A DNS name (letters, digits, `-`, dots; a leading `*.` allowed) or an IP address.
+fn is_server_name(name: &str) -> bool {
+    if name.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 fn default_data_dir() -> Result<PathBuf, Error> {
@@ -519,11 +594,80 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_port_defaults_to_8883_follows_port_0_and_the_flag_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.mqtt_tls_port(), Some(8883));
+        let mut o = opts(dir.path());
+        o.mqtt_port = Some(0);
+        assert_eq!(
+            Config::load_from(&o, env(&[])).unwrap().mqtt_tls_port(),
+            Some(0)
+        );
+        o.mqtts_port = Some(-1);
+        assert_eq!(
+            Config::load_from(&o, env(&[])).unwrap().mqtt_tls_port(),
+            None
+        );
+        o.mqtts_port = Some(18883);
+        assert_eq!(
+            Config::load_from(&o, env(&[])).unwrap().mqtt_tls_port(),
+            Some(18883)
+        );
+        // No broker, no TLS listener.
+        o.mqtt_port = Some(-1);
+        assert_eq!(
+            Config::load_from(&o, env(&[])).unwrap().mqtt_tls_port(),
+            None
+        );
+
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[mqtt]\ntls_port = 9883\n[mqtt.tls]\nport = 7883\ncert = \"c\"\nkey = \"k\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.mqtt_tls_port(), Some(7883), "[mqtt.tls] port wins");
+        let mut o = opts(dir.path());
+        o.mqtts_port = Some(0);
+        assert_eq!(
+            Config::load_from(&o, env(&[])).unwrap().mqtt_tls_port(),
+            Some(0)
+        );
+        o.mqtts_port = Some(-2);
+        assert!(Config::load_from(&o, env(&[])).is_err());
+    }
+
+    #[test]
+    fn ca_server_names_must_be_dns_names_or_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            "[ca]\nserver_names = [\"home.example.org\", \"192.168.1.9\", \"fe80::1\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.ca.server_names.len(), 3);
+        for bad in ["", "a b", "-x.org", "x..org", "http://x.org"] {
+            std::fs::write(
+                dir.path().join("config.toml"),
+                format!("[ca]\nserver_names = [{bad:?}]\n"),
+            )
+            .unwrap();
+            let err = Config::load_from(&opts(dir.path()), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ca.server_names"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn the_example_config_parses_to_the_defaults() {
         let file: FileConfig = toml::from_str(EXAMPLE_CONFIG).unwrap();
         assert_eq!(file.http, HttpConfig::default());
         assert_eq!(file.mqtt, MqttConfig::default());
         assert_eq!(file.audit, AuditConfig::default());
+        assert_eq!(file.ca, CaConfig::default());
     }
 
     #[test]

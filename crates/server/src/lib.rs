@@ -1,9 +1,10 @@
 //! porchlight-server: the composition root.
 //!
 //! [`start`] is the one function that wires Porchlight together, shared by `porchlight serve`
-//! and the desktop shell: it opens the store (applying migrations), binds the HTTP listener and
-//! the MQTT broker, lets the services attach to the bus, makes sure an admin account exists,
-//! opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
+//! and the desktop shell: it opens the store (applying migrations), loads (or on first start
+//! makes) the certificate authority ([`ca::CaService`], whose server certificate the MQTT TLS
+//! listener uses), binds the HTTP listener and the MQTT broker, lets the services attach to
+//! the bus, makes sure an admin account exists, opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
 //! and stop after the broker; the store-only ones (the location retention purge,
@@ -21,6 +22,7 @@
 
 pub mod alarm;
 mod audit_sink;
+pub mod ca;
 pub mod config;
 mod friends;
 mod http;
@@ -56,6 +58,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Store(#[from] porchlight_store::Error),
+    #[error("{0}")]
+    Ca(String),
     #[error(
         "{service} port {port} on {addr} is already in use; choose another with {flag} (0 picks a free one)"
     )]
@@ -100,11 +104,14 @@ pub struct InitialAdmin {
 pub struct Running {
     pub http_addr: SocketAddr,
     pub mqtt_addr: Option<SocketAddr>,
-    /// The MQTT-over-TLS listener, when `[mqtt.tls]` is configured.
+    /// The MQTT-over-TLS listener (the built-in CA's server certificate, or the files of
+    /// `[mqtt.tls]`), unless turned off.
     pub mqtt_tls_addr: Option<SocketAddr>,
     /// Set on the first start with an empty database.
     pub initial_admin: Option<InitialAdmin>,
     store: Store,
+    /// The certificate authority (ADR 0017), shared with the HTTP handlers.
+    ca: Arc<ca::CaService>,
     /// Alarm PIN verification, shared with the HTTP handlers (one wrong-PIN throttle).
     pins: Arc<alarm::codes::PinCheck>,
     /// The embedded broker (shared with the HTTP handlers until they stop).
@@ -147,6 +154,11 @@ impl Running {
     /// The store, for in-process callers (the CLI, tests).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The certificate authority (the process's one instance, the HTTP API's too).
+    pub fn ca(&self) -> Arc<ca::CaService> {
+        Arc::clone(&self.ca)
     }
 
     /// Alarm PIN verification (the process's one instance, the HTTP API's too).
@@ -278,11 +290,21 @@ pub async fn start_with_overrides(
         audit_sink::AuditSink::start(store.clone(), config.audit.retention());
     let logins = Arc::new(login::LoginGate::new(store.clone()));
     let friends = friends::Friends::load(store.clone()).await?;
+    let ca = Arc::new(
+        ca::CaService::start(
+            store.clone(),
+            &config.data_dir,
+            std::time::SystemTime::now(),
+        )
+        .await
+        .map_err(|e| Error::Ca(e.to_string()))?,
+    );
     let bound = match config.mqtt_port() {
         Some(port) => Some(
             bind_broker(
                 &config,
                 port,
+                &ca,
                 store.clone(),
                 audit.clone(),
                 logins.clone(),
@@ -360,13 +382,18 @@ pub async fn start_with_overrides(
         owntracks: ingest.stats(),
         ingest: ingest.submitter(),
         bus,
+        ca: ca.clone(),
         owntracks_settings: http::OwnTracksSettings {
             command_ttl: config.owntracks.command_ttl(),
             public_host: Some(config.owntracks.public_host.trim().to_owned())
                 .filter(|h| !h.is_empty()),
             http_port: http_addr.port(),
             mqtt_port: mqtt_addr.map(|a| a.port()),
-            mqtt_tls_port: mqtt_tls_addr.map(|a| a.port()),
+            // Phones are sent to the TLS port only when it carries the operator's own
+            // certificate: they cannot trust the built-in CA until onboarding carries it.
+            mqtt_tls_port: mqtt_tls_addr
+                .filter(|_| config.mqtt.tls.is_some())
+                .map(|a| a.port()),
         },
         live: ingest.live(),
         closing: stop_rx.clone(),
@@ -394,6 +421,7 @@ pub async fn start_with_overrides(
         mqtt_tls_addr,
         initial_admin,
         store,
+        ca,
         pins,
         broker,
         sweep,
@@ -413,6 +441,7 @@ pub async fn start_with_overrides(
 async fn bind_broker(
     config: &Config,
     port: u16,
+    ca: &ca::CaService,
     store: Store,
     audit: audit_sink::AuditSink,
     logins: Arc<login::LoginGate>,
@@ -429,36 +458,55 @@ async fn bind_broker(
     broker_config.max_queued_messages = config.mqtt.max_queued_messages;
     broker_config.max_inflight = config.mqtt.max_inflight;
     broker_config.friendships = friendships;
-    broker_config.tls = config
-        .mqtt
-        .tls
-        .as_ref()
-        .map(|t| porchlight_broker::TlsConfig {
-            listen: SocketAddr::new(config.mqtt.bind, t.port),
-            cert_path: t.cert.clone(),
-            key_path: t.key.clone(),
+    let tls_port = config.mqtt_tls_port();
+    broker_config.tls = match (&config.mqtt.tls, tls_port) {
+        (_, None) => None,
+        // The operator's own files (their own PKI) win.
+        (Some(t), Some(tls_port)) => Some(porchlight_broker::TlsConfig {
+            listen: SocketAddr::new(config.mqtt.bind, tls_port),
+            identity: porchlight_broker::TlsIdentity::Files {
+                cert_path: t.cert.clone(),
+                key_path: t.key.clone(),
+            },
             ca_path: t.ca.clone(),
             require_client_cert: t.require_client_cert,
-        });
+        }),
+        (None, Some(tls_port)) => {
+            match ca
+                .mqtt_server_certificate(&ca::server_names(config), std::time::SystemTime::now())
+            {
+                Ok(server) => Some(porchlight_broker::TlsConfig {
+                    listen: SocketAddr::new(config.mqtt.bind, tls_port),
+                    identity: porchlight_broker::TlsIdentity::Pem {
+                        cert_chain_pem: server.cert_pem.clone(),
+                        key_pem: server.key_pem.clone(),
+                    },
+                    ca_path: None,
+                    require_client_cert: false,
+                }),
+                // The hub (the alarm above all) keeps running without TLS rather than not at
+                // all, e.g. when the CA has expired.
+                Err(e) => {
+                    tracing::error!(error = %e, "MQTT over TLS is off");
+                    None
+                }
+            }
+        }
+    };
     tracing::debug!(?broker_config, "starting the MQTT broker");
     let gatekeeper = Arc::new(mqtt::StoreGatekeeper::new(store, audit, logins));
     porchlight_broker::Broker::bind(broker_config, gatekeeper)
         .await
         .map_err(|e| match e {
-            porchlight_broker::Error::PortInUse(addr) => Error::PortInUse {
-                service: if addr.port() == port {
-                    "MQTT"
-                } else {
-                    "MQTT TLS"
-                },
-                addr: addr.ip(),
-                port: addr.port(),
-                flag: if addr.port() == port {
-                    "--mqtt-port"
-                } else {
-                    "mqtt.tls.port in config.toml"
-                },
-            },
+            porchlight_broker::Error::PortInUse(addr) => {
+                let plain = addr.port() == port && tls_port != Some(port);
+                Error::PortInUse {
+                    service: if plain { "MQTT" } else { "MQTT TLS" },
+                    addr: addr.ip(),
+                    port: addr.port(),
+                    flag: if plain { "--mqtt-port" } else { "--mqtts-port" },
+                }
+            }
             other => Error::Broker(other.to_string()),
         })
 }

@@ -1,4 +1,4 @@
-//! The HTTP side: JSON API under `/api`, `/health`, OwnTracks HTTP mode (`POST /pub`), the
+//! The HTTP side: JSON API under `/api` (with the CA certificate download, `GET /api/ca`), `/health`, OwnTracks HTTP mode (`POST /pub`), the
 //! live feed (`GET /ws/live`, a WebSocket: OwnTracks and the alarm's status), and the web
 //! UI's files everywhere else.
 //!
@@ -10,6 +10,7 @@ mod alarm;
 mod alarm_codes;
 mod assets;
 mod auth;
+mod ca;
 mod cards;
 mod commands;
 mod error;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub live: crate::owntracks::LiveFeed,
     /// Becomes true when the server shuts down; open WebSockets close on it.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The certificate authority: its certificate for download, rotation and import.
+    pub ca: Arc<crate::ca::CaService>,
     /// The broker's bus (`None` when the broker is disabled): commands to MQTT phones.
     pub bus: Option<Arc<dyn porchlight_broker::Bus>>,
     /// Commands to phones and device onboarding.
@@ -99,7 +102,9 @@ pub struct OwnTracksSettings {
     pub http_port: u16,
     /// The plain MQTT port in use, when the broker is enabled.
     pub mqtt_port: Option<u16>,
-    /// The MQTT-over-TLS port in use, when a TLS listener is configured (phones get it).
+    /// The MQTT-over-TLS port phones are sent to: only a `[mqtt.tls]` listener's (the
+    /// operator's own certificate), since phones cannot trust the built-in CA until
+    /// onboarding carries it.
     pub mqtt_tls_port: Option<u16>,
 }
 
@@ -144,6 +149,10 @@ pub fn router(state: AppState) -> Router {
             "/users/{owner}/friends/{viewer}",
             put(friends::grant).delete(friends::revoke),
         )
+        .route("/ca", get(ca::download))
+        .route("/ca/info", get(ca::info))
+        .route("/ca/rotate", post(ca::rotate))
+        .route("/ca/import", post(ca::import))
         .route("/ui/config", get(ui_config::get))
         .route("/owntracks/card", get(cards::get).put(cards::set))
         .route("/owntracks/devices", get(owntracks_devices::list))
