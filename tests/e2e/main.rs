@@ -14,6 +14,7 @@ mod alarm_codes;
 mod audit_filters;
 mod bus;
 mod ca;
+mod certificates;
 mod connections;
 mod crash;
 mod floods;

@@ -97,7 +97,7 @@ pub struct CreatedToken {
 }
 
 /// The kinds of audit rows, as `GET /api/audit?kind=` takes them.
-pub const AUDIT_KINDS: [&str; 9] = [
+pub const AUDIT_KINDS: [&str; 11] = [
     "mqtt_connect",
     "mqtt_disconnect",
     "mqtt_publish_denied",
@@ -107,6 +107,8 @@ pub const AUDIT_KINDS: [&str; 9] = [
     "friend_revoked",
     "alarm_code_used",
     "alarm_code_refused",
+    "certificate_issued",
+    "certificate_revoked",
 ];
 
 /// `GET /api/audit?result=`: rows that succeeded, or failed.

@@ -11,6 +11,7 @@
 pub mod account;
 pub mod alarm;
 pub mod ca;
+pub mod certificates;
 pub mod devices;
 pub mod mqtt;
 pub mod owntracks;

@@ -9,6 +9,8 @@
 //!   its certificate (the certificate's fingerprint is the associated data, so a sealed key
 //!   moved beside another certificate does not open).
 //!
+//! - [`Issued::to_legacy_pkcs12`]: a client certificate as the PKCS#12 file OwnTracks reads
+//!   (legacy 3DES/RC2-40 encryption, SHA-1 MAC), password from [`random_password`].
 //! - [`inspect`] and [`Authority::verify_issued`]: a certificate read back (names, expiry,
 //!   issuer), to decide whether a kept server certificate must be reissued.
 //!
@@ -17,10 +19,12 @@
 
 mod authority;
 mod inspect;
+mod pkcs12;
 mod seal;
 
 pub use authority::{Authority, ClientSubject, Issued, IssuedKind, San};
 pub use inspect::{CertificateInfo, inspect};
+pub use pkcs12::random_password;
 pub use seal::{MasterKey, SealError};
 
 /// Why the CA could not do something.

@@ -283,3 +283,51 @@ fn import_takes_an_openssl_made_ca_and_refuses_what_is_not_one() {
         Err(Error::BadKey(_))
     ));
 }
+
+#[test]
+fn a_legacy_pkcs12_opens_in_openssl_legacy_mode_with_its_password_only() {
+    let ca = ca();
+    let who = ClientSubject {
+        user: "alice".into(),
+        device: "phone".into(),
+    };
+    let issued = ca.issue_client(&who, SystemTime::now(), 365 * DAY).unwrap();
+    let password = random_password(20).unwrap();
+    assert_eq!(password.len(), 20);
+    assert_ne!(*password, *random_password(20).unwrap());
+    let p12 = issued
+        .to_legacy_pkcs12(ca.cert_der(), &password, "alice/phone")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.p12"), &p12).unwrap();
+    let pass = format!("pass:{}", &*password);
+    let (ok, text) = openssl(
+        &[
+            "pkcs12", "-info", "-legacy", "-nodes", "-passin", &pass, "-in", "f.p12",
+        ],
+        dir.path(),
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{text}");
+    assert!(text.contains("pbeWithSHA1And40BitRC2-CBC"), "{text}");
+    assert!(text.contains("MAC: sha1"), "{text}");
+    assert!(
+        text.contains("CN=alice/phone") || text.contains("CN = alice/phone"),
+        "{text}"
+    );
+    assert!(text.contains("BEGIN PRIVATE KEY"), "{text}");
+    let (ok, _) = openssl(
+        &[
+            "pkcs12",
+            "-info",
+            "-legacy",
+            "-nodes",
+            "-passin",
+            "pass:wrong",
+            "-in",
+            "f.p12",
+        ],
+        dir.path(),
+    );
+    assert!(!ok, "a wrong password opens the file");
+}

@@ -30,7 +30,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use porchlight_ca::{Authority, CertificateInfo, MasterKey, San};
-use porchlight_store::{CaOrigin, Store, StoredCa};
+use porchlight_store::{CaOrigin, ClientCertificate, NewClientCertificate, Store, StoredCa};
 use zeroize::Zeroizing;
 
 use crate::config::Config;
@@ -41,6 +41,8 @@ pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const SERVER_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// …and reissued at start once it expires within this.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A client certificate is issued for this long (never beyond the CA's own expiry).
+pub const CLIENT_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 
 const SERVER_CERT_FILE: &str = "mqtt-server.pem";
 const SERVER_KEY_FILE: &str = "mqtt-server.key";
@@ -455,6 +457,39 @@ impl CaService {
             *kept = Some(certificate.info.clone());
         }
         Ok(certificate)
+    }
+
+    /// A client certificate for `user`'s `device` from the active CA, valid `validity` from
+    /// `now`, recorded in the store (without its key). Answers the certificate with its key
+    /// (to hand over once) and the issuing CA.
+    pub async fn issue_client(
+        &self,
+        user: &str,
+        device: &str,
+        now: SystemTime,
+        validity: Duration,
+    ) -> Result<(porchlight_ca::Issued, Arc<Authority>, ClientCertificate), CaError> {
+        let active = self.active();
+        let who = porchlight_ca::ClientSubject {
+            user: user.to_owned(),
+            device: device.to_owned(),
+        };
+        let issued = active.issue_client(&who, now, validity)?;
+        let stored = self
+            .authorities
+            .store
+            .record_client_certificate(NewClientCertificate {
+                serial: issued.serial.clone(),
+                fingerprint: issued.fingerprint.clone(),
+                username: user.to_owned(),
+                device: device.to_owned(),
+                common_name: issued.common_name.clone(),
+                ca_fingerprint: active.fingerprint().to_owned(),
+                issued_at: now,
+                expires_at: issued.not_after,
+            })
+            .await?;
+        Ok((issued, active, stored))
     }
 
     /// The MQTT listener's certificate in use, if the listener uses one of ours.

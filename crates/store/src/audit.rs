@@ -1,5 +1,6 @@
 //! The audit log: connection attempts, disconnects, refused publishes and subscriptions, web
-//! logins, friendships granted and revoked, alarm PIN codes used and refused. Rows carry
+//! logins, friendships granted and revoked, alarm PIN codes used and refused, client
+//! certificates issued and revoked. Rows carry
 //! who/where/what happened and a human reason; never a password or a PIN.
 
 use std::time::{Duration, SystemTime};
@@ -28,6 +29,10 @@ pub enum AuditKind {
     /// An alarm PIN was refused: wrong, disabled, out of its window, locked out, not a PIN
     /// (`reason` says which; never the PIN).
     AlarmCodeRefused,
+    /// A client certificate was issued (`detail`: serial and subject; never the key).
+    CertificateIssued,
+    /// A client certificate was revoked (`detail`: serial and subject).
+    CertificateRevoked,
 }
 
 impl AuditKind {
@@ -42,11 +47,13 @@ impl AuditKind {
             AuditKind::FriendRevoked => "friend_revoked",
             AuditKind::AlarmCodeUsed => "alarm_code_used",
             AuditKind::AlarmCodeRefused => "alarm_code_refused",
+            AuditKind::CertificateIssued => "certificate_issued",
+            AuditKind::CertificateRevoked => "certificate_revoked",
         }
     }
 
     /// Every kind, in a stable order.
-    pub const ALL: [AuditKind; 9] = [
+    pub const ALL: [AuditKind; 11] = [
         AuditKind::MqttConnect,
         AuditKind::MqttDisconnect,
         AuditKind::MqttPublishDenied,
@@ -56,6 +63,8 @@ impl AuditKind {
         AuditKind::FriendRevoked,
         AuditKind::AlarmCodeUsed,
         AuditKind::AlarmCodeRefused,
+        AuditKind::CertificateIssued,
+        AuditKind::CertificateRevoked,
     ];
 
     /// The kind named `s` (as [`AuditKind::as_str`] writes it).

@@ -25,6 +25,7 @@ mod alarm_codes_tests;
 mod audit;
 mod ca;
 mod checkpointer;
+mod client_certs;
 mod friends;
 mod hashing;
 mod migrate;
@@ -55,6 +56,7 @@ pub use alarm::{
 pub use alarm_codes::{AlarmCode, AlarmCodeChange, NewAlarmCode, PinMatch};
 pub use audit::{AUDIT_PURGE_BATCH, AuditEntry, AuditFilter, AuditKind};
 pub use ca::{CaOrigin, StoredCa};
+pub use client_certs::{ClientCertificate, ClientCertificateStatus, NewClientCertificate};
 pub use friends::Friendship;
 pub use hashing::{
     HashPriority, MAX_CONCURRENT_HASHES, MAX_CONCURRENT_PIN_HASHES, REMEMBER_LOGIN_FOR,

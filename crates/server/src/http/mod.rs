@@ -12,6 +12,7 @@ mod assets;
 mod auth;
 mod ca;
 mod cards;
+mod certificates;
 mod commands;
 mod error;
 mod friends;
@@ -153,6 +154,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ca/info", get(ca::info))
         .route("/ca/rotate", post(ca::rotate))
         .route("/ca/import", post(ca::import))
+        .route(
+            "/certificates",
+            get(certificates::list).post(certificates::issue),
+        )
+        .route("/certificates/{serial}", delete(certificates::revoke))
         .route("/ui/config", get(ui_config::get))
         .route("/owntracks/card", get(cards::get).put(cards::set))
         .route("/owntracks/devices", get(owntracks_devices::list))
