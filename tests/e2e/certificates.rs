@@ -216,3 +216,257 @@ async fn a_user_gets_a_client_certificate_with_a_legacy_pkcs12_and_can_revoke_it
     assert!(!text.contains("PRIVATE KEY"));
     s.stop().await;
 }
+
+/// `mosquitto_pub` on the certificate port with `cert`/`key` files in `dir` (or none), no
+/// username or password; whether it succeeded, and its stderr.
+async fn cert_pub(dir: &Path, port: u16, cert: Option<&str>, id: &str) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new("mosquitto_pub");
+    cmd.current_dir(dir).args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "--cafile",
+        "ca.pem",
+    ]);
+    if let Some(cert) = cert {
+        cmd.args([
+            "--cert",
+            &format!("{cert}.pem"),
+            "--key",
+            &format!("{cert}.key"),
+        ]);
+    }
+    let out = cmd
+        .args(["-i", id, "-t", "owntracks/alice/phone", "-q", "1", "-r"])
+        .args([
+            "-m",
+            r#"{"_type":"location","lat":52.1,"lon":5.1,"tst":1700000000}"#,
+        ])
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn audit_rows(s: &TestServer, admin: &reqwest::Client) -> Vec<Value> {
+    json_of(
+        s.call(admin, Method::GET, "/api/audit?limit=1000", None)
+            .await,
+    )
+    .await
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_logs_in_on_the_cert_port_until_revoked() {
+    let s = TestServer::start().await;
+    let port = s
+        .running
+        .mqtt_cert_addr
+        .expect("a certificate listener")
+        .port();
+    assert_ne!(Some(port), s.running.mqtt_tls_addr.map(|a| a.port()));
+    let admin = s.admin().await;
+    let alice = add_user(&s, &admin, "alice").await;
+    let issued = json_of(
+        s.call(
+            &alice,
+            Method::POST,
+            "/api/certificates",
+            Some(&json!({ "device": "phone" })),
+        )
+        .await,
+    )
+    .await;
+    let serial = issued["certificate"]["serial"].as_str().unwrap().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::write(w.join("ca.pem"), issued["ca_pem"].as_str().unwrap()).unwrap();
+    std::fs::write(w.join("alice.pem"), issued["cert_pem"].as_str().unwrap()).unwrap();
+    std::fs::write(w.join("alice.key"), issued["key_pem"].as_str().unwrap()).unwrap();
+
+    // A certificate from another CA (trusted by nobody here), an expired one from ours, and
+    // none at all: refused at the TLS handshake.
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let other = porchlight_ca::Authority::generate("Other CA", now, 10 * day).unwrap();
+    let who = porchlight_ca::ClientSubject {
+        user: "alice".into(),
+        device: "phone".into(),
+    };
+    let stranger = other.issue_client(&who, now, day).unwrap();
+    std::fs::write(w.join("stranger.pem"), &stranger.cert_pem).unwrap();
+    std::fs::write(w.join("stranger.key"), &*stranger.key_pem).unwrap();
+    let (expired, _, _) = s
+        .running
+        .ca()
+        .issue_client("alice", "old", now - 3 * day, day)
+        .await
+        .unwrap();
+    std::fs::write(w.join("expired.pem"), &expired.cert_pem).unwrap();
+    std::fs::write(w.join("expired.key"), &*expired.key_pem).unwrap();
+    for (cert, id) in [
+        (Some("stranger"), "c-stranger"),
+        (Some("expired"), "c-expired"),
+        (None, "c-none"),
+    ] {
+        let (ok, err) = cert_pub(w, port, cert, id).await;
+        assert!(!ok, "{cert:?} was accepted: {err}");
+    }
+
+    // Signed by our CA but not recorded by the hub (so neither listed nor revocable):
+    // through TLS, refused by the hook, audited with the reason.
+    let unrecorded = s
+        .running
+        .ca()
+        .active()
+        .issue_client(&who, now, day)
+        .unwrap();
+    std::fs::write(w.join("unrecorded.pem"), &unrecorded.cert_pem).unwrap();
+    std::fs::write(w.join("unrecorded.key"), &*unrecorded.key_pem).unwrap();
+    let (ok, err) = cert_pub(w, port, Some("unrecorded"), "c-unrecorded").await;
+    assert!(!ok, "an unrecorded certificate was accepted: {err}");
+    eventually(|| async {
+        audit_rows(&s, &admin)
+            .await
+            .iter()
+            .any(|r| {
+                r["kind"] == "mqtt_connect"
+                    && r["client_id"] == "c-unrecorded"
+                    && r["code"] == 5
+                    && r["reason"] == "client certificate not issued by this hub"
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Hers: no password, a message goes through; mosquitto_sub gets it back.
+    let (ok, err) = cert_pub(w, port, Some("alice"), "c-alice").await;
+    assert!(ok, "{err}");
+    let sub = tokio::process::Command::new("mosquitto_sub")
+        .current_dir(w)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cafile",
+            "ca.pem",
+        ])
+        .args(["--cert", "alice.pem", "--key", "alice.key"])
+        .args([
+            "-i",
+            "c-alice-sub",
+            "-t",
+            "owntracks/alice/phone",
+            "-C",
+            "1",
+            "-W",
+            "10",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        sub.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sub.stderr)
+    );
+    assert!(String::from_utf8_lossy(&sub.stdout).contains("\"lat\":52.1"));
+    // Its last use is noted.
+    eventually(|| async {
+        let mine = json_of(s.call(&alice, Method::GET, "/api/certificates", None).await).await;
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["serial"] == serial.as_str() && c["last_used_at"].is_i64())
+            .then_some(())
+    })
+    .await;
+
+    // rumqttc with the certificate, no credentials: connected as alice's device.
+    let mut o = rumqttc::MqttOptions::new("c-alice-rumqttc", "127.0.0.1", port);
+    o.set_transport(rumqttc::Transport::tls_with_config(
+        rumqttc::TlsConfiguration::Simple {
+            ca: issued["ca_pem"].as_str().unwrap().as_bytes().to_vec(),
+            alpn: None,
+            client_auth: Some((
+                issued["cert_pem"].as_str().unwrap().as_bytes().to_vec(),
+                issued["key_pem"].as_str().unwrap().as_bytes().to_vec(),
+            )),
+        },
+    ));
+    let (client, mut events) = rumqttc::AsyncClient::new(o, 10);
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack))) => {
+                    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("rumqttc with a client certificate: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let clients = eventually(|| async {
+        let clients = json_of(
+            s.call(&admin, Method::GET, "/api/settings/mqtt/clients", None)
+                .await,
+        )
+        .await;
+        clients
+            .to_string()
+            .contains("c-alice-rumqttc")
+            .then_some(clients)
+    })
+    .await;
+    assert!(clients.to_string().contains("certificate"), "{clients}");
+
+    // Revoking closes the live session, and the next connect is refused, audited.
+    let r = s
+        .call(
+            &alice,
+            Method::DELETE,
+            &format!("/api/certificates/{serial}"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 204);
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Disconnect)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the revoked certificate's session was not closed");
+    drop(client);
+    let (ok, _) = cert_pub(w, port, Some("alice"), "c-alice-again").await;
+    assert!(!ok, "a revoked certificate logged in");
+    let rows = eventually(|| async {
+        let rows = audit_rows(&s, &admin).await;
+        rows.iter()
+            .any(|r| {
+                r["kind"] == "mqtt_connect"
+                    && r["client_id"] == "c-alice-again"
+                    && r["reason"] == "client certificate revoked"
+            })
+            .then_some(rows)
+    })
+    .await;
+    let text = serde_json::to_string(&rows).unwrap();
+    assert!(!text.contains("PRIVATE KEY"));
+    assert!(!text.contains(issued["p12_password"].as_str().unwrap()));
+    s.stop().await;
+}

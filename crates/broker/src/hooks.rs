@@ -234,8 +234,24 @@ impl HookHandler {
             client_id: ci.client_id().to_string(),
             peer: peer_of(ci.id()),
             protocol,
-            cert_cn: ci.cert().and_then(|c| c.common_name.clone()),
+            cert_cn: None,
+            issued_cert: None,
         };
+        let mut creds = creds;
+        if ci.id().lid == crate::CERT_LISTENER_ID {
+            creds.issued_cert = ci.cert().and_then(|c| {
+                Some(crate::PeerCertificate {
+                    serial: c
+                        .serial
+                        .as_deref()?
+                        .trim_start_matches('0')
+                        .to_ascii_lowercase(),
+                    common_name: c.common_name.clone(),
+                })
+            });
+        } else {
+            creds.cert_cn = ci.cert().and_then(|c| c.common_name.clone());
+        }
         let refuse = |refusal: Refusal, reason: String| {
             tracing::info!(
                 client_id = %creds.client_id, username = ?creds.username, peer = %creds.peer,
@@ -252,7 +268,7 @@ impl HookHandler {
             });
             match refusal {
                 Refusal::BadCredentials => AuthResult::BadUsernameOrPassword,
-                Refusal::NotAuthorized => AuthResult::NotAuthorized,
+                Refusal::NotAuthorized | Refusal::Certificate(_) => AuthResult::NotAuthorized,
             }
         };
         if creds.username.is_none() {
@@ -264,6 +280,7 @@ impl HookHandler {
                 let reason = match refusal {
                     Refusal::BadCredentials => "bad username or password",
                     Refusal::NotAuthorized => "not authorized",
+                    Refusal::Certificate(why) => why.reason(),
                 };
                 return refuse(refusal, reason.into());
             }

@@ -60,6 +60,9 @@ pub use crate::bus::{Ack, Delivery, Watch, Watched};
 use crate::hooks::{HookHandler, State};
 pub use zeroize::Zeroizing;
 
+/// rmqtt's listener id of the certificate listener ([`BrokerConfig::cert_tls`]).
+pub(crate) const CERT_LISTENER_ID: u16 = 3;
+
 /// How the broker listens and what it tolerates.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -83,6 +86,12 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// An additional MQTT-over-TLS listener.
     pub tls: Option<TlsConfig>,
+    /// The certificate listener: MQTT over TLS that requires a client certificate chaining to
+    /// `ca_path` (our CAs). Its connections reach the gatekeeper with
+    /// [`Credentials::issued_cert`] (serial and CN), not [`Credentials::cert_cn`]: the
+    /// gatekeeper looks the certificate up rather than trusting its name.
+    /// `require_client_cert` is implied.
+    pub cert_tls: Option<TlsConfig>,
     /// How long a client's QoS 1/2 publish waits for the [`Bus::consume_acked`] consumers it
     /// matches to commit it (room in their channels included). Past it the publish is refused
     /// like a failed commit: the client is disconnected without PUBACK / PUBREC and resends
@@ -110,6 +119,7 @@ impl BrokerConfig {
             max_inflight: 32,
             data_dir,
             tls: None,
+            cert_tls: None,
             commit_timeout: Duration::from_secs(10),
             friendships: tokio::sync::watch::channel(Arc::default()).1,
         }
@@ -207,6 +217,18 @@ pub struct Credentials {
     /// plain listener. A verified certificate without a CN gives `None` here and leaves the
     /// client's own username in place, so a gatekeeper must trust `cert_cn`, not `username`.
     pub cert_cn: Option<String>,
+    /// The verified client certificate of a connection to the certificate listener
+    /// ([`BrokerConfig::cert_tls`]); `None` elsewhere. The CONNECT's username and password
+    /// are not consulted for these.
+    pub issued_cert: Option<PeerCertificate>,
+}
+
+/// A client certificate the certificate listener verified against its trust roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// Lower-case hex without leading zeros (as `openssl x509 -serial` prints it, trimmed).
+    pub serial: String,
+    pub common_name: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
@@ -218,6 +240,7 @@ impl fmt::Debug for Credentials {
             .field("peer", &self.peer)
             .field("protocol", &self.protocol)
             .field("cert_cn", &self.cert_cn)
+            .field("issued_cert", &self.issued_cert)
             .finish()
     }
 }
@@ -229,6 +252,28 @@ pub enum Refusal {
     BadCredentials,
     /// CONNACK 5 (MQTT 3.x) / 0x87 (MQTT 5).
     NotAuthorized,
+    /// A client certificate on the certificate listener that may not log in: sent as
+    /// [`Refusal::NotAuthorized`], audited with the reason.
+    Certificate(CertificateRefusal),
+}
+
+/// Why a verified client certificate may not log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateRefusal {
+    /// Not one we issued (or its serial and name disagree with our record).
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+impl CertificateRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            CertificateRefusal::Unknown => "client certificate not issued by this hub",
+            CertificateRefusal::Revoked => "client certificate revoked",
+            CertificateRefusal::Expired => "client certificate expired",
+        }
+    }
 }
 
 impl Refusal {
@@ -236,9 +281,9 @@ impl Refusal {
     pub fn connack_code(self, protocol: ProtocolLevel) -> u8 {
         match (self, protocol) {
             (Refusal::BadCredentials, ProtocolLevel::V5) => 0x86,
-            (Refusal::NotAuthorized, ProtocolLevel::V5) => 0x87,
+            (Refusal::NotAuthorized | Refusal::Certificate(_), ProtocolLevel::V5) => 0x87,
             (Refusal::BadCredentials, _) => 4,
-            (Refusal::NotAuthorized, _) => 5,
+            (Refusal::NotAuthorized | Refusal::Certificate(_), _) => 5,
         }
     }
 }
@@ -476,6 +521,7 @@ pub struct BoundBroker {
     server: MqttServer,
     local_addr: SocketAddr,
     tls_local_addr: Option<SocketAddr>,
+    cert_local_addr: Option<SocketAddr>,
     retainer: Arc<retain::Retainer>,
 }
 
@@ -499,6 +545,11 @@ impl BoundBroker {
         self.tls_local_addr
     }
 
+    /// The address of the certificate listener ([`BrokerConfig::cert_tls`]), if any.
+    pub fn cert_local_addr(&self) -> Option<SocketAddr> {
+        self.cert_local_addr
+    }
+
     /// The application's link for publishing and consuming; receivers registered now see
     /// the first message of the first client.
     pub fn bus(&self) -> Arc<dyn Bus> {
@@ -514,6 +565,7 @@ impl BoundBroker {
             server,
             local_addr,
             tls_local_addr,
+            cert_local_addr,
             retainer,
         } = self;
         let running = Arc::new(AtomicBool::new(true));
@@ -530,13 +582,14 @@ impl BoundBroker {
             state.clone(),
             state.friendships.clone(),
         ));
-        tracing::info!(%local_addr, ?tls_local_addr, "MQTT broker listening");
+        tracing::info!(%local_addr, ?tls_local_addr, ?cert_local_addr, "MQTT broker listening");
         Broker {
             scx,
             state,
             bus,
             local_addr,
             tls_local_addr,
+            cert_local_addr,
             running,
             task,
             retainer,
@@ -554,6 +607,7 @@ pub struct Broker {
     bus: Arc<BusImpl>,
     local_addr: SocketAddr,
     tls_local_addr: Option<SocketAddr>,
+    cert_local_addr: Option<SocketAddr>,
     running: Arc<AtomicBool>,
     task: JoinHandle<()>,
     retainer: Arc<retain::Retainer>,
@@ -662,6 +716,32 @@ impl Broker {
             );
             server = server.listener_by_id(listener, 2);
         }
+        let mut cert_local_addr = None;
+        if let Some(tls) = &config.cert_tls {
+            let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+            let files = ListenerFiles::write(&tls.identity, &config.data_dir)?;
+            let listener = listener_builder(&config, tls.listen, "porchlight/cert")
+                .tls_cert(Some(path(&files.cert)))
+                .tls_key(Some(path(&files.key)))
+                .tls_client_ca_certs(tls.ca_path.as_deref().map(path))
+                .tls_cross_certificate(true)
+                // The CN fills the username (rmqtt and our hook want one); the gatekeeper
+                // decides on the serial, looked up in the store.
+                .cert_cn_as_username(true)
+                .collect_cert_info(true)
+                .bind()
+                .map_err(|e| bind_error(tls.listen, &e))?
+                .tls()
+                .map_err(|e| Error::Tls(format!("{e:#}")));
+            drop(files);
+            let listener = listener?;
+            cert_local_addr = Some(
+                listener
+                    .local_addr()
+                    .map_err(|e| bind_error(tls.listen, &e))?,
+            );
+            server = server.listener_by_id(listener, CERT_LISTENER_ID);
+        }
         Ok(BoundBroker {
             scx,
             state,
@@ -669,6 +749,7 @@ impl Broker {
             server: server.build(),
             local_addr,
             tls_local_addr,
+            cert_local_addr,
             retainer,
         })
     }
@@ -683,6 +764,11 @@ impl Broker {
         self.tls_local_addr
     }
 
+    /// The address of the certificate listener ([`BrokerConfig::cert_tls`]), if any.
+    pub fn cert_local_addr(&self) -> Option<SocketAddr> {
+        self.cert_local_addr
+    }
+
     /// The application's link for publishing and consuming.
     pub fn bus(&self) -> Arc<dyn Bus> {
         self.bus.clone()
@@ -692,6 +778,13 @@ impl Broker {
     /// sessions are discarded too); returns how many were connected.
     pub async fn disconnect_device(&self, device_id: i64) -> usize {
         self.kick_where(|id| id.device_id == Some(device_id)).await
+    }
+
+    /// Close every session that logged in with the client certificate `serial` (offline
+    /// persistent sessions are discarded too); returns how many were connected.
+    pub async fn disconnect_certificate(&self, serial: &str) -> usize {
+        self.kick_where(|id| id.certificate.as_deref() == Some(serial))
+            .await
     }
 
     /// Close every session of user `user_id` (offline persistent sessions are discarded

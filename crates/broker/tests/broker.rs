@@ -45,6 +45,7 @@ impl FakeGatekeeper {
                 } else {
                     LoginMethod::Password
                 },
+                certificate: None,
             };
             users.insert(name.to_string(), (format!("{name}-pw"), identity));
         };
@@ -481,6 +482,7 @@ async fn refusals_send_the_right_connack_codes() {
         peer: addr,
         protocol: porchlight_broker::ProtocolLevel::V311,
         cert_cn: None,
+        issued_cert: None,
     };
     assert!(!format!("{creds:?}").contains("hunter2"));
     broker.shutdown().await;

@@ -94,7 +94,9 @@ pub enum LoginMethod {
     /// One of the user's device keys (`pld_…`): removing the device ends such sessions; a
     /// password change does not.
     DeviceKey,
-    /// A client certificate verified against the configured CA (its CN names the user).
+    /// A client certificate: on the `[mqtt.tls]` listener one verified against the
+    /// operator's CA (its CN names the user); on the certificate listener one issued by our CA
+    /// and found unrevoked in the store (its serial is [`Identity::certificate`]).
     Certificate,
 }
 
@@ -108,6 +110,10 @@ pub struct Identity {
     pub device_id: Option<i64>,
     /// How the connection logged in.
     pub login: LoginMethod,
+    /// The serial of the client certificate from our CA it logged in with (revoking that
+    /// certificate ends the session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 /// One user granting another the sight of their OwnTracks devices.
@@ -329,6 +335,7 @@ mod tests {
             role,
             device_id: None,
             login: LoginMethod::Password,
+            certificate: None,
         }
     }
 

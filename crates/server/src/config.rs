@@ -79,6 +79,10 @@ pub struct MqttConfig {
     /// means 8883, or 0 when `port` is 0 (a throwaway instance grabs no fixed port). See
     /// [`Config::mqtt_tls_port`].
     pub tls_port: Option<i32>,
+    /// The certificate listener's port: MQTT over TLS requiring a client certificate from
+    /// our CA (no password). -1 off, 0 the OS chooses; unset means 8884, or 0 when `port` is
+    /// 0. See [`Config::mqtt_cert_port`].
+    pub cert_port: Option<i32>,
     /// The operator's own certificate files for the TLS listener (instead of the built-in
     /// CA's server certificate).
     pub tls: Option<MqttTlsConfig>,
@@ -231,6 +235,9 @@ pub struct CaConfig {
 
 /// The MQTT-over-TLS port when `[mqtt] tls_port` is not set and the plain port is not 0.
 pub const DEFAULT_MQTT_TLS_PORT: u16 = 8883;
+/// The certificate listener's port when `[mqtt] cert_port` is not set and the plain port is
+/// not 0.
+pub const DEFAULT_MQTT_CERT_PORT: u16 = 8884;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -252,6 +259,7 @@ impl Default for MqttConfig {
             max_queued_messages: 10_000,
             max_inflight: 32,
             tls_port: None,
+            cert_port: None,
             tls: None,
         }
     }
@@ -367,6 +375,13 @@ impl Config {
                 "mqtt.tls_port (--mqtts-port) must be -1 (off), 0 (any free port) or 1..65535, not {port}"
             )));
         }
+        if let Some(port) = self.mqtt.cert_port
+            && !(-1..=65535).contains(&port)
+        {
+            return Err(Error::Config(format!(
+                "mqtt.cert_port must be -1 (off), 0 (any free port) or 1..65535, not {port}"
+            )));
+        }
         for name in &self.ca.server_names {
             if !is_server_name(name) {
                 return Err(Error::Config(format!(
@@ -440,6 +455,17 @@ impl Config {
             (None, Some(port)) => port,
             (None, None) if self.mqtt.port == 0 => 0,
             (None, None) => i32::from(DEFAULT_MQTT_TLS_PORT),
+        };
+        u16::try_from(port).ok()
+    }
+
+    /// The certificate listener's port to bind, or `None` when it is off (or no broker).
+    pub fn mqtt_cert_port(&self) -> Option<u16> {
+        self.mqtt_port()?;
+        let port = match self.mqtt.cert_port {
+            Some(port) => port,
+            None if self.mqtt.port == 0 => 0,
+            None => i32::from(DEFAULT_MQTT_CERT_PORT),
         };
         u16::try_from(port).ok()
     }
@@ -591,6 +617,30 @@ mod tests {
         o.http_port = Some(0);
         let c = Config::load_from(&o, e).unwrap();
         assert_eq!((c.http.port, c.mqtt_port()), (0, None));
+    }
+
+    #[test]
+    fn the_cert_port_defaults_to_8884_follows_port_0_and_may_be_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert_eq!(c.mqtt_cert_port(), Some(8884));
+        let mut o = opts(dir.path());
+        o.mqtt_port = Some(0);
+        assert_eq!(
+            Config::load_from(&o, env(&[])).unwrap().mqtt_cert_port(),
+            Some(0)
+        );
+        for (toml, want) in [("-1", None), ("9884", Some(9884))] {
+            std::fs::write(
+                dir.path().join("config.toml"),
+                format!("[mqtt]\ncert_port = {toml}\n"),
+            )
+            .unwrap();
+            let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+            assert_eq!(c.mqtt_cert_port(), want);
+        }
+        std::fs::write(dir.path().join("config.toml"), "[mqtt]\ncert_port = -2\n").unwrap();
+        assert!(Config::load_from(&opts(dir.path()), env(&[])).is_err());
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub trait BrokerControl: Send + Sync {
     async fn disconnect_device(&self, device_id: i64) -> usize;
     /// Ends live MQTT sessions of every device of a user.
     async fn disconnect_user(&self, user_id: i64) -> usize;
+    /// Close every session that logged in with the client certificate `serial`.
+    async fn disconnect_certificate(&self, serial: &str) -> usize;
     /// Ends the live MQTT sessions of a user that logged in with the account password (after
     /// a password change); device-key and certificate sessions stay.
     async fn disconnect_password_logins(&self, user_id: i64) -> usize;
@@ -107,6 +109,9 @@ pub struct Running {
     /// The MQTT-over-TLS listener (the built-in CA's server certificate, or the files of
     /// `[mqtt.tls]`), unless turned off.
     pub mqtt_tls_addr: Option<SocketAddr>,
+    /// The certificate listener (client certificates from our CA, `[mqtt] cert_port`),
+    /// unless turned off.
+    pub mqtt_cert_addr: Option<SocketAddr>,
     /// Set on the first start with an empty database.
     pub initial_admin: Option<InitialAdmin>,
     store: Store,
@@ -367,6 +372,7 @@ pub async fn start_with_overrides(
     let broker = bound.map(|b| Arc::new(b.serve()));
     let mqtt_addr = broker.as_ref().map(|b| b.local_addr());
     let mqtt_tls_addr = broker.as_ref().and_then(|b| b.tls_local_addr());
+    let mqtt_cert_addr = broker.as_ref().and_then(|b| b.cert_local_addr());
     let sweep = broker
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
@@ -413,12 +419,19 @@ pub async fn start_with_overrides(
     }));
 
     let runtime_file = config.data_dir.join("runtime.json");
-    write_runtime(&runtime_file, http_addr, mqtt_addr, mqtt_tls_addr)?;
+    write_runtime(
+        &runtime_file,
+        http_addr,
+        mqtt_addr,
+        mqtt_tls_addr,
+        mqtt_cert_addr,
+    )?;
     tracing::info!(http = %http_addr, mqtt = ?mqtt_addr, data_dir = %config.data_dir.display(), "Porchlight is running");
     Ok(Running {
         http_addr,
         mqtt_addr,
         mqtt_tls_addr,
+        mqtt_cert_addr,
         initial_admin,
         store,
         ca,
@@ -493,6 +506,9 @@ async fn bind_broker(
             }
         }
     };
+    if let Some(cert_port) = config.mqtt_cert_port() {
+        broker_config.cert_tls = cert_listener(config, cert_port, ca).await;
+    }
     tracing::debug!(?broker_config, "starting the MQTT broker");
     let gatekeeper = Arc::new(mqtt::StoreGatekeeper::new(store, audit, logins));
     porchlight_broker::Broker::bind(broker_config, gatekeeper)
@@ -500,6 +516,14 @@ async fn bind_broker(
         .map_err(|e| match e {
             porchlight_broker::Error::PortInUse(addr) => {
                 let plain = addr.port() == port && tls_port != Some(port);
+                if !plain && tls_port != Some(addr.port()) {
+                    return Error::PortInUse {
+                        service: "MQTT certificate",
+                        addr: addr.ip(),
+                        port: addr.port(),
+                        flag: "[mqtt] cert_port",
+                    };
+                }
                 Error::PortInUse {
                     service: if plain { "MQTT" } else { "MQTT TLS" },
                     addr: addr.ip(),
@@ -509,6 +533,49 @@ async fn bind_broker(
             }
             other => Error::Broker(other.to_string()),
         })
+}
+
+/// The certificate listener: our server certificate, and every CA of this install (active
+/// and retired) as the trust roots client certificates must chain to, written (public) to
+/// `<data dir>/ca/client-roots.pem`. `None` (logged) when that cannot be made, e.g. the CA
+/// has expired: the hub runs without it.
+async fn cert_listener(
+    config: &Config,
+    port: u16,
+    ca: &ca::CaService,
+) -> Option<porchlight_broker::TlsConfig> {
+    let made = async {
+        let server =
+            ca.mqtt_server_certificate(&ca::server_names(config), std::time::SystemTime::now())?;
+        let roots: String = ca
+            .authorities()
+            .list()
+            .await?
+            .iter()
+            .map(|entry| entry.stored.cert_pem.clone())
+            .collect();
+        let path = ca.authorities().dir().join("client-roots.pem");
+        std::fs::write(&path, roots).map_err(|source| ca::CaError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })?;
+        Ok::<_, ca::CaError>(porchlight_broker::TlsConfig {
+            listen: SocketAddr::new(config.mqtt.bind, port),
+            identity: porchlight_broker::TlsIdentity::Pem {
+                cert_chain_pem: server.cert_pem.clone(),
+                key_pem: server.key_pem.clone(),
+            },
+            ca_path: Some(path),
+            require_client_cert: true,
+        })
+    };
+    match made.await {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            tracing::error!(error = %e, "the MQTT certificate listener is off");
+            None
+        }
+    }
 }
 
 /// First start: create `admin` with `PORCHLIGHT_ADMIN_PASSWORD` or a random password.
@@ -573,12 +640,14 @@ fn write_runtime(
     http: SocketAddr,
     mqtt: Option<SocketAddr>,
     mqtt_tls: Option<SocketAddr>,
+    mqtt_cert: Option<SocketAddr>,
 ) -> Result<(), Error> {
     let body = serde_json::json!({
         "pid": std::process::id(),
         "http_port": http.port(),
         "mqtt_port": mqtt.map(|a| a.port()),
         "mqtt_tls_port": mqtt_tls.map(|a| a.port()),
+        "mqtt_cert_port": mqtt_cert.map(|a| a.port()),
         "http_url": format!("http://127.0.0.1:{}/", http.port()),
     });
     let tmp = path.with_extension("json.tmp");

@@ -6,15 +6,21 @@
 //! the password limits) or the account password, checked by the server's shared
 //! [`LoginGate`] exactly like a web login (attempts counted per address and per user name
 //! before argon2 runs, one process-wide argon2 limit, recently verified credentials
-//! remembered). Each accepted identity says how it logged in ([`LoginMethod`]), so a password
+//! remembered). On the certificate listener (`[mqtt] cert_port`) a client certificate from
+//! our CA logs in instead, found by serial in the store (unknown, revoked or expired ones are
+//! refused and audited with the reason; username and password are ignored). Each accepted
+//! identity says how it logged in ([`LoginMethod`]), so a password
 //! change can end the password sessions and leave the device-key ones.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use porchlight_broker::{AuditEvent, Credentials, Gatekeeper, Identity, LoginMethod, Refusal};
-use porchlight_store::{AuditEntry, AuditKind, Store, User};
+use porchlight_broker::{
+    AuditEvent, CertificateRefusal, Credentials, Gatekeeper, Identity, LoginMethod,
+    PeerCertificate, Refusal,
+};
+use porchlight_store::{AuditEntry, AuditKind, ClientCertificateStatus, Store, User};
 
 use crate::BrokerControl;
 use crate::audit_sink::AuditSink;
@@ -35,6 +41,7 @@ fn identity(user: User, device_id: Option<i64>, login: LoginMethod) -> Identity 
         role: user.role,
         device_id,
         login,
+        certificate: None,
     }
 }
 
@@ -46,11 +53,60 @@ impl StoreGatekeeper {
             logins,
         }
     }
+
+    /// A login on the certificate listener: the certificate must be one we issued (its serial
+    /// in the store, with the same subject CN), not revoked, not expired. The CONNECT's
+    /// username and password are ignored. Notes the use (once per connect).
+    async fn certificate_login(
+        &self,
+        cert: &PeerCertificate,
+        now: SystemTime,
+    ) -> Result<Identity, Refusal> {
+        let unknown = Refusal::Certificate(CertificateRefusal::Unknown);
+        let stored = match self.store.client_certificate(&cert.serial).await {
+            Ok(stored) => stored,
+            Err(porchlight_store::Error::NotFound { .. }) => return Err(unknown),
+            Err(e) => {
+                tracing::error!(error = %e, "MQTT certificate check failed");
+                return Err(Refusal::NotAuthorized);
+            }
+        };
+        if cert.common_name.as_deref() != Some(stored.common_name.as_str()) {
+            return Err(unknown);
+        }
+        match stored.status(now) {
+            ClientCertificateStatus::Revoked => {
+                return Err(Refusal::Certificate(CertificateRefusal::Revoked));
+            }
+            ClientCertificateStatus::Expired => {
+                return Err(Refusal::Certificate(CertificateRefusal::Expired));
+            }
+            ClientCertificateStatus::Active => {}
+        }
+        let user = self
+            .store
+            .find_user(&stored.username)
+            .await
+            .map_err(|_| unknown)?;
+        let store = self.store.clone();
+        let fingerprint = stored.fingerprint.clone();
+        tokio::spawn(async move {
+            let _ = store.touch_client_certificate(&fingerprint, now).await;
+        });
+        let mut id = identity(user, None, LoginMethod::Certificate);
+        id.certificate = Some(stored.serial);
+        Ok(id)
+    }
 }
 
 #[async_trait]
 impl Gatekeeper for StoreGatekeeper {
     async fn authenticate(&self, c: &Credentials) -> Result<Identity, Refusal> {
+        // The certificate listener: the certificate chains to one of our CAs (checked by TLS);
+        // whether it may log in is our record of it, found by serial.
+        if let Some(cert) = &c.issued_cert {
+            return self.certificate_login(cert, SystemTime::now()).await;
+        }
         // A client certificate verified against our CA identifies the user by its CN.
         if let Some(cn) = &c.cert_cn {
             let user = self
@@ -197,6 +253,10 @@ pub struct BrokerHandle(pub Arc<porchlight_broker::Broker>);
 impl BrokerControl for BrokerHandle {
     async fn disconnect_device(&self, device_id: i64) -> usize {
         self.0.disconnect_device(device_id).await
+    }
+
+    async fn disconnect_certificate(&self, serial: &str) -> usize {
+        self.0.disconnect_certificate(serial).await
     }
 
     async fn disconnect_user(&self, user_id: i64) -> usize {

@@ -9,7 +9,8 @@
 //! - `GET /api/certificates`: admins see every certificate, users their own; each with its
 //!   status (`active`, `revoked`, `expired`) and last MQTT use.
 //! - `DELETE /api/certificates/{serial}` (its owner or an admin): revoked; the MQTT
-//!   certificate listener refuses it from then on. Audited (`certificate_revoked`).
+//!   certificate listener refuses it from then on, and its live sessions are closed now.
+//!   Audited (`certificate_revoked`).
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -188,10 +189,15 @@ pub async fn revoke(
     }
     let now = SystemTime::now();
     let revoked = state.store.revoke_client_certificate(&serial, now).await?;
+    let closed = match &state.broker {
+        Some(broker) => broker.disconnect_certificate(&revoked.serial).await,
+        None => 0,
+    };
     tracing::info!(
         by = %caller.username,
         subject = %revoked.common_name,
         serial = %revoked.serial,
+        closed,
         "client certificate revoked"
     );
     audit(

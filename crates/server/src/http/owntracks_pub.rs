@@ -402,6 +402,7 @@ fn identity(user: User, device_id: Option<i64>, login: LoginMethod) -> Identity 
         role: user.role,
         device_id,
         login,
+        certificate: None,
     }
 }
 
