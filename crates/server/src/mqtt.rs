@@ -326,3 +326,86 @@ pub fn spawn_revocation_sweep(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use porchlight_broker::ProtocolLevel;
+    use porchlight_domain::Role;
+    use porchlight_domain::secret::Secret;
+    use porchlight_store::NewClientCertificate;
+
+    use super::*;
+
+    fn creds(serial: &str, common_name: &str) -> Credentials {
+        Credentials {
+            username: Some(common_name.into()),
+            password: Some(b"ignored".to_vec()),
+            client_id: "c".into(),
+            peer: ([127, 0, 0, 1], 1).into(),
+            protocol: ProtocolLevel::V311,
+            cert_cn: None,
+            issued_cert: Some(PeerCertificate {
+                serial: serial.into(),
+                common_name: Some(common_name.into()),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_login_is_decided_by_our_record_of_its_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db")).unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(86_400);
+        store
+            .create_user("alice", Role::User, &Secret::new("alice password 1"), now)
+            .await
+            .unwrap();
+        for (serial, expires_at) in [("a1", now + day), ("b2", now - day), ("c3", now + day)] {
+            store
+                .record_client_certificate(NewClientCertificate {
+                    serial: serial.into(),
+                    fingerprint: format!("fp-{serial}"),
+                    username: "alice".into(),
+                    device: "phone".into(),
+                    common_name: "alice/phone".into(),
+                    ca_fingerprint: "ca".into(),
+                    issued_at: now - 2 * day,
+                    expires_at,
+                })
+                .await
+                .unwrap();
+        }
+        store.revoke_client_certificate("c3", now).await.unwrap();
+        let (audit, _writer) = AuditSink::start(store.clone(), None);
+        let gate = StoreGatekeeper::new(store.clone(), audit, Arc::new(LoginGate::new(store)));
+
+        let id = gate
+            .authenticate(&creds("a1", "alice/phone"))
+            .await
+            .unwrap();
+        assert_eq!(id.username, "alice");
+        assert_eq!(id.login, LoginMethod::Certificate);
+        assert_eq!(id.certificate.as_deref(), Some("a1"));
+        let refused = |why| Err(Refusal::Certificate(why));
+        assert_eq!(
+            gate.authenticate(&creds("b2", "alice/phone")).await,
+            refused(CertificateRefusal::Expired)
+        );
+        assert_eq!(
+            gate.authenticate(&creds("c3", "alice/phone")).await,
+            refused(CertificateRefusal::Revoked)
+        );
+        assert_eq!(
+            gate.authenticate(&creds("ff", "alice/phone")).await,
+            refused(CertificateRefusal::Unknown)
+        );
+        // The serial of one record with another name: not ours.
+        assert_eq!(
+            gate.authenticate(&creds("a1", "alice/laptop")).await,
+            refused(CertificateRefusal::Unknown)
+        );
+    }
+}
