@@ -395,6 +395,28 @@ async fn the_built_in_ca_gives_mqtt_over_tls_that_mosquitto_openssl_and_python_a
         assert!(!data.path().join("mqtt").join(leftover).exists());
     }
 
+    // A client certificate for alice from this CA, before it is rotated out.
+    let client_cert: Value = admin
+        .post(format!("{base}/api/certificates"))
+        .json(&json!({ "user": "alice", "device": "phone" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    std::fs::write(
+        w.join("client.pem"),
+        client_cert["cert_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("client.key"),
+        client_cert["key_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    let p12_password = client_cert["p12_password"].as_str().unwrap().to_owned();
+
     // Rotation: a new CA is served, the old one is listed as retired.
     let rotated: Value = admin
         .post(format!("{base}/api/ca/rotate"))
@@ -439,12 +461,43 @@ async fn the_built_in_ca_gives_mqtt_over_tls_that_mosquitto_openssl_and_python_a
     assert_eq!(info["active"]["fingerprint"], new_fingerprint.as_str());
     assert_eq!(info["retired"][0]["fingerprint"], fingerprint.as_str());
     assert!(s_client(tls_port, &new_pem, w).0, "not from the new CA");
+    // The certificate from the retired CA still logs in on the certificate port (retired CAs
+    // stay trust roots), without a password.
+    let cert_port = rt["mqtt_cert_port"].as_u64().expect("a certificate port");
+    let publish = tokio::process::Command::new("mosquitto_pub")
+        .current_dir(w)
+        .args(["-h", "127.0.0.1", "-p", &cert_port.to_string()])
+        .args([
+            "--cafile",
+            "new-ca.pem",
+            "--cert",
+            "client.pem",
+            "--key",
+            "client.key",
+        ])
+        .args(["-i", "cert-pub", "-t", "owntracks/alice/phone", "-m", "{}"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        publish.status.success(),
+        "{}",
+        String::from_utf8_lossy(&publish.stderr)
+    );
     let second_log = serve.stop();
 
     for log in [&first_log, &second_log] {
         assert!(log.contains("MQTT TLS server certificate"), "{log}");
         assert!(!log.contains("PRIVATE KEY"), "a key in the log");
+        assert!(
+            !log.contains(&p12_password),
+            "a PKCS#12 password in the log"
+        );
     }
+    assert!(
+        first_log.contains("client certificate issued"),
+        "{first_log}"
+    );
 }
 
 #[tokio::test]
