@@ -39,6 +39,8 @@ mod text {
             "friend_revoked" => "Friendship revoked",
             "alarm_code_used" => "Alarm code used",
             "alarm_code_refused" => "Alarm code refused",
+            "certificate_issued" => "Client certificate issued",
+            "certificate_revoked" => "Client certificate revoked",
             _ => "Other",
         }
     }
