@@ -298,3 +298,104 @@ async fn openssl_verifies_the_https_chain_and_its_names() {
     assert!(!out.status.success());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn with_https_on_onboarding_sends_phones_to_tls_and_names_the_ca_to_trust() {
+    let s = https_server().await;
+    let addr = s.running.http_addr;
+    let port = addr.port();
+    let tls_port = s
+        .running
+        .mqtt_tls_addr
+        .expect("the MQTT TLS listener")
+        .port();
+    let ca = ca_pem(&s).await;
+    let client = trusting(&ca, addr);
+    let base = format!("https://{NAME}:{port}");
+    let login = client
+        .post(format!("{base}/api/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/devices"))
+        .json(&json!({"name": "phone"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let otrc = &created["otrc"];
+    assert_eq!(otrc["mode"], 0, "MQTT");
+    assert_eq!(otrc["host"], NAME);
+    assert_eq!(otrc["port"], tls_port);
+    assert_eq!(otrc["tls"], true);
+    let ca_url = created["ca_url"].as_str().expect("where to get the CA");
+    assert_eq!(ca_url, format!("{base}/api/ca"));
+    let downloaded = client
+        .get(ca_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(downloaded, ca);
+
+    // HTTP mode: the https:// URL, where the device key posts a point.
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/devices"))
+        .json(&json!({"name": "tablet", "mode": "http"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = created["otrc"]["url"].as_str().unwrap();
+    assert_eq!(url, format!("{base}/pub"));
+    assert_eq!(created["ca_url"], format!("{base}/api/ca").as_str());
+    let r = client
+        .post(url)
+        .basic_auth("admin", created["mqtt_password"].as_str())
+        .header("X-Limit-D", "tablet")
+        .header("content-type", "application/json")
+        .body(json!({"_type": "location", "lat": 52.1, "lon": 4.9, "tst": 1764400000}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The settings screen names the TLS port phones are sent to.
+    let broker: serde_json::Value = client
+        .get(format!("{base}/api/settings/mqtt/broker"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(broker["tls_port"], tls_port, "{broker}");
+    s.stop().await;
+
+    // Without HTTPS, nothing changes: the plain port, no CA to fetch.
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    let created: serde_json::Value = admin
+        .post(s.url("/api/devices"))
+        .json(&json!({"name": "phone"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["otrc"]["tls"], false);
+    assert_eq!(created["otrc"]["port"], s.mqtt_addr().port());
+    assert!(created.get("ca_url").is_none(), "{created}");
+    s.stop().await;
+}

@@ -374,6 +374,7 @@ pub async fn start_with_overrides(
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
     let (http_stop, stop_rx) = watch::channel(false);
+    let https = https_config(&config, &ca);
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -392,11 +393,14 @@ pub async fn start_with_overrides(
                 .filter(|h| !h.is_empty()),
             http_port: http_addr.port(),
             mqtt_port: mqtt_addr.map(|a| a.port()),
-            // Phones are sent to the TLS port only when it carries the operator's own
-            // certificate: they cannot trust the built-in CA until onboarding carries it.
+            // Phones are sent to the TLS port when it carries the operator's own certificate,
+            // or the built-in CA's once the household opted into trusting that CA by turning
+            // HTTPS on (onboarding then says where to get it).
             mqtt_tls_port: mqtt_tls_addr
-                .filter(|_| config.mqtt.tls.is_some())
+                .filter(|_| config.mqtt.tls.is_some() || https.is_some())
                 .map(|a| a.port()),
+            https: https.is_some(),
+            mqtt_tls_builtin: config.mqtt.tls.is_none(),
         },
         live: ingest.live(),
         closing: stop_rx.clone(),
@@ -410,7 +414,6 @@ pub async fn start_with_overrides(
             tile_attribution: config.ui.tile_attribution.clone(),
         }),
     };
-    let https = https_config(&config, &ca);
     let mut stop_rx = stop_rx;
     let http_task = tokio::spawn(http::serve(
         http_listener,

@@ -103,10 +103,16 @@ pub struct OwnTracksSettings {
     pub http_port: u16,
     /// The plain MQTT port in use, when the broker is enabled.
     pub mqtt_port: Option<u16>,
-    /// The MQTT-over-TLS port phones are sent to: only a `[mqtt.tls]` listener's (the
-    /// operator's own certificate), since phones cannot trust the built-in CA until
-    /// onboarding carries it.
+    /// The MQTT-over-TLS port phones are sent to: a `[mqtt.tls]` listener's (the operator's
+    /// own certificate), or the built-in CA's listener when HTTPS is on (`https`: the
+    /// household has opted into trusting the built-in CA; onboarding then names its
+    /// certificate, `ca_url`).
     pub mqtt_tls_port: Option<u16>,
+    /// Whether the HTTP port speaks HTTPS (`[http] tls`): HTTP-mode phones get `https://`.
+    pub https: bool,
+    /// Whether the MQTT TLS listener carries the built-in CA's certificate (not `[mqtt.tls]`
+    /// files): a phone sent there must trust our CA.
+    pub mqtt_tls_builtin: bool,
 }
 
 /// API bodies are small; larger requests are refused before parsing.
