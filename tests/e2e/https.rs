@@ -399,3 +399,64 @@ async fn with_https_on_onboarding_sends_phones_to_tls_and_names_the_ca_to_trust(
     assert!(created.get("ca_url").is_none(), "{created}");
     s.stop().await;
 }
+
+/// `porchlight serve --https`: the flag turns it on, and `runtime.json` names the HTTPS URL.
+#[tokio::test]
+async fn serve_with_the_https_flag_writes_its_url_to_runtime_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(crate::support::porchlight_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--mqtt-port",
+            "-1",
+            "--https",
+        ])
+        .env("PORCHLIGHT_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let runtime = dir.path().join("runtime.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !runtime.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let rt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&runtime).unwrap()).unwrap();
+    let port = rt["http_port"].as_u64().unwrap();
+    let url = rt["https_url"].as_str().expect("https_url");
+    assert_eq!(url, format!("https://localhost:{port}/"));
+    let ca = reqwest::get(format!("http://127.0.0.1:{port}/api/ca"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = client.get(format!("{url}health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    assert!(child.wait().await.unwrap().success());
+}
