@@ -21,6 +21,7 @@ mod floods;
 mod friends;
 mod guessing;
 mod ha_discovery;
+mod https;
 mod live;
 mod mqtt;
 mod mqtt_clients;

@@ -79,7 +79,8 @@ function expectEqual(actual, expected, what) {
 }
 
 const errors = [];
-const ctx = { browser, base, runtime, dataDir, USER, shots, check, expectEqual, throttle, errors };
+// `bin` lets a module start a server of its own (tests/https.mjs: one with --https).
+const ctx = { browser, base, runtime, dataDir, USER, shots, check, expectEqual, throttle, errors, bin };
 const only = process.env.ONLY; // e.g. ONLY=login runs tests/login.mjs alone
 const modules = (await readdir(new URL("./tests/", import.meta.url)))
   .filter((f) => f.endsWith(".mjs") && (!only || f === `${only}.mjs`))

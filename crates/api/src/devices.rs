@@ -55,6 +55,12 @@ pub struct AddedDevice {
     /// `inline_url` as an SVG QR code (`None` if too long for one).
     pub qr_svg: Option<String>,
     pub encryption_key: Option<String>,
+    /// Where the phone downloads the CA certificate to trust (`…/api/ca`), when the
+    /// configuration sends it to a listener with the built-in CA's certificate (MQTT over TLS,
+    /// or HTTPS); the OwnTracks apps read the CA from the phone's trust store (iOS: a profile;
+    /// Android: a user CA, or the app's `tlsCaCrt` file), not from the `.otrc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_url: Option<String>,
 }
 
 /// What becomes of a deleted device's OwnTracks history.

@@ -73,6 +73,10 @@ struct ServeArgs {
     /// Address to listen on for both HTTP and MQTT (e.g. 127.0.0.1 for this machine only).
     #[arg(long)]
     bind: Option<IpAddr>,
+    /// Serve the web UI and API over HTTPS on the HTTP port (certificate from the built-in
+    /// CA); plain http:// is redirected there. Same as `[http] tls = true`.
+    #[arg(long)]
+    https: bool,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +177,7 @@ async fn run(cli: Cli) -> Result<()> {
                 mqtt_port: args.mqtt_port,
                 mqtts_port: args.mqtts_port,
                 bind: args.bind,
+                https: args.https.then_some(true),
                 ..base
             };
             serve(Config::load(&options)?).await

@@ -1,5 +1,6 @@
 //! The certificate authority service (issue 15, ADR 0017): this install's CA, kept across
-//! starts, and the server certificate it gives the MQTT-over-TLS listener.
+//! starts, and the server certificate it gives the MQTT-over-TLS listener (and HTTPS, with
+//! `[http] tls`: the same certificate, `http::tls`).
 //!
 //! Where things are:
 //! - `<data dir>/master.key` (0600, made on first start): the key that seals every private key
@@ -499,8 +500,8 @@ impl CaService {
 }
 
 /// The names the server certificate carries: this machine's host name (and `<name>.local`
-/// for mDNS), `localhost`, 127.0.0.1 and ::1, the address the MQTT listener binds when it is
-/// a specific one, the LAN addresses the machine reaches the network from (IPv4 and IPv6),
+/// for mDNS), `localhost`, 127.0.0.1 and ::1, the addresses the MQTT and HTTP listeners bind
+/// when they are specific ones, the LAN addresses the machine reaches the network from (IPv4 and IPv6),
 /// `[owntracks] public_host`, and `[ca] server_names`. Sorted, without duplicates.
 pub fn server_names(config: &Config) -> Vec<San> {
     let mut names: Vec<San> = Vec::new();
@@ -518,8 +519,10 @@ pub fn server_names(config: &Config) -> Vec<San> {
     add(San::Dns("localhost".into()));
     add(San::Ip(IpAddr::from([127, 0, 0, 1])));
     add(San::Ip(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])));
-    if !config.mqtt.bind.is_unspecified() {
-        add(San::Ip(config.mqtt.bind));
+    for bind in [config.mqtt.bind, config.http.bind] {
+        if !bind.is_unspecified() {
+            add(San::Ip(bind));
+        }
     }
     for ip in lan_addresses() {
         add(San::Ip(ip));

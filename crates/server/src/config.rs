@@ -36,6 +36,8 @@ pub struct LoadOptions {
     pub mqtts_port: Option<i32>,
     /// `--bind`: the address both listeners bind.
     pub bind: Option<IpAddr>,
+    /// `--https`: serve the web UI and API over TLS too (`[http] tls`).
+    pub https: Option<bool>,
 }
 
 /// The effective configuration.
@@ -58,6 +60,10 @@ pub struct Config {
 pub struct HttpConfig {
     pub bind: IpAddr,
     pub port: u16,
+    /// HTTPS on the same port (`--https`): TLS connections get the built-in CA's server
+    /// certificate, plain requests a 308 redirect to `https://` (except `/health` and requests
+    /// addressed to a loopback name), the session cookie `Secure`, answers HSTS.
+    pub tls: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -244,6 +250,7 @@ impl Default for HttpConfig {
         HttpConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 8080,
+            tls: false,
         }
     }
 }
@@ -352,6 +359,9 @@ impl Config {
             if let Some(tls) = &mut config.mqtt.tls {
                 tls.port = None;
             }
+        }
+        if let Some(https) = options.https {
+            config.http.tls = https;
         }
         if let Some(bind) = options.bind {
             config.http.bind = bind;
@@ -686,6 +696,27 @@ mod tests {
         );
         o.mqtts_port = Some(-2);
         assert!(Config::load_from(&o, env(&[])).is_err());
+    }
+
+    #[test]
+    fn https_is_off_by_default_and_the_flag_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(&opts(dir.path()), env(&[])).unwrap();
+        assert!(!c.http.tls);
+        std::fs::write(dir.path().join("config.toml"), "[http]\ntls = true\n").unwrap();
+        assert!(
+            Config::load_from(&opts(dir.path()), env(&[]))
+                .unwrap()
+                .http
+                .tls
+        );
+        let mut o = opts(dir.path());
+        o.https = Some(false);
+        assert!(!Config::load_from(&o, env(&[])).unwrap().http.tls);
+        std::fs::remove_file(dir.path().join("config.toml")).unwrap();
+        let c =
+            Config::load_from(&opts(dir.path()), env(&[("PORCHLIGHT_HTTP__TLS", "true")])).unwrap();
+        assert!(c.http.tls);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`start`] is the one function that wires Porchlight together, shared by `porchlight serve`
 //! and the desktop shell: it opens the store (applying migrations), loads (or on first start
 //! makes) the certificate authority ([`ca::CaService`], whose server certificate the MQTT TLS
-//! listener uses), binds the HTTP listener and the MQTT broker, lets the services attach to
+//! listener uses, and HTTPS with `[http] tls`), binds the HTTP listener and the MQTT broker, lets the services attach to
 //! the bus, makes sure an admin account exists, opens the broker to clients, and returns a [`Running`] handle whose [`Running::shutdown`]
 //! stops everything in order and flushes the database. The built-in services (today the
 //! OwnTracks ingest, [`owntracks::Ingest`]) attach to the bus before any MQTT client is served
@@ -112,6 +112,9 @@ pub struct Running {
     /// The certificate listener (client certificates from our CA, `[mqtt] cert_port`),
     /// unless turned off.
     pub mqtt_cert_addr: Option<SocketAddr>,
+    /// True when the HTTP port also speaks HTTPS (`[http] tls`, with the built-in CA's server
+    /// certificate): plain requests are then redirected there (`http::tls`).
+    pub https: bool,
     /// Set on the first start with an empty database.
     pub initial_admin: Option<InitialAdmin>,
     store: Store,
@@ -377,6 +380,7 @@ pub async fn start_with_overrides(
         .clone()
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
     let (http_stop, stop_rx) = watch::channel(false);
+    let https = https_config(&config, &ca);
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -395,11 +399,14 @@ pub async fn start_with_overrides(
                 .filter(|h| !h.is_empty()),
             http_port: http_addr.port(),
             mqtt_port: mqtt_addr.map(|a| a.port()),
-            // Phones are sent to the TLS port only when it carries the operator's own
-            // certificate: they cannot trust the built-in CA until onboarding carries it.
+            // Phones are sent to the TLS port when it carries the operator's own certificate,
+            // or the built-in CA's once the household opted into trusting that CA by turning
+            // HTTPS on (onboarding then says where to get it).
             mqtt_tls_port: mqtt_tls_addr
-                .filter(|_| config.mqtt.tls.is_some())
+                .filter(|_| config.mqtt.tls.is_some() || https.is_some())
                 .map(|a| a.port()),
+            https: https.is_some(),
+            mqtt_tls_builtin: config.mqtt.tls.is_none(),
         },
         live: ingest.live(),
         closing: stop_rx.clone(),
@@ -414,14 +421,20 @@ pub async fn start_with_overrides(
         }),
     };
     let mut stop_rx = stop_rx;
-    let http_task = tokio::spawn(http::serve(http_listener, state, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let http_task = tokio::spawn(http::serve(
+        http_listener,
+        https.clone(),
+        state,
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
 
     let runtime_file = config.data_dir.join("runtime.json");
     write_runtime(
         &runtime_file,
         http_addr,
+        https.is_some(),
         mqtt_addr,
         mqtt_tls_addr,
         mqtt_cert_addr,
@@ -432,6 +445,7 @@ pub async fn start_with_overrides(
         mqtt_addr,
         mqtt_tls_addr,
         mqtt_cert_addr,
+        https: https.is_some(),
         initial_admin,
         store,
         ca,
@@ -578,6 +592,27 @@ async fn cert_listener(
     }
 }
 
+/// HTTPS for the HTTP port when `[http] tls` is on: the server certificate the CA gives the
+/// MQTT TLS listener (same names, kept and renewed at start the same way). `None` when off, or
+/// when the CA cannot give one (e.g. it expired): the hub then serves plain HTTP rather than
+/// nothing, and says so.
+fn https_config(config: &Config, ca: &ca::CaService) -> Option<Arc<rustls::ServerConfig>> {
+    if !config.http.tls {
+        return None;
+    }
+    let certificate = ca
+        .mqtt_server_certificate(&ca::server_names(config), std::time::SystemTime::now())
+        .map_err(|e| e.to_string())
+        .and_then(|server| http::tls::server_config(&server.cert_pem, &server.key_pem));
+    match certificate {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            tracing::error!(error = %e, "HTTPS is off: the web UI is served over plain HTTP");
+            None
+        }
+    }
+}
+
 /// First start: create `admin` with `PORCHLIGHT_ADMIN_PASSWORD` or a random password.
 async fn ensure_admin(store: &Store, config: &Config) -> Result<Option<InitialAdmin>, Error> {
     if store.user_count().await? > 0 {
@@ -638,6 +673,7 @@ fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, Error> {
 fn write_runtime(
     path: &Path,
     http: SocketAddr,
+    https: bool,
     mqtt: Option<SocketAddr>,
     mqtt_tls: Option<SocketAddr>,
     mqtt_cert: Option<SocketAddr>,
@@ -649,6 +685,8 @@ fn write_runtime(
         "mqtt_tls_port": mqtt_tls.map(|a| a.port()),
         "mqtt_cert_port": mqtt_cert.map(|a| a.port()),
         "http_url": format!("http://127.0.0.1:{}/", http.port()),
+        // With HTTPS on, the same port speaks TLS (plain requests to loopback are still served).
+        "https_url": https.then(|| format!("https://localhost:{}/", http.port())),
     });
     let tmp = path.with_extension("json.tmp");
     let io = |e| Error::Io {

@@ -238,7 +238,8 @@ pub use porchlight_api::devices::{NewDevice, OnboardingMode};
 /// use it: `otrc` (the `.otrc` configuration, ADR 0007), `inline_url`
 /// (`owntracks:///config?inline=…`) and `qr_svg` (that URL as an SVG QR code). With
 /// `encryption: true`, also a payload encryption key (`encryption_key`, in the `.otrc` as
-/// `encryptionKey`; see `owntracks_keys.rs`).
+/// `encryptionKey`; see `owntracks_keys.rs`). `ca_url` when the phone is sent to a listener
+/// with the built-in CA's certificate (`onboarding::ca_url`).
 pub async fn add_device(
     State(state): State<AppState>,
     CurrentUser(caller): CurrentUser,
@@ -286,6 +287,7 @@ pub async fn add_device(
     );
     config.encryption_key = encryption_key.as_ref().map(|k| k.expose().to_owned());
     let inline_url = config.inline_url();
+    let ca_url = onboarding::ca_url(settings, &config, request_host(&headers));
     Ok((
         StatusCode::CREATED,
         Json(AddedDevice {
@@ -296,6 +298,7 @@ pub async fn add_device(
             qr_svg: onboarding::qr_svg(&inline_url),
             inline_url,
             encryption_key: encryption_key.as_ref().map(|k| k.expose().to_owned()),
+            ca_url,
         }),
     ))
 }

@@ -1,7 +1,7 @@
 //! Signing in and out, and finding out who is calling.
 //!
 //! A caller is either a browser with the `porchlight_session` cookie (HttpOnly, SameSite=Strict,
-//! sliding 7-day idle expiry) or a script with `Authorization: Bearer plt_…`. Passwords are
+//! sliding 7-day idle expiry; `Secure` when given over HTTPS) or a script with `Authorization: Bearer plt_…`. Passwords are
 //! checked by the server's [`crate::login::LoginGate`], shared with MQTT: every attempt is
 //! counted per address and per user name before argon2 runs, a throttled attempt gets 429 with
 //! `Retry-After`, and failures are audited; passwords are never logged.
@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use axum::Extension;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -32,6 +33,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiResult};
+use super::tls::Secure;
 use crate::login::LoginRefused;
 
 pub const SESSION_COOKIE: &str = "porchlight_session";
@@ -160,10 +162,16 @@ async fn me_of(state: &AppState, user: &User) -> ApiResult<Me> {
     })
 }
 
-/// The `Set-Cookie` value that gives the browser `token` for `max_age_secs`.
-fn session_cookie_header(token: &str, max_age_secs: u64) -> ApiResult<HeaderValue> {
+/// The `Set-Cookie` value that gives the browser `token` for `max_age_secs`; `Secure` when the
+/// request came over HTTPS (`[http] tls`), so the browser never sends it over plain HTTP.
+fn session_cookie_header(
+    token: &str,
+    max_age_secs: u64,
+    secure: Option<Secure>,
+) -> ApiResult<HeaderValue> {
+    let secure = if secure.is_some() { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}"
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
     ))
     .map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -177,10 +185,12 @@ pub async fn slide_session_cookie(
 ) -> Response {
     let accepted = AcceptedSession::default();
     request.extensions_mut().insert(accepted.clone());
+    let secure = request.extensions().get::<Secure>().copied();
     let mut response = next.run(request).await;
     if let Some(token) = accepted.0.get()
         && !response.headers().contains_key(header::SET_COOKIE)
-        && let Ok(value) = session_cookie_header(token, state.sessions.idle_timeout.as_secs())
+        && let Ok(value) =
+            session_cookie_header(token, state.sessions.idle_timeout.as_secs(), secure)
     {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
@@ -226,6 +236,7 @@ pub(super) fn refusal_error(refused: LoginRefused) -> ApiError {
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    secure: Option<Extension<Secure>>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let now = SystemTime::now();
@@ -260,7 +271,11 @@ pub async fn login(
         .await?;
     audit(200, "signed in");
     tracing::info!(%peer, username = %user.username, "web login");
-    let cookie = session_cookie_header(token.expose(), state.sessions.idle_timeout.as_secs())?;
+    let cookie = session_cookie_header(
+        token.expose(),
+        state.sessions.idle_timeout.as_secs(),
+        secure.map(|Extension(s)| s),
+    )?;
     let mut response = axum::Json(me_of(&state, &user).await?).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)

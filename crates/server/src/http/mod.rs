@@ -1,6 +1,6 @@
 //! The HTTP side: JSON API under `/api` (with the CA certificate download, `GET /api/ca`), `/health`, OwnTracks HTTP mode (`POST /pub`), the
 //! live feed (`GET /ws/live`, a WebSocket: OwnTracks and the alarm's status), and the web
-//! UI's files everywhere else.
+//! UI's files everywhere else; with `[http] tls`, over HTTPS on the same port (`tls.rs`).
 //!
 //! Architecture invariant: only this module knows HTTP and JSON shapes. Handlers call the store
 //! and the broker control; they hold no state of their own beyond [`AppState`].
@@ -24,6 +24,7 @@ mod owntracks_devices;
 mod owntracks_keys;
 pub(crate) mod owntracks_pub;
 mod recorder;
+pub(crate) mod tls;
 mod tracks;
 mod ui_config;
 mod views;
@@ -103,10 +104,16 @@ pub struct OwnTracksSettings {
     pub http_port: u16,
     /// The plain MQTT port in use, when the broker is enabled.
     pub mqtt_port: Option<u16>,
-    /// The MQTT-over-TLS port phones are sent to: only a `[mqtt.tls]` listener's (the
-    /// operator's own certificate), since phones cannot trust the built-in CA until
-    /// onboarding carries it.
+    /// The MQTT-over-TLS port phones are sent to: a `[mqtt.tls]` listener's (the operator's
+    /// own certificate), or the built-in CA's listener when HTTPS is on (`https`: the
+    /// household has opted into trusting the built-in CA; onboarding then names its
+    /// certificate, `ca_url`).
     pub mqtt_tls_port: Option<u16>,
+    /// Whether the HTTP port speaks HTTPS (`[http] tls`): HTTP-mode phones get `https://`.
+    pub https: bool,
+    /// Whether the MQTT TLS listener carries the built-in CA's certificate (not `[mqtt.tls]`
+    /// files): a phone sent there must trust our CA.
+    pub mqtt_tls_builtin: bool,
 }
 
 /// API bodies are small; larger requests are refused before parsing.
@@ -290,12 +297,17 @@ fn owntracks_counts(stats: &crate::owntracks::IngestStats) -> serde_json::Value 
     })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` until `shutdown` resolves: plain HTTP, or with `tls` HTTPS
+/// and plain HTTP side by side on the one port ([`tls::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(tls) = tls {
+        return tls::serve(listener, tls, state, shutdown).await;
+    }
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),

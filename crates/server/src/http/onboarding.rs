@@ -3,8 +3,11 @@
 //!
 //! Where the phone connects: `[owntracks] public_host` when set, else the host name of the
 //! request that created the device (what the browser reached us by). MQTT mode uses the TLS
-//! listener's port with `tls: true` when one is configured, else the plain port with
-//! `tls: false`; HTTP mode uses `http://<host>/pub` (no HTTPS listener of our own).
+//! listener's port with `tls: true` when phones are sent there (`[mqtt.tls]`, or the built-in
+//! CA's listener with HTTPS on), else the plain port with `tls: false`; HTTP mode uses
+//! `https://<host>/pub` with HTTPS on, else `http://<host>/pub`. When the phone must trust the
+//! built-in CA, [`ca_url`] says where it downloads it (the `.otrc` cannot carry a CA: the apps
+//! take it from the phone's trust store, or on Android from a file named by `tlsCaCrt`).
 
 use porchlight_domain::owntracks::config::default_tid;
 use porchlight_domain::owntracks::{DeviceConfig, Endpoint};
@@ -50,8 +53,9 @@ pub fn device_config(
                 (None, Some(header)) => header.to_owned(),
                 (None, None) => format!("{FALLBACK_HOST}:{}", settings.http_port),
             };
+            let scheme = if settings.https { "https" } else { "http" };
             Endpoint::Http {
-                url: format!("http://{authority}/pub"),
+                url: format!("{scheme}://{authority}/pub"),
             }
         }
     };
@@ -63,6 +67,30 @@ pub fn device_config(
         tid: default_tid(device),
         encryption_key: None,
     }
+}
+
+/// `<scheme>://<host>/api/ca`, the built-in CA's certificate, when `config` sends the phone
+/// to a listener with a certificate from it; `None` when it does not (plain, or the
+/// operator's own certificate files).
+pub fn ca_url(
+    settings: &OwnTracksSettings,
+    config: &DeviceConfig,
+    request_host: Option<&str>,
+) -> Option<String> {
+    let needs_ca = match &config.endpoint {
+        Endpoint::Mqtt { tls, .. } => *tls && settings.mqtt_tls_builtin,
+        Endpoint::Http { url } => url.starts_with("https://"),
+    };
+    if !needs_ca {
+        return None;
+    }
+    let authority = match (&settings.public_host, request_host) {
+        (Some(host), _) => format!("{host}:{}", settings.http_port),
+        (None, Some(header)) => header.to_owned(),
+        (None, None) => format!("{FALLBACK_HOST}:{}", settings.http_port),
+    };
+    let scheme = if settings.https { "https" } else { "http" };
+    Some(format!("{scheme}://{authority}/api/ca"))
 }
 
 /// A `Host` header without its port (`[::1]:8080` → `::1`).
@@ -98,7 +126,39 @@ mod tests {
             http_port: 8080,
             mqtt_port: Some(1883),
             mqtt_tls_port: None,
+            https: false,
+            mqtt_tls_builtin: false,
         }
+    }
+
+    #[test]
+    fn with_https_phones_get_tls_urls_and_where_to_fetch_the_ca() {
+        let mut s = settings();
+        let plain = device_config(&s, OnboardingMode::Http, Some("hub:8080"), "a", "p", "k");
+        assert_eq!(plain.to_json()["url"], "http://hub:8080/pub");
+        assert_eq!(ca_url(&s, &plain, Some("hub:8080")), None);
+        let mqtt = device_config(&s, OnboardingMode::Mqtt, Some("hub:8080"), "a", "p", "k");
+        assert_eq!(ca_url(&s, &mqtt, Some("hub:8080")), None);
+
+        s.https = true;
+        s.mqtt_tls_port = Some(8883);
+        s.mqtt_tls_builtin = true;
+        let http = device_config(&s, OnboardingMode::Http, Some("hub:8080"), "a", "p", "k");
+        assert_eq!(http.to_json()["url"], "https://hub:8080/pub");
+        assert_eq!(
+            ca_url(&s, &http, Some("hub:8080")).as_deref(),
+            Some("https://hub:8080/api/ca")
+        );
+        let mqtt = device_config(&s, OnboardingMode::Mqtt, Some("hub:8080"), "a", "p", "k");
+        assert_eq!(mqtt.to_json()["port"], 8883);
+        assert_eq!(mqtt.to_json()["tls"], true);
+        assert_eq!(
+            ca_url(&s, &mqtt, Some("hub:8080")).as_deref(),
+            Some("https://hub:8080/api/ca")
+        );
+        // The operator's own certificate: nothing of ours to trust.
+        s.mqtt_tls_builtin = false;
+        assert_eq!(ca_url(&s, &mqtt, Some("hub:8080")), None);
     }
 
     #[test]
