@@ -9,7 +9,8 @@
 #         else: no browser, no WebKitGTK, no display server.
 #   test  all of `run`, plus the test toolchain: WebKitGTK (desktop build), Mosquitto and its
 #         clients, Xvfb and ImageMagick (desktop window test), Chromium and playwright-core
-#         (browser test), zbar-tools (decodes the onboarding QR code in the browser test).
+#         (browser test), zbar-tools (decodes the onboarding QR code in the browser test),
+#         openssl and python3 (peers that check the built-in CA's certificates).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +30,7 @@ if [ "$mode" = test ]; then
     libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev
     librsvg2-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev
     # Peers for tests: Debian's Mosquitto broker and clients; a display and screenshots
-    mosquitto mosquitto-clients openssl xvfb imagemagick x11-utils
+    mosquitto mosquitto-clients openssl python3 xvfb imagemagick x11-utils
     # A real browser for the UI test (driven by playwright-core from npm); zbarimg reads the
     # device onboarding QR code the UI shows
     chromium zbar-tools
