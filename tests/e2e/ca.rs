@@ -12,7 +12,7 @@ use porchlight_domain::secret::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_PASSWORD, TestServer, client, porchlight_bin};
+use crate::support::{ADMIN_PASSWORD, TestServer, client, porchlight_bin, run_tool};
 
 const ALICE_PASSWORD: &str = "alice password 1";
 
@@ -57,18 +57,9 @@ fn runtime(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("runtime.json")).unwrap()).unwrap()
 }
 
-fn run(program: &str, args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 /// `openssl x509`'s SHA-256 fingerprint of a certificate file, as lower-case hex.
 fn openssl_fingerprint(file: &Path, form: &str) -> String {
-    let out = run(
+    let out = run_tool(
         "openssl",
         &[
             "x509",
@@ -124,7 +115,7 @@ async fn admin_client(base: &str) -> reqwest::Client {
 /// `openssl s_client` against the TLS port with `ca` as the only trust anchor: whether the
 /// chain verified, and the server certificate's subjectAltName as openssl prints it.
 fn s_client(port: u16, ca: &Path, work: &Path) -> (bool, String) {
-    let out = run(
+    let out = run_tool(
         "openssl",
         &[
             "s_client",
@@ -144,7 +135,7 @@ fn s_client(port: u16, ca: &Path, work: &Path) -> (bool, String) {
     let end = stdout.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
     let leaf = work.join("leaf.pem");
     std::fs::write(&leaf, &stdout[start..end]).unwrap();
-    let sans = run(
+    let sans = run_tool(
         "openssl",
         &[
             "x509",
@@ -167,7 +158,7 @@ fn python_handshake(port: u16, ca: &Path, server_hostname: &str) -> std::process
                   raw = socket.create_connection(('127.0.0.1', int(sys.argv[2])), timeout=10)\n\
                   tls = ctx.wrap_socket(raw, server_hostname=sys.argv[3])\n\
                   print(tls.version())\n";
-    run(
+    run_tool(
         "python3",
         &[
             "-c",
@@ -183,7 +174,7 @@ fn python_handshake(port: u16, ca: &Path, server_hostname: &str) -> std::process
 /// Whether `file` parses as a private key for openssl, as PEM or as DER.
 fn parses_as_key(file: &Path) -> bool {
     ["PEM", "DER"].iter().any(|form| {
-        run(
+        run_tool(
             "openssl",
             &[
                 "pkey",

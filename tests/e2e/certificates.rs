@@ -3,13 +3,12 @@
 //! may issue and revoke what, and the audit rows.
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, eventually};
+use crate::support::{TestServer, eventually, openssl};
 
 fn password(user: &str) -> String {
     format!("{user} password 1")
@@ -26,22 +25,6 @@ async fn add_user(s: &TestServer, admin: &reqwest::Client, user: &str) -> reqwes
         .await;
     assert!(r.status().is_success(), "{}", r.status());
     s.signed_in(user, &password(user)).await
-}
-
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 async fn json_of(r: reqwest::Response) -> Value {

@@ -2,7 +2,8 @@
 //! an HTTP client with a cookie jar, and the path of the built `porchlight` binary.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use porchlight_server::{Config, LoadOptions, Running};
 
@@ -207,4 +208,27 @@ pub async fn live_until(
         }
         skipped.push(m);
     }
+}
+
+/// Runs a command-line peer (`openssl`, `python3`, …) in `dir` with no input; its output.
+pub fn run_tool(program: &str, args: &[&str], dir: &Path) -> Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not run (scripts/setup.sh installs it): {e}"))
+}
+
+/// `openssl <args>` in `dir`: whether it succeeded, and its stdout and stderr together.
+pub fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
+    let out = run_tool("openssl", args, dir);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
