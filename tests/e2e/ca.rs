@@ -24,6 +24,11 @@ struct Serve {
 
 impl Serve {
     fn start(dir: &Path, log: PathBuf) -> Serve {
+        Serve::start_with(dir, log, &[])
+    }
+
+    /// Like [`Serve::start`], with more `serve` arguments (later flags win).
+    fn start_with(dir: &Path, log: PathBuf, extra: &[&str]) -> Serve {
         let _ = std::fs::remove_file(dir.join("runtime.json"));
         let child = Command::new(porchlight_bin())
             .arg("serve")
@@ -31,6 +36,7 @@ impl Serve {
             .arg(dir)
             .args(["--bind", "127.0.0.1", "--http-port", "0"])
             .args(["--mqtt-port", "0", "--mqtts-port", "0"])
+            .args(extra)
             .env("PORCHLIGHT_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("PORCHLIGHT_LOG", "debug")
             .stdout(Stdio::null())
@@ -489,6 +495,43 @@ async fn the_built_in_ca_gives_mqtt_over_tls_that_mosquitto_openssl_and_python_a
         first_log.contains("client certificate issued"),
         "{first_log}"
     );
+}
+
+#[tokio::test]
+async fn the_certificate_port_is_set_on_the_command_line_and_shown_in_the_settings() {
+    let data = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let serve = Serve::start_with(
+        data.path(),
+        data.path().join("a.log"),
+        &["--mqtt-cert-port", &port.to_string()],
+    );
+    let rt = runtime(data.path());
+    assert_eq!(rt["mqtt_cert_port"], port, "{rt}");
+    let base = format!("http://127.0.0.1:{}", rt["http_port"]);
+    let broker: Value = admin_client(&base)
+        .await
+        .get(format!("{base}/api/settings/mqtt/broker"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(broker["cert_port"], port, "{broker}");
+    serve.stop();
+
+    // -1 turns the listener off.
+    let serve = Serve::start_with(
+        data.path(),
+        data.path().join("b.log"),
+        &["--mqtt-cert-port", "-1"],
+    );
+    let rt = runtime(data.path());
+    assert!(rt["mqtt_cert_port"].is_null(), "{rt}");
+    serve.stop();
 }
 
 #[tokio::test]

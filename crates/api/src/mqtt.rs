@@ -45,6 +45,10 @@ pub struct BrokerView {
     pub port: Option<u16>,
     /// The MQTT-over-TLS port, when a TLS listener is configured.
     pub tls_port: Option<u16>,
+    /// The certificate listener's port (MQTT over TLS with a client certificate from the
+    /// built-in CA, no password), when it is on.
+    #[serde(default)]
+    pub cert_port: Option<u16>,
     /// Clients connected right now.
     pub connections: usize,
 }

@@ -70,6 +70,10 @@ struct ServeArgs {
     /// -1 = off). Default 8883 (0 when --mqtt-port is 0).
     #[arg(long, allow_negative_numbers = true)]
     mqtts_port: Option<i32>,
+    /// MQTT-over-TLS port that requires a client certificate from the built-in CA instead of
+    /// a password (0 = any free port, -1 = off). Default 8884 (0 when --mqtt-port is 0).
+    #[arg(long, allow_negative_numbers = true)]
+    mqtt_cert_port: Option<i32>,
     /// Address to listen on for both HTTP and MQTT (e.g. 127.0.0.1 for this machine only).
     #[arg(long)]
     bind: Option<IpAddr>,
@@ -176,6 +180,7 @@ async fn run(cli: Cli) -> Result<()> {
                 http_port: args.http_port,
                 mqtt_port: args.mqtt_port,
                 mqtts_port: args.mqtts_port,
+                mqtt_cert_port: args.mqtt_cert_port,
                 bind: args.bind,
                 https: args.https.then_some(true),
                 ..base

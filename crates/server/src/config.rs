@@ -34,6 +34,9 @@ pub struct LoadOptions {
     pub mqtt_port: Option<i32>,
     /// `--mqtts-port`: the MQTT-over-TLS port; 0 lets the OS choose, -1 turns it off.
     pub mqtts_port: Option<i32>,
+    /// `--mqtt-cert-port`: the certificate listener's port; 0 lets the OS choose, -1 turns
+    /// it off.
+    pub mqtt_cert_port: Option<i32>,
     /// `--bind`: the address both listeners bind.
     pub bind: Option<IpAddr>,
     /// `--https`: serve the web UI and API over TLS too (`[http] tls`).
@@ -360,6 +363,9 @@ impl Config {
                 tls.port = None;
             }
         }
+        if let Some(port) = options.mqtt_cert_port {
+            config.mqtt.cert_port = Some(port);
+        }
         if let Some(https) = options.https {
             config.http.tls = https;
         }
@@ -389,7 +395,7 @@ impl Config {
             && !(-1..=65535).contains(&port)
         {
             return Err(Error::Config(format!(
-                "mqtt.cert_port must be -1 (off), 0 (any free port) or 1..65535, not {port}"
+                "mqtt.cert_port (--mqtt-cert-port) must be -1 (off), 0 (any free port) or 1..65535, not {port}"
             )));
         }
         for name in &self.ca.server_names {

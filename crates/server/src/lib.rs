@@ -405,6 +405,7 @@ pub async fn start_with_overrides(
             mqtt_tls_port: mqtt_tls_addr
                 .filter(|_| config.mqtt.tls.is_some() || https.is_some())
                 .map(|a| a.port()),
+            mqtt_cert_port: mqtt_cert_addr.map(|a| a.port()),
             https: https.is_some(),
             mqtt_tls_builtin: config.mqtt.tls.is_none(),
         },

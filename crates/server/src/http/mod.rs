@@ -109,6 +109,8 @@ pub struct OwnTracksSettings {
     /// household has opted into trusting the built-in CA; onboarding then names its
     /// certificate, `ca_url`).
     pub mqtt_tls_port: Option<u16>,
+    /// The certificate listener's port (client certificates from the built-in CA), when on.
+    pub mqtt_cert_port: Option<u16>,
     /// Whether the HTTP port speaks HTTPS (`[http] tls`): HTTP-mode phones get `https://`.
     pub https: bool,
     /// Whether the MQTT TLS listener carries the built-in CA's certificate (not `[mqtt.tls]`

@@ -86,6 +86,7 @@ pub async fn broker(State(state): State<AppState>, Admin(_): Admin) -> Json<api:
         status: status.to_owned(),
         port: state.owntracks_settings.mqtt_port,
         tls_port: state.owntracks_settings.mqtt_tls_port,
+        cert_port: state.owntracks_settings.mqtt_cert_port,
         connections,
     })
 }

@@ -126,6 +126,7 @@ mod tests {
             http_port: 8080,
             mqtt_port: Some(1883),
             mqtt_tls_port: None,
+            mqtt_cert_port: None,
             https: false,
             mqtt_tls_builtin: false,
         }
