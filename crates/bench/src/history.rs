@@ -431,16 +431,29 @@ async fn timed(
     })
 }
 
-/// `porchlight serve` in a child process.
-struct Server {
+/// `porchlight serve` in a child process (also used by the `tls` mode).
+pub(crate) struct Server {
     child: tokio::process::Child,
-    pid: u32,
-    url: String,
+    pub(crate) pid: u32,
+    pub(crate) url: String,
+    /// `runtime.json` as the server wrote it (the ports it bound).
+    pub(crate) runtime: Value,
 }
 
 impl Server {
     async fn start(dir: &Path) -> Result<Server> {
+        Server::start_with(dir, &[], &[]).await
+    }
+
+    /// Starts `porchlight serve` on `dir`, bound to 127.0.0.1 with free HTTP and MQTT ports,
+    /// with `extra` arguments (later flags win) and `env` variables added.
+    pub(crate) async fn start_with(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
         let exe = porchlight_binary()?;
+        let _ = std::fs::remove_file(dir.join("runtime.json"));
         let mut child = tokio::process::Command::new(&exe)
             .arg("serve")
             .arg("--data-dir")
@@ -453,7 +466,9 @@ impl Server {
                 "--mqtt-port",
                 "0",
             ])
+            .args(extra)
             .env("PORCHLIGHT_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -481,7 +496,12 @@ impl Server {
             .context("no http_url in runtime.json")?
             .trim_end_matches('/')
             .to_owned();
-        Ok(Server { child, pid, url })
+        Ok(Server {
+            child,
+            pid,
+            url,
+            runtime,
+        })
     }
 
     fn status_kb(&self, field: &str) -> u64 {
@@ -504,7 +524,7 @@ impl Server {
         self.status_kb("VmHWM:")
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status()

@@ -12,14 +12,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-fn put_str(buf: &mut Vec<u8>, s: &[u8]) -> Result<()> {
+pub(crate) fn put_str(buf: &mut Vec<u8>, s: &[u8]) -> Result<()> {
     buf.extend_from_slice(&u16::try_from(s.len())?.to_be_bytes());
     buf.extend_from_slice(s);
     Ok(())
 }
 
 /// Appends one packet: fixed header byte, remaining length, body.
-fn put_packet(out: &mut Vec<u8>, first: u8, body: &[u8]) {
+pub(crate) fn put_packet(out: &mut Vec<u8>, first: u8, body: &[u8]) {
     out.push(first);
     let mut len = body.len();
     loop {

@@ -22,6 +22,8 @@
 //! the whole server into SQLite with commit before ack, from lean raw-TCP MQTT publishers
 //! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
 //! `porchlight-bench pin` (module `pin`): alarm PIN verification latency and CPU.
+//! `porchlight-bench tls` (module `tls`): MQTT over TLS against plain TCP and against
+//! Mosquitto with TLS: connection set-up rate and publish throughput, each process's CPU.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -43,6 +45,7 @@ mod ingest;
 mod lean_mqtt;
 mod live;
 mod pin;
+mod tls;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -82,6 +85,13 @@ enum Mode {
     /// The alarm bench's Home Assistant side (run by `alarm` as a child process).
     #[command(hide = true)]
     AlarmLoad(alarm::AlarmLoadArgs),
+    /// MQTT over TLS against plain TCP, Porchlight against Mosquitto with TLS: connection
+    /// set-up rate and publish throughput, each process's CPU (runs the `porchlight` binary
+    /// next to this one).
+    Tls(tls::TlsArgs),
+    /// The TLS bench's load generator (run by `tls` as a child process).
+    #[command(hide = true)]
+    TlsLoad(tls::TlsLoadArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -145,6 +155,8 @@ fn main() -> Result<()> {
         Some(Mode::Pin(args)) => runtime.block_on(pin::run(args)),
         Some(Mode::Alarm(args)) => runtime.block_on(alarm::run(args)),
         Some(Mode::AlarmLoad(args)) => runtime.block_on(alarm::load(args)),
+        Some(Mode::Tls(args)) => runtime.block_on(tls::run(args)),
+        Some(Mode::TlsLoad(args)) => runtime.block_on(tls::load(args)),
         None => {
             let args = cli.broker;
             if args.payload < 8 {
