@@ -31,7 +31,9 @@
 //!   to `--window` per publisher not yet delivered to the subscriber (a closed loop, so
 //!   that QoS 0 measures delivery, not the depth of a queue). Payload: a ~270-byte OwnTracks
 //!   location whose first field stamps the publisher and send time. Messages/s delivered to
-//!   the subscriber, p50/p99 publish→deliver, and sent − delivered (lost).
+//!   the subscriber, p50/p99 publish→deliver, and sent − delivered (lost). Porchlight also
+//!   stores every one of these locations (its OwnTracks ingest; QoS 1 acknowledged after the
+//!   commit); Mosquitto only routes them.
 //!
 //! **CPU**: the broker's and the load generator's CPU time over each measurement (the sum of
 //! their threads' `/proc/<pid>/task/*/schedstat`, exact to the nanosecond, read by the load
@@ -932,6 +934,9 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
         } else {
             "rustls default groups"
         }
+    );
+    println!(
+        "note: Porchlight stores every location it routes (OwnTracks ingest; QoS 1 is acknowledged after the commit), Mosquitto only routes"
     );
     println!(
         "processes: porchlight serve pid {}, {}load generator: a child process per measurement",
