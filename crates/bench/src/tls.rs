@@ -1785,6 +1785,7 @@ mod tests {
                 r.rate > 0.0 && r.p50_us > 0 && r.p99_us >= r.p50_us,
                 "{r:?}"
             );
+            assert!(r.ready_p50_us > 0 && r.ready_p50_us <= r.p50_us, "{r:?}");
             match label {
                 P_PLAIN => assert_eq!(r.tls, None),
                 P_CERT => assert!(r.tls.as_deref().unwrap().ends_with("+client cert"), "{r:?}"),
