@@ -10,7 +10,8 @@
 //! with a password file, and `require_certificate` + `use_identity_as_username`; its server
 //! and client certificates come from a throwaway CA made here with `porchlight-ca` (EC P-256,
 //! like Porchlight's), its passwords from `mosquitto_passwd`, `allow_anonymous false` and an
-//! ACL file. Both brokers get the same per-session inflight window and a large queue.
+//! ACL file. Both brokers get the same per-session inflight window, a large queue, and
+//! TCP_NODELAY (Mosquitto's `set_tcp_nodelay`, see `start_mosquitto`).
 //!
 //! **Checks first.** Every TLS listener must present a chain that verifies against its CA
 //! for `localhost` and for 127.0.0.1 (the SANs clients check), and a handshake expecting
@@ -23,7 +24,8 @@
 //!   connect + full TLS handshake (no session resumption; the server verified against the
 //!   CA for `localhost`) + MQTT CONNECT with a password (or a client certificate on the
 //!   certificate listeners) → CONNACK, then DISCONNECT and close. Connects/s over the whole
-//!   phase, p50/p99 of connect→CONNACK.
+//!   phase, p50/p99 of connect→CONNACK and of connect→transport ready (TCP, and TLS done on
+//!   the client's side).
 //! - **publish**: `--publishers` lean publishers (raw MQTT 3.1.1 over tokio-rustls, one
 //!   PUBLISH per write() unless `--batch`), each its own login and topic
 //!   `owntracks/<user>/bench`, and one subscriber to `owntracks/+/+` on the same transport.
