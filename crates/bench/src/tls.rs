@@ -1163,7 +1163,7 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
                 "p50/p99: connect → CONNACK; ready: connect → TCP (and TLS, client side) done"
             );
             println!(
-                "{:<28} {:>11} {:>9} {:>9} {:>15} {:>7} {:>7} {:>7}  {:<20} TLS",
+                "{:<28} {:>11} {:>9} {:>9} {:>15} {:>7} {:>7} {:>7}  {:<23} TLS",
                 "listener",
                 "connects/s",
                 "p50 ms",
@@ -1182,7 +1182,7 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
                 args.window
             );
             println!(
-                "{:<28} {:>11} {:>9} {:>9} {:>7} {:>7} {:>7}  {:<20} TLS",
+                "{:<28} {:>11} {:>9} {:>9} {:>7} {:>7} {:>7}  {:<23} TLS",
                 "listener", "msg/s", "p50 ms", "p99 ms", "lost", "broker", "load", "rounds"
             );
         }
@@ -1214,7 +1214,7 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
                 String::new()
             };
             println!(
-                "{:<28} {:>11.0} {:>9.2} {:>9.2}{ready} {:>7} {:>6.0}% {:>6.0}%  {:<20} {}{}",
+                "{:<28} {:>11.0} {:>9.2} {:>9.2}{ready} {:>7} {:>6.0}% {:>6.0}%  {:<23} {}{}",
                 t.label,
                 rate,
                 med(&rs, &|r| r.p50_us as f64) / 1000.0,
