@@ -892,10 +892,18 @@ async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_c
     std::fs::write(w.join("ca.pem"), &ca_pem).unwrap();
     let before = served_serial(tls_port, &w.join("ca.pem"), w);
 
-    // A subscriber over TLS with a password, waiting for two messages.
+    // A subscriber over TLS with a password, waiting for two messages; from 127.0.0.2, so
+    // that its address differs from the relay's (127.0.0.1).
     let sub = tokio::process::Command::new("mosquitto_sub")
         .current_dir(w)
-        .args(["-h", "127.0.0.1", "-p", &tls_port.to_string()])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-A",
+            "127.0.0.2",
+            "-p",
+            &tls_port.to_string(),
+        ])
         .args(["--cafile", "ca.pem", "-u", "admin", "-P", ADMIN_PASSWORD])
         .args([
             "-i",
@@ -931,7 +939,7 @@ async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_c
     let session = crate::support::eventually(|| async { connected().await }).await;
     // The client's own address, not the relay's, though the relay is what rmqtt sees.
     assert!(
-        session["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        session["peer"].as_str().unwrap().starts_with("127.0.0.2:"),
         "{session}"
     );
     let publish = |message: &'static str| {
@@ -1008,6 +1016,14 @@ async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_c
         .filter(|r| r["kind"] == "mqtt_connect" && r["client_id"] == "renewal-sub")
         .count();
     assert_eq!(connects, 1, "the subscriber reconnected: {rows:?}");
+    assert!(
+        rows.iter().any(|r| r["kind"] == "mqtt_connect"
+            && r["client_id"] == "renewal-sub"
+            && r["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.2:"))),
+        "the connect is audited with the relay's address: {rows:?}"
+    );
     for kind in ["server_certificate_renewed", "ca_rotated"] {
         assert!(
             rows.iter().any(|r| r["kind"] == kind),
