@@ -49,15 +49,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use porchlight_domain::acl::{self, Friendships, Identity};
+use porchlight_domain::acl::{self, Friendships, Identity, Role};
 use rmqtt::codec::types::QoS;
 use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{
-    AuthResult, ClientId, ConnectInfo, FromType, Id, LastWill, PublishAclResult, PublishResult,
-    Reason, SubscribeAclResult,
+    AuthResult, ClientId, ConnectInfo, Disconnect, FromType, Id, LastWill, PublishAclResult,
+    PublishResult, Reason, SubscribeAclResult,
 };
 
 use crate::bus::{Consumers, NotCommitted};
@@ -437,6 +437,25 @@ impl HookHandler {
             tracing::warn!(client_id = %id.client_id, "publish from a connection without identity");
             return PublishAclResult::rejected(true, Some("no identity".into()));
         };
+        if publish
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.topic_alias.is_some())
+        {
+            // The broker announces Topic Alias Maximum 0 (rmqtt's default), so any alias is
+            // a protocol error (MQTT 5 §3.3.2.3.4): DISCONNECT 0x94, not silence.
+            tracing::info!(client_id = %id.client_id, "topic alias above the announced maximum (0), disconnecting");
+            let _ = session
+                .disconnected_reason_add(Reason::ConnectDisconnect(Some(Disconnect::V5(
+                    rmqtt::codec::v5::Disconnect {
+                        reason_code: rmqtt::codec::v5::DisconnectReasonCode::TopicAliasInvalid,
+                        reason_string: Some("topic alias invalid".into()),
+                        ..Default::default()
+                    },
+                ))))
+                .await;
+            return PublishAclResult::rejected(true, Some("topic alias invalid".into()));
+        }
         let len = publish.payload.len();
         if len > self.state.max_payload {
             tracing::warn!(
@@ -486,8 +505,10 @@ impl HookHandler {
         let id = &session.id;
         let identity = session_identity(session).await;
         let friendships = self.state.friendships();
+        // rmqtt hands the filter without its `$share/<group>/`: shared groups are for admins.
         if let Some(identity) = identity
             .as_ref()
+            .filter(|i| !sub.opts.has_shared_group() || i.role == Role::Admin)
             .filter(|i| acl::may_subscribe(i, &sub.topic_filter, &friendships))
         {
             tracing::debug!(client_id = %id.client_id, username = %identity.username, filter = %sub.topic_filter, "subscribed");

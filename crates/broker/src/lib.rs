@@ -36,6 +36,7 @@ mod hooks;
 pub mod link;
 mod refusals;
 mod retain;
+mod shared;
 mod takeover;
 mod tls;
 
@@ -697,6 +698,7 @@ impl Broker {
             .build()
             .await;
 
+        *scx.extends.shared_subscription_mut().await = Box::new(shared::TakeTurns::default());
         let retainer = retain::Retainer::open(config.data_dir.clone()).await;
         *scx.extends.retain_mut().await = Box::new(retain::Shared(retainer.clone()));
 
