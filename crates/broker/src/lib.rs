@@ -740,8 +740,10 @@ impl Broker {
             .local_addr()
             .map_err(|e| bind_error(config.listen, &e))?;
         let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, PLAIN_LISTENER_ID);
-        // Left by an older version, which handed rmqtt the key in a transient file.
-        let _ = std::fs::remove_file(config.data_dir.join("tls-listener.key"));
+        // Left by an older version's crash: it handed rmqtt the key in transient files.
+        for leftover in ["tls-listener.key", "tls-listener.pem"] {
+            let _ = std::fs::remove_file(config.data_dir.join(leftover));
+        }
         let mut fronts = Fronts::default();
         for (tls, kind, id, name) in [
             (

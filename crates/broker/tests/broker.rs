@@ -2656,16 +2656,17 @@ async fn acked_ingest_throughput() {
     committer.abort();
 }
 
-/// A certificate and key given as PEM text: rmqtt gets them through transient 0600 files that
-/// are gone once the listener is built, and the listener speaks TLS with that certificate.
+/// A certificate and key given as PEM text: the TLS listener takes them from memory, writes no
+/// file (and removes what an older version's crash left), and speaks TLS with that certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_identity_in_memory_leaves_no_key_file_behind() {
     init_logs();
     let pki = tempfile::tempdir().unwrap();
     make_pki(pki.path());
     let data = tempfile::tempdir().unwrap();
-    // What a crash between write and delete would have left.
+    // What an older version's crash between write and delete would have left.
     std::fs::write(data.path().join("tls-listener.key"), "stale").unwrap();
+    std::fs::write(data.path().join("tls-listener.pem"), "stale").unwrap();
     let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), data.path().to_path_buf());
     config.tls = Some(porchlight_broker::TlsConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
