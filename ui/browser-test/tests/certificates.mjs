@@ -29,9 +29,10 @@ const text = (bytes) => bytes.toString("utf8");
 export default async function certificates({ browser, base, USER, shots, check, expectEqual, errors }) {
   const admin = await apiAs(base, USER);
   const tmp = await mkdtemp(join(tmpdir(), "porchlight-certs-"));
-  const cara = { username: "cara", password: "cara browser test pw" };
-  await admin("POST", "/api/users", { ...cara, role: "user" });
-  for (const [username, name] of [["admin", "certphone"], ["cara", "carapixel"]]) {
+  const certUser = { username: "certuser", password: "certuser browser test pw" };
+  const created = await admin("POST", "/api/users", { ...certUser, role: "user" });
+  if (created.status !== 201) throw new Error(`adding ${certUser.username}: ${created.status}`);
+  for (const [username, name] of [["admin", "certphone"], ["certuser", "certpixel"]]) {
     const r = await admin("POST", "/api/devices", { name, username });
     if (r.status !== 201 && r.status !== 200) throw new Error(`adding ${username}/${name}: ${r.status} ${JSON.stringify(r.body)}`);
   }
@@ -153,14 +154,14 @@ export default async function certificates({ browser, base, USER, shots, check, 
   userPage.on("pageerror", (error) => errors.push(`certificates (user): ${error.message}`));
   try {
     await check("certificates: a user issues for their own device only and sees no CA settings", async () => {
-      await signIn(userPage, base, cara, "certificates");
+      await signIn(userPage, base, certUser, "certificates");
       await userPage.getByRole("heading", { name: "Certificates", level: 1 }).waitFor({ timeout: 10_000 });
       const options = await userPage.getByLabel("For device").locator("option").allTextContents();
-      expectEqual(JSON.stringify(options), JSON.stringify(["cara/carapixel"]), "devices offered");
+      expectEqual(JSON.stringify(options), JSON.stringify(["certuser/certpixel"]), "devices offered");
       await userPage.getByRole("button", { name: "Issue a certificate" }).click();
       await userPage.locator('[data-secret="p12-password"]').waitFor({ timeout: 10_000 });
-      const mine = (await (await apiAs(base, cara))("GET", "/api/certificates")).body;
-      expectEqual(JSON.stringify(mine.map((c) => c.subject)), JSON.stringify(["cara/carapixel"]), "the user's list (API)");
+      const mine = (await (await apiAs(base, certUser))("GET", "/api/certificates")).body;
+      expectEqual(JSON.stringify(mine.map((c) => c.subject)), JSON.stringify(["certuser/certpixel"]), "the user's list (API)");
       await userPage.locator('tr[data-status="active"]').first().waitFor();
       expectEqual(await userPage.locator("tbody tr").count(), 1, "rows shown to the user");
       expectEqual(await userPage.getByRole("navigation").getByRole("link", { name: "CA settings" }).count(), 0, "no CA link");
