@@ -163,6 +163,12 @@ export default async function certificates({ browser, base, USER, shots, check, 
       const mine = (await (await apiAs(base, certUser))("GET", "/api/certificates")).body;
       expectEqual(JSON.stringify(mine.map((c) => c.subject)), JSON.stringify(["certuser/certpixel"]), "the user's list (API)");
       await userPage.locator('tr[data-status="active"]').first().waitFor();
+      // The narrowest phones (360 px): the list, the one-time password and its downloads fit.
+      await userPage.setViewportSize({ width: 360, height: 740 });
+      await userPage.waitForTimeout(150);
+      const width = await userPage.evaluate(() => document.documentElement.scrollWidth);
+      if (width > 360) throw new Error(`the certificates page is ${width} px wide at 360 px`);
+      await userPage.screenshot({ path: `${shots}/certificates-user-360.png`, fullPage: true });
       expectEqual(await userPage.locator("tbody tr").count(), 1, "rows shown to the user");
       expectEqual(await userPage.getByRole("navigation").getByRole("link", { name: "CA settings" }).count(), 0, "no CA link");
       expectEqual(await userPage.getByRole("button", { name: /Rotate|Import/ }).count(), 0, "no Rotate/Import on the certificates page");

@@ -65,7 +65,7 @@ mod text {
     pub const CA_IOS: &str = "iPhone: open the download, install the profile (Settings → General → VPN & Device Management), then turn it on in Settings → General → About → Certificate Trust Settings.";
     pub const CA_DOWNLOAD: &str = "Download the Porchlight CA certificate";
     pub const CA_PEM: &str = "PEM";
-    pub const CA_DER: &str = "DER (.crt)";
+    pub const CA_DER: &str = "DER, .crt";
     pub const REGION_TITLE: &str = "Add a region to";
     pub const REGION_NAME: &str = "Region name";
     pub const LAT: &str = "Latitude";
