@@ -38,7 +38,7 @@ mod text {
     pub const ROTATE_TITLE: &str = "Rotate";
     pub const ROTATE_NOTE: &str = "Make a new CA and retire the current one.";
     pub const ROTATE: &str = "Rotate the CA…";
-    pub const ROTATE_CONFIRM_NOTE: &str = "A new CA becomes active and signs every certificate issued from now on. Certificates from the old CA keep working until they are reissued, and devices that trust only the old CA certificate keep trusting the server until its certificate switches to one from the new CA, at the next restart or renewal: install the new CA certificate on them before then.";
+    pub const ROTATE_CONFIRM_NOTE: &str = "A new CA becomes active and signs every certificate issued from now on, including a new server certificate that the MQTT TLS ports and HTTPS present from their next connection. Devices that trust only the old CA certificate will refuse it: install the new CA certificate on them. Devices connected now stay connected, and client certificates from the old CA keep working until they are reissued.";
     pub const ROTATE_CONFIRM: &str = "Rotate now";
     pub const ROTATED: &str = "A new CA is active.";
     pub const ROTATE_FAILED: &str = "Couldn't rotate the CA:";
