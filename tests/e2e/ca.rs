@@ -483,8 +483,16 @@ async fn the_built_in_ca_gives_mqtt_over_tls_that_mosquitto_openssl_and_python_a
     );
     let second_log = serve.stop();
 
+    // The rotation reissued the server certificate at once (the restart found it current).
+    assert!(
+        first_log.contains("server certificate renewed"),
+        "{first_log}"
+    );
+    assert!(
+        first_log.contains("issued the MQTT TLS server certificate"),
+        "{first_log}"
+    );
     for log in [&first_log, &second_log] {
-        assert!(log.contains("MQTT TLS server certificate"), "{log}");
         assert!(!log.contains("PRIVATE KEY"), "a key in the log");
         assert!(
             !log.contains(&p12_password),
@@ -847,4 +855,232 @@ async fn an_expired_ca_leaves_the_hub_running_without_tls_until_rotated() {
         "TLS is back with the new CA"
     );
     running.shutdown().await;
+}
+
+/// The serial of the certificate the TLS port presents (after [`s_client`] verified it
+/// against `ca`), as `openssl x509 -serial` prints it.
+fn served_serial(port: u16, ca: &Path, work: &Path) -> String {
+    let (verified, _) = s_client(port, ca, work);
+    assert!(
+        verified,
+        "the TLS port's chain did not verify against {ca:?}"
+    );
+    let out = run_tool(
+        "openssl",
+        &["x509", "-in", "leaf.pem", "-noout", "-serial"],
+        work,
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_connected() {
+    let s = TestServer::start().await;
+    let tls_port = s.running.mqtt_tls_addr.expect("a TLS listener").port();
+    let plain_port = s.running.mqtt_addr.expect("a broker").port();
+    let admin = s.admin().await;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let ca_pem = admin
+        .get(s.url("/api/ca"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    std::fs::write(w.join("ca.pem"), &ca_pem).unwrap();
+    let before = served_serial(tls_port, &w.join("ca.pem"), w);
+
+    // A subscriber over TLS with a password, waiting for two messages; from 127.0.0.2, so
+    // that its address differs from the relay's (127.0.0.1).
+    let sub = tokio::process::Command::new("mosquitto_sub")
+        .current_dir(w)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-A",
+            "127.0.0.2",
+            "-p",
+            &tls_port.to_string(),
+        ])
+        .args(["--cafile", "ca.pem", "-u", "admin", "-P", ADMIN_PASSWORD])
+        .args([
+            "-i",
+            "renewal-sub",
+            "-t",
+            "renewal/test",
+            "-C",
+            "2",
+            "-q",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let connected = || async {
+        let clients: Value = admin
+            .get(s.url("/api/settings/mqtt/clients"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["client_id"] == "renewal-sub")
+            .cloned()
+    };
+    let session = crate::support::eventually(|| async { connected().await }).await;
+    // The client's own address, not the relay's, though the relay is what rmqtt sees.
+    assert!(
+        session["peer"].as_str().unwrap().starts_with("127.0.0.2:"),
+        "{session}"
+    );
+    let publish = |message: &'static str| {
+        let port = plain_port.to_string();
+        async move {
+            let ok = tokio::process::Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port, "-u", "admin", "-P"])
+                .args([
+                    ADMIN_PASSWORD,
+                    "-t",
+                    "renewal/test",
+                    "-q",
+                    "1",
+                    "-m",
+                    message,
+                ])
+                .status()
+                .await
+                .unwrap()
+                .success();
+            assert!(ok, "publishing {message} failed");
+        }
+    };
+    publish("before").await;
+
+    // A renewal: the next handshake gets a new certificate from the same CA.
+    let r = admin.post(s.url("/api/ca/renew")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let renewed = served_serial(tls_port, &w.join("ca.pem"), w);
+    assert_ne!(
+        renewed, before,
+        "the TLS port still presents the old certificate"
+    );
+
+    // A rotation: the next handshake gets a certificate from the new CA, which the old CA
+    // does not verify.
+    let r = admin.post(s.url("/api/ca/rotate")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let new_ca = admin
+        .get(s.url("/api/ca"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_ne!(new_ca, ca_pem);
+    std::fs::write(w.join("new-ca.pem"), &new_ca).unwrap();
+    let (old_trusts_it, _) = s_client(tls_port, &w.join("ca.pem"), w);
+    assert!(
+        !old_trusts_it,
+        "the rotated listener still serves the old CA's certificate"
+    );
+    served_serial(tls_port, &w.join("new-ca.pem"), w);
+
+    // The subscriber never reconnected: it gets the second message on its first session.
+    publish("after").await;
+    let out = tokio::time::timeout(Duration::from_secs(20), sub.wait_with_output())
+        .await
+        .expect("the subscriber did not get both messages")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\nafter\n");
+    let rows: Value = admin
+        .get(s.url("/api/audit?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = rows.as_array().unwrap();
+    let connects = rows
+        .iter()
+        .filter(|r| r["kind"] == "mqtt_connect" && r["client_id"] == "renewal-sub")
+        .count();
+    assert_eq!(connects, 1, "the subscriber reconnected: {rows:?}");
+    assert!(
+        rows.iter().any(|r| r["kind"] == "mqtt_connect"
+            && r["client_id"] == "renewal-sub"
+            && r["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("127.0.0.2:"))),
+        "the connect is audited with the relay's address: {rows:?}"
+    );
+    for kind in ["server_certificate_renewed", "ca_rotated"] {
+        assert!(
+            rows.iter().any(|r| r["kind"] == kind),
+            "no {kind} audit row in {rows:?}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn plain_mqtt_to_a_tls_port_is_refused_and_audited() {
+    let s = TestServer::start().await;
+    let admin = s.admin().await;
+    for port in [
+        s.running.mqtt_tls_addr.expect("a TLS listener").port(),
+        s.running
+            .mqtt_cert_addr
+            .expect("a certificate listener")
+            .port(),
+    ] {
+        let ok = tokio::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-u",
+                "admin",
+                "-P",
+                ADMIN_PASSWORD,
+                "-t",
+                "x",
+                "-m",
+                "plain",
+            ])
+            .output()
+            .await
+            .unwrap()
+            .status
+            .success();
+        assert!(!ok, "plain MQTT was accepted on TLS port {port}");
+        crate::support::eventually(|| async {
+            let rows: Value = admin
+                .get(s.url("/api/audit?kind=mqtt_tls_refused&result=failed"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| {
+                    r["reason"] == "plain MQTT (no TLS) sent to the TLS port"
+                        && r["detail"] == format!("port {port}")
+                })
+                .then_some(())
+        })
+        .await;
+    }
+    s.stop().await;
 }

@@ -302,6 +302,31 @@ async fn a_client_certificate_logs_in_on_the_cert_port_until_revoked() {
         let (ok, err) = cert_pub(w, port, cert, id).await;
         assert!(!ok, "{cert:?} was accepted: {err}");
     }
+    // The handshake refusals are audited with the reason and the client's own address.
+    let refusals = eventually(|| async {
+        let rows: Vec<Value> = audit_rows(&s, &admin)
+            .await
+            .into_iter()
+            .filter(|r| r["kind"] == "mqtt_tls_refused")
+            .collect();
+        (rows.len() >= 3).then_some(rows)
+    })
+    .await;
+    for reason in [
+        "client certificate not issued by this hub's CA",
+        "client certificate expired",
+        "no client certificate",
+    ] {
+        let row = refusals
+            .iter()
+            .find(|r| r["reason"] == reason)
+            .unwrap_or_else(|| panic!("no audit row {reason:?} in {refusals:?}"));
+        assert_eq!(row["detail"], format!("port {port}"), "{row}");
+        assert!(
+            row["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{row}"
+        );
+    }
 
     // Signed by our CA but not recorded by the hub (so neither listed nor revocable):
     // through TLS, refused by the hook, audited with the reason.

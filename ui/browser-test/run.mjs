@@ -71,7 +71,11 @@ async function check(name, body) {
     console.log(`ok   ${name}`);
   } catch (error) {
     failures += 1;
-    console.log(`FAIL ${name}\n     ${String(error.message ?? error).split("\n")[0]}`);
+    // The whole message: Playwright's call log (after the first line) says what a locator
+    // resolved to and why it was not clickable (hidden, moving, covered, detached).
+    const lines = String(error.message ?? error).split("\n");
+    const shown = process.env.FULL_ERRORS === "0" ? lines.slice(0, 1) : lines.slice(0, 40);
+    console.log(`FAIL ${name}\n${shown.map((l) => `     ${l}`).join("\n")}`);
   }
 }
 function expectEqual(actual, expected, what) {

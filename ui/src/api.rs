@@ -72,6 +72,12 @@ pub fn on_signed_out(handler: impl Fn() + 'static) {
     SIGNED_OUT.with(|slot| *slot.borrow_mut() = Some(Box::new(handler)));
 }
 
+/// Reports that the session has ended, found outside an API call (the live feed): the app
+/// shows the login page, as after a 401.
+pub fn session_ended() {
+    let _ = signed_out();
+}
+
 fn signed_out() -> ApiError {
     SIGNED_OUT.with(|slot| {
         if let Some(handler) = slot.borrow().as_ref() {

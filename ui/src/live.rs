@@ -5,7 +5,10 @@
 //!
 //! The socket reconnects by itself: at once after a `resync` (the new connection starts with a
 //! fresh snapshot, which every listener gets), else after [`BACKOFF_SECS`] (reset by a
-//! successful open). [`feed`] tells whether it is up, for the shell's "Reconnecting…" line
+//! successful open). After every close it first asks `GET /api/me` whether the session still
+//! holds: the server closes the feed when the sign-in ends (code 1008) and refuses the
+//! upgrade afterwards, so an ended session sends the tab to the login page instead of
+//! reconnecting forever. [`feed`] tells whether it is up, for the shell's "Reconnecting…" line
 //! and the screens' status.
 //!
 //! The socket and the listeners live in a thread-local (wasm has one thread), so reactive
@@ -237,7 +240,7 @@ fn connect(generation: u32) {
     });
     let on_close = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
         // Not from inside this handler, which dropping the socket's handlers frees.
-        set_timeout(move || retry_later(generation), Duration::ZERO);
+        set_timeout(move || after_close(generation), Duration::ZERO);
     });
     socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -255,6 +258,28 @@ fn connect(generation: u32) {
         socket.set_onclose(None);
         let _ = socket.close();
     }
+}
+
+/// After the socket closed (the server signed the viewer out, dropped it, or refused the
+/// upgrade): asks the API whether the session still holds. The browser hides why an upgrade
+/// failed (a 401 looks like any lost connection), so without this check a tab whose session
+/// ended elsewhere would retry forever, showing "reconnecting" over a page whose every
+/// request fails. An ended session goes to the login page (`api`'s signed-out handler, which
+/// closes this feed with the shell); anything else reconnects after the backoff.
+fn after_close(generation: u32) {
+    let Some(feed) = with_hub(generation, |hub| {
+        close_socket(hub);
+        hub.feed
+    }) else {
+        return;
+    };
+    feed.try_set(Feed::Reconnecting);
+    leptos::task::spawn_local(async move {
+        match crate::api::current_session().await {
+            Ok(None) => crate::api::session_ended(),
+            _ => retry_later(generation),
+        }
+    });
 }
 
 /// After a drop or a failed attempt: says so, then tries again after the next backoff step.

@@ -84,6 +84,14 @@ impl<T: Clone + 'static> Loader<T> {
         }
     }
 
+    /// The loaded value, if any, without tracking it (in event handlers).
+    pub fn value_untracked(self) -> Option<T> {
+        match self.state.get_untracked() {
+            Load::Ready(value) => Some(value),
+            _ => None,
+        }
+    }
+
     /// Replaces the loaded value (e.g. with a command's answer).
     pub fn set(self, value: T) {
         self.state.set(Load::Ready(value));

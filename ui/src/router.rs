@@ -16,8 +16,10 @@ pub enum Route {
     Map,
     History,
     Devices,
+    Certificates,
     Alarm,
     MqttSettings,
+    CaSettings,
     AlarmSettings,
     Users,
     Profile,
@@ -27,12 +29,14 @@ pub enum Route {
 
 impl Route {
     /// Every screen reachable from the navigation, in its order.
-    pub const NAV: [Route; 9] = [
+    pub const NAV: [Route; 11] = [
         Route::Map,
         Route::History,
         Route::Devices,
+        Route::Certificates,
         Route::Alarm,
         Route::MqttSettings,
+        Route::CaSettings,
         Route::AlarmSettings,
         Route::Users,
         Route::Profile,
@@ -46,8 +50,10 @@ impl Route {
             "/login" => Route::Login,
             "/history" => Route::History,
             "/devices" => Route::Devices,
+            "/certificates" => Route::Certificates,
             "/alarm" => Route::Alarm,
             "/settings/mqtt" => Route::MqttSettings,
+            "/settings/ca" => Route::CaSettings,
             "/settings/alarm" => Route::AlarmSettings,
             "/users" => Route::Users,
             "/profile" => Route::Profile,
@@ -62,8 +68,10 @@ impl Route {
             Route::Map => "/map",
             Route::History => "/history",
             Route::Devices => "/devices",
+            Route::Certificates => "/certificates",
             Route::Alarm => "/alarm",
             Route::MqttSettings => "/settings/mqtt",
+            Route::CaSettings => "/settings/ca",
             Route::AlarmSettings => "/settings/alarm",
             Route::Users => "/users",
             Route::Profile => "/profile",
@@ -76,7 +84,11 @@ impl Route {
     pub fn admin_only(self) -> bool {
         matches!(
             self,
-            Route::MqttSettings | Route::AlarmSettings | Route::Users | Route::Audit
+            Route::MqttSettings
+                | Route::CaSettings
+                | Route::AlarmSettings
+                | Route::Users
+                | Route::Audit
         )
     }
 }

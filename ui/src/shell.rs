@@ -32,8 +32,10 @@ mod text {
             Route::Map => "Map",
             Route::History => "History",
             Route::Devices => "Devices",
+            Route::Certificates => "Certificates",
             Route::Alarm => "Alarm",
             Route::MqttSettings => "MQTT settings",
+            Route::CaSettings => "CA settings",
             Route::AlarmSettings => "Alarm settings",
             Route::Users => "Users",
             Route::Profile => "Profile",
@@ -103,6 +105,10 @@ pub fn Shell(
         match route {
             Route::Alarm => view! { <screens::alarm::AlarmPage session=session /> }.into_any(),
             Route::MqttSettings => view! { <screens::mqtt::MqttSettingsPage /> }.into_any(),
+            Route::CaSettings => view! { <screens::ca_settings::CaSettingsPage /> }.into_any(),
+            Route::Certificates => {
+                view! { <screens::certificates::CertificatesPage session=session /> }.into_any()
+            }
             Route::AlarmSettings => {
                 view! { <screens::alarm_settings::AlarmSettingsPage /> }.into_any()
             }

@@ -97,7 +97,7 @@ pub struct CreatedToken {
 }
 
 /// The kinds of audit rows, as `GET /api/audit?kind=` takes them.
-pub const AUDIT_KINDS: [&str; 11] = [
+pub const AUDIT_KINDS: [&str; 15] = [
     "mqtt_connect",
     "mqtt_disconnect",
     "mqtt_publish_denied",
@@ -109,6 +109,10 @@ pub const AUDIT_KINDS: [&str; 11] = [
     "alarm_code_refused",
     "certificate_issued",
     "certificate_revoked",
+    "mqtt_tls_refused",
+    "ca_rotated",
+    "ca_imported",
+    "server_certificate_renewed",
 ];
 
 /// `GET /api/audit?result=`: rows that succeeded, or failed.

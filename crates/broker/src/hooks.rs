@@ -49,20 +49,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use porchlight_domain::acl::{self, Friendships, Identity};
+use porchlight_domain::acl::{self, Friendships, Identity, Role};
 use rmqtt::codec::types::QoS;
 use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{
-    AuthResult, ClientId, ConnectInfo, FromType, Id, LastWill, PublishAclResult, PublishResult,
-    Reason, SubscribeAclResult,
+    AuthResult, ClientId, ConnectInfo, Disconnect, FromType, Id, LastWill, PublishAclResult,
+    PublishResult, Reason, SubscribeAclResult,
 };
 
 use crate::bus::{Consumers, NotCommitted};
 use crate::refusals::Refusals;
 use crate::takeover::Takeovers;
+use crate::tls::Relays;
 use crate::{AuditEvent, Credentials, Gatekeeper, Inbound, Origin, ProtocolLevel, Refusal};
 
 /// Key of the session's identity in rmqtt's per-session `extra_attrs`.
@@ -97,6 +98,8 @@ pub(crate) struct State {
     /// The app's current friendships (who may receive whose OwnTracks topics); a snapshot is
     /// borrowed briefly per SUBSCRIBE and per delivery, never across an await.
     pub(crate) friendships: tokio::sync::watch::Receiver<Arc<Friendships>>,
+    /// What the TLS fronts established about the connections they relay (`tls.rs`).
+    pub(crate) relays: Arc<Relays>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -121,7 +124,20 @@ impl State {
             live: Mutex::new(HashMap::new()),
             consumers: Consumers::default(),
             dropped: std::sync::atomic::AtomicU64::new(0),
+            relays: Arc::default(),
         }
+    }
+
+    /// The client's own address: for a connection relayed by a TLS front, the address the
+    /// front accepted it from, not the relay's loopback one.
+    pub(crate) fn peer_of(&self, id: &Id) -> SocketAddr {
+        let Some(addr) = id.remote_addr else {
+            return SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        };
+        if id.lid == crate::PLAIN_LISTENER_ID {
+            return addr;
+        }
+        self.relays.get(addr).map_or(addr, |r| r.peer)
     }
 
     /// Counts one dropped message; returns the total so far.
@@ -197,6 +213,10 @@ impl State {
     fn record(&self, event: AuditEvent) {
         self.gatekeeper.record(event);
     }
+
+    pub(crate) fn gatekeeper(&self) -> Arc<dyn Gatekeeper> {
+        self.gatekeeper.clone()
+    }
 }
 
 /// The identity a session was accepted with (`None` only between rmqtt storing a new session
@@ -226,53 +246,75 @@ impl HookHandler {
         }
     }
 
+    /// Audits and answers a refused CONNECT.
+    fn refuse(&self, creds: &Credentials, refusal: Refusal, reason: String) -> AuthResult {
+        tracing::info!(
+            client_id = %creds.client_id, username = ?creds.username, peer = %creds.peer,
+            %reason, "MQTT connection refused"
+        );
+        self.state.record(AuditEvent::Connect {
+            at: SystemTime::now(),
+            peer: creds.peer,
+            client_id: creds.client_id.clone(),
+            username: creds.username.clone(),
+            protocol: creds.protocol.as_u8(),
+            code: refusal.connack_code(creds.protocol),
+            reason,
+        });
+        match refusal {
+            Refusal::BadCredentials => AuthResult::BadUsernameOrPassword,
+            Refusal::NotAuthorized | Refusal::Certificate(_) => AuthResult::NotAuthorized,
+        }
+    }
+
     async fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
         let protocol = ProtocolLevel::from_u8(ci.proto_ver());
         let creds = Credentials {
             username: ci.username().map(|u| u.to_string()),
             password: ci.password().map(|p| p.to_vec()),
             client_id: ci.client_id().to_string(),
-            peer: peer_of(ci.id()),
+            peer: self.state.peer_of(ci.id()),
             protocol,
             cert_cn: None,
             issued_cert: None,
         };
         let mut creds = creds;
-        if ci.id().lid == crate::CERT_LISTENER_ID {
-            creds.issued_cert = ci.cert().and_then(|c| {
-                Some(crate::PeerCertificate {
-                    serial: c
-                        .serial
-                        .as_deref()?
-                        .trim_start_matches('0')
-                        .to_ascii_lowercase(),
-                    common_name: c.common_name.clone(),
-                })
-            });
-        } else {
-            creds.cert_cn = ci.cert().and_then(|c| c.common_name.clone());
-        }
-        let refuse = |refusal: Refusal, reason: String| {
-            tracing::info!(
-                client_id = %creds.client_id, username = ?creds.username, peer = %creds.peer,
-                %reason, "MQTT connection refused"
-            );
-            self.state.record(AuditEvent::Connect {
-                at: SystemTime::now(),
-                peer: creds.peer,
-                client_id: creds.client_id.clone(),
-                username: creds.username.clone(),
-                protocol: protocol.as_u8(),
-                code: refusal.connack_code(protocol),
-                reason,
-            });
-            match refusal {
-                Refusal::BadCredentials => AuthResult::BadUsernameOrPassword,
-                Refusal::NotAuthorized | Refusal::Certificate(_) => AuthResult::NotAuthorized,
-            }
+        // What the TLS front verified; rmqtt's own certificate info stays unused (its
+        // listeners behind the fronts are plain).
+        let relayed_cert = match ci.id().lid {
+            crate::PLAIN_LISTENER_ID => None,
+            _ => ci
+                .id()
+                .remote_addr
+                .and_then(|a| self.state.relays.get(a))
+                .and_then(|r| r.cert),
         };
+        if ci.id().lid == crate::CERT_LISTENER_ID {
+            // No relayed certificate: a connection to the loopback listener that did not come
+            // through the front. The gatekeeper must not see it as a password login.
+            let Some(cert) = relayed_cert else {
+                return self.refuse(
+                    &creds,
+                    Refusal::NotAuthorized,
+                    "no client certificate".into(),
+                );
+            };
+            if creds.username.is_none() {
+                creds.username = Some(
+                    cert.common_name
+                        .clone()
+                        .unwrap_or_else(|| cert.serial.clone()),
+                );
+            }
+            creds.issued_cert = Some(cert);
+        } else if let Some(cn) = relayed_cert.and_then(|c| c.common_name) {
+            // The operator's own client certificates (`require_client_cert`): the CN is the
+            // user name.
+            creds.username = Some(cn.clone());
+            creds.cert_cn = Some(cn);
+        }
         if creds.username.is_none() {
-            return refuse(Refusal::NotAuthorized, "no username".into());
+            return self.refuse(&creds, Refusal::NotAuthorized, "no username".into());
         }
         let identity = match self.state.gatekeeper.authenticate(&creds).await {
             Ok(identity) => identity,
@@ -282,18 +324,20 @@ impl HookHandler {
                     Refusal::NotAuthorized => "not authorized",
                     Refusal::Certificate(why) => why.reason(),
                 };
-                return refuse(refusal, reason.into());
+                return self.refuse(&creds, refusal, reason.into());
             }
         };
         if let Some((topic, len)) = ci.last_will().map(|w| will_topic_and_len(&w)) {
             if !acl::may_publish(&identity, &topic) {
-                return refuse(
+                return self.refuse(
+                    &creds,
                     Refusal::NotAuthorized,
                     format!("will topic {topic:?} not allowed"),
                 );
             }
             if len > self.state.max_payload {
-                return refuse(
+                return self.refuse(
+                    &creds,
                     Refusal::NotAuthorized,
                     format!("will payload of {len} bytes too large"),
                 );
@@ -318,7 +362,8 @@ impl HookHandler {
             };
             if !same_user {
                 self.takeovers.release(ci.id());
-                return refuse(
+                return self.refuse(
+                    &creds,
                     Refusal::NotAuthorized,
                     "client id belongs to another user's session".into(),
                 );
@@ -392,6 +437,25 @@ impl HookHandler {
             tracing::warn!(client_id = %id.client_id, "publish from a connection without identity");
             return PublishAclResult::rejected(true, Some("no identity".into()));
         };
+        if publish
+            .properties
+            .as_ref()
+            .is_some_and(|p| p.topic_alias.is_some())
+        {
+            // The broker announces Topic Alias Maximum 0 (rmqtt's default), so any alias is
+            // a protocol error (MQTT 5 §3.3.2.3.4): DISCONNECT 0x94, not silence.
+            tracing::info!(client_id = %id.client_id, "topic alias above the announced maximum (0), disconnecting");
+            let _ = session
+                .disconnected_reason_add(Reason::ConnectDisconnect(Some(Disconnect::V5(
+                    rmqtt::codec::v5::Disconnect {
+                        reason_code: rmqtt::codec::v5::DisconnectReasonCode::TopicAliasInvalid,
+                        reason_string: Some("topic alias invalid".into()),
+                        ..Default::default()
+                    },
+                ))))
+                .await;
+            return PublishAclResult::rejected(true, Some("topic alias invalid".into()));
+        }
         let len = publish.payload.len();
         if len > self.state.max_payload {
             tracing::warn!(
@@ -441,8 +505,10 @@ impl HookHandler {
         let id = &session.id;
         let identity = session_identity(session).await;
         let friendships = self.state.friendships();
+        // rmqtt hands the filter without its `$share/<group>/`: shared groups are for admins.
         if let Some(identity) = identity
             .as_ref()
+            .filter(|i| !sub.opts.has_shared_group() || i.role == Role::Admin)
             .filter(|i| acl::may_subscribe(i, &sub.topic_filter, &friendships))
         {
             tracing::debug!(client_id = %id.client_id, username = %identity.username, filter = %sub.topic_filter, "subscribed");
@@ -473,7 +539,7 @@ impl Handler for HookHandler {
         match param {
             Parameter::ClientConnect(ci) => {
                 if self.over_session_limit(ci).await {
-                    self.state.refusals.note(peer_of(ci.id()));
+                    self.state.refusals.note(self.state.peer_of(ci.id()));
                 }
                 (true, acc)
             }
@@ -486,10 +552,10 @@ impl Handler for HookHandler {
                 let id = ci.id();
                 self.accepted(id).await;
                 self.takeovers.release(id);
-                tracing::info!(client_id = %id.client_id, username = ?ci.username(), peer = %peer_of(id), "MQTT client connected");
+                tracing::info!(client_id = %id.client_id, username = ?ci.username(), peer = %self.state.peer_of(id), "MQTT client connected");
                 self.state.record(AuditEvent::Connect {
                     at: SystemTime::now(),
-                    peer: peer_of(id),
+                    peer: self.state.peer_of(id),
                     client_id: id.client_id.to_string(),
                     username: ci.username().map(|u| u.to_string()),
                     protocol: ci.proto_ver(),
@@ -503,7 +569,7 @@ impl Handler for HookHandler {
                 tracing::info!(client_id = %id.client_id, %reason, "MQTT client disconnected");
                 self.state.record(AuditEvent::Disconnect {
                     at: SystemTime::now(),
-                    peer: peer_of(id),
+                    peer: self.state.peer_of(id),
                     client_id: id.client_id.to_string(),
                     username: id.username.as_ref().map(|u| u.to_string()),
                     reason: reason.to_string(),
@@ -596,9 +662,4 @@ fn will_topic_and_len(will: &LastWill<'_>) -> (String, usize) {
         LastWill::V3(w) => (w.topic.to_string(), w.message.len()),
         LastWill::V5(w) => (w.topic.to_string(), w.message.len()),
     }
-}
-
-fn peer_of(id: &Id) -> SocketAddr {
-    id.remote_addr
-        .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
 }

@@ -36,7 +36,9 @@ mod hooks;
 pub mod link;
 mod refusals;
 mod retain;
+mod shared;
 mod takeover;
+mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -60,8 +62,18 @@ pub use crate::bus::{Ack, Delivery, Watch, Watched};
 use crate::hooks::{HookHandler, State};
 pub use zeroize::Zeroizing;
 
-/// rmqtt's listener id of the certificate listener ([`BrokerConfig::cert_tls`]).
+/// rmqtt's listener id of the plain listener.
+pub(crate) const PLAIN_LISTENER_ID: u16 = 1;
+/// rmqtt's listener id of the loopback listener behind the TLS listener ([`BrokerConfig::tls`]).
+pub(crate) const TLS_LISTENER_ID: u16 = 2;
+/// rmqtt's listener id of the loopback listener behind the certificate listener
+/// ([`BrokerConfig::cert_tls`]).
 pub(crate) const CERT_LISTENER_ID: u16 = 3;
+
+pub use crate::tls::{
+    AUDIT_WINDOW as TLS_AUDIT_WINDOW, AUDITED_PER_WINDOW as TLS_AUDITED_PER_WINDOW,
+    server_config as tls_server_config,
+};
 
 /// How the broker listens and what it tolerates.
 #[derive(Debug, Clone)]
@@ -151,10 +163,7 @@ pub enum TlsIdentity {
         key_path: PathBuf,
     },
     /// PEM text held in memory (the built-in CA's server certificate, whose key is sealed at
-    /// rest). rmqtt reads certificates and keys only from files, so [`Broker::bind`] writes
-    /// them to owner-only (0600) files in [`BrokerConfig::data_dir`] for the moment it builds
-    /// the listener and deletes them right after (and at the next bind, should a crash have
-    /// left them).
+    /// rest); never written to a file.
     Pem {
         cert_chain_pem: String,
         key_pem: zeroize::Zeroizing<String>,
@@ -352,6 +361,19 @@ pub enum AuditEvent {
         /// The address of the last refused connection of the interval.
         last_peer: SocketAddr,
     },
+    /// A connection to a TLS listener that never became a TLS session: plain MQTT on the TLS
+    /// port, a client certificate from another CA or expired or missing, a client that does
+    /// not trust the server certificate, a handshake that timed out. Recorded one by one up to
+    /// [`TLS_AUDITED_PER_WINDOW`] per [`TLS_AUDIT_WINDOW`] and listener, then summed up
+    /// (`count` > 1, `peer` the last one's).
+    TlsRefused {
+        at: SystemTime,
+        peer: SocketAddr,
+        /// The TLS listener's port.
+        port: u16,
+        count: u64,
+        reason: String,
+    },
 }
 
 /// How often a flood of "too many connections" refusals is summed up into one
@@ -523,6 +545,24 @@ pub struct BoundBroker {
     tls_local_addr: Option<SocketAddr>,
     cert_local_addr: Option<SocketAddr>,
     retainer: Arc<retain::Retainer>,
+    fronts: Fronts,
+}
+
+/// The TLS listeners, ours, in front of rmqtt's loopback ones (`tls.rs`).
+#[derive(Clone, Default)]
+struct Fronts {
+    tls: Option<Arc<tls::Front>>,
+    cert: Option<Arc<tls::Front>>,
+}
+
+impl Fronts {
+    fn start(&self) -> Vec<JoinHandle<()>> {
+        [&self.tls, &self.cert]
+            .into_iter()
+            .flatten()
+            .map(|front| tokio::spawn(front.clone().run()))
+            .collect()
+    }
 }
 
 impl fmt::Debug for BoundBroker {
@@ -567,7 +607,9 @@ impl BoundBroker {
             tls_local_addr,
             cert_local_addr,
             retainer,
+            fronts,
         } = self;
+        let front_tasks = fronts.start();
         let running = Arc::new(AtomicBool::new(true));
         let flag = running.clone();
         let task = tokio::spawn(async move {
@@ -595,6 +637,8 @@ impl BoundBroker {
             retainer,
             flusher,
             grants,
+            fronts,
+            front_tasks,
         }
     }
 }
@@ -616,6 +660,10 @@ pub struct Broker {
     /// Sends a new friend's retained messages to the viewer's sessions (`grants.rs`); aborted
     /// by `shutdown` and on drop.
     grants: JoinHandle<()>,
+    fronts: Fronts,
+    /// The TLS listeners' accept loops; aborted by `shutdown` and on drop (their relays run
+    /// on tasks of their own until rmqtt closes the sessions).
+    front_tasks: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for Broker {
@@ -650,6 +698,7 @@ impl Broker {
             .build()
             .await;
 
+        *scx.extends.shared_subscription_mut().await = Box::new(shared::TakeTurns::default());
         let retainer = retain::Retainer::open(config.data_dir.clone()).await;
         *scx.extends.retain_mut().await = Box::new(retain::Shared(retainer.clone()));
 
@@ -690,58 +739,51 @@ impl Broker {
         let local_addr = listener
             .local_addr()
             .map_err(|e| bind_error(config.listen, &e))?;
-        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, 1);
-        let mut tls_local_addr = None;
-        if let Some(tls) = &config.tls {
-            let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-            let files = ListenerFiles::write(&tls.identity, &config.data_dir)?;
-            let listener = listener_builder(&config, tls.listen, "porchlight/tls")
-                .tls_cert(Some(path(&files.cert)))
-                .tls_key(Some(path(&files.key)))
-                .tls_client_ca_certs(tls.ca_path.as_deref().map(path))
-                .tls_cross_certificate(tls.require_client_cert)
-                .cert_cn_as_username(tls.require_client_cert)
-                .collect_cert_info(tls.require_client_cert)
-                .bind()
-                .map_err(|e| bind_error(tls.listen, &e))?
-                .tls()
-                .map_err(|e| Error::Tls(format!("{e:#}")));
-            // rmqtt has read the files into its TLS acceptor: the transient ones go now.
-            drop(files);
-            let listener = listener?;
-            tls_local_addr = Some(
-                listener
-                    .local_addr()
-                    .map_err(|e| bind_error(tls.listen, &e))?,
-            );
-            server = server.listener_by_id(listener, 2);
+        let mut server = MqttServer::new(scx.clone()).listener_by_id(listener, PLAIN_LISTENER_ID);
+        // Left by an older version's crash: it handed rmqtt the key in transient files.
+        for leftover in ["tls-listener.key", "tls-listener.pem"] {
+            let _ = std::fs::remove_file(config.data_dir.join(leftover));
         }
-        let mut cert_local_addr = None;
-        if let Some(tls) = &config.cert_tls {
-            let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
-            let files = ListenerFiles::write(&tls.identity, &config.data_dir)?;
-            let listener = listener_builder(&config, tls.listen, "porchlight/cert")
-                .tls_cert(Some(path(&files.cert)))
-                .tls_key(Some(path(&files.key)))
-                .tls_client_ca_certs(tls.ca_path.as_deref().map(path))
-                .tls_cross_certificate(true)
-                // The CN fills the username (rmqtt and our hook want one); the gatekeeper
-                // decides on the serial, looked up in the store.
-                .cert_cn_as_username(true)
-                .collect_cert_info(true)
+        let mut fronts = Fronts::default();
+        for (tls, kind, id, name) in [
+            (
+                &config.tls,
+                tls::FrontKind::Password,
+                TLS_LISTENER_ID,
+                "porchlight/tls",
+            ),
+            (
+                &config.cert_tls,
+                tls::FrontKind::Certificate,
+                CERT_LISTENER_ID,
+                "porchlight/cert",
+            ),
+        ] {
+            let Some(tls) = tls else { continue };
+            // rmqtt serves the front's relays on a loopback port of its own.
+            let backend_addr = tls::backend_bind_addr();
+            let backend = listener_builder(&config, backend_addr, name)
                 .bind()
-                .map_err(|e| bind_error(tls.listen, &e))?
-                .tls()
-                .map_err(|e| Error::Tls(format!("{e:#}")));
-            drop(files);
-            let listener = listener?;
-            cert_local_addr = Some(
-                listener
-                    .local_addr()
-                    .map_err(|e| bind_error(tls.listen, &e))?,
-            );
-            server = server.listener_by_id(listener, CERT_LISTENER_ID);
+                .map_err(|e| bind_error(backend_addr, &e))?;
+            let backend_addr = backend
+                .local_addr()
+                .map_err(|e| bind_error(backend_addr, &e))?;
+            let front = tls::Front::bind(
+                kind,
+                tls,
+                backend_addr,
+                state.relays.clone(),
+                config.connect_timeout,
+                state.gatekeeper(),
+            )?;
+            server = server.listener_by_id(backend, id);
+            match kind {
+                tls::FrontKind::Password => fronts.tls = Some(Arc::new(front)),
+                tls::FrontKind::Certificate => fronts.cert = Some(Arc::new(front)),
+            }
         }
+        let tls_local_addr = fronts.tls.as_ref().map(|f| f.local_addr());
+        let cert_local_addr = fronts.cert.as_ref().map(|f| f.local_addr());
         Ok(BoundBroker {
             scx,
             state,
@@ -751,6 +793,7 @@ impl Broker {
             tls_local_addr,
             cert_local_addr,
             retainer,
+            fronts,
         })
     }
 
@@ -767,6 +810,26 @@ impl Broker {
     /// The address of the certificate listener ([`BrokerConfig::cert_tls`]), if any.
     pub fn cert_local_addr(&self) -> Option<SocketAddr> {
         self.cert_local_addr
+    }
+
+    /// Give the TLS listener ([`BrokerConfig::tls`]) a new server certificate, key and client
+    /// trust roots (a renewal, a new CA). The next handshake uses them; sessions already
+    /// connected keep theirs and stay connected. Fails, changing nothing, when the new
+    /// certificate or key does not load, or when the broker has no TLS listener.
+    pub fn reload_tls(&self, tls: &TlsConfig) -> Result<(), Error> {
+        match &self.fronts.tls {
+            Some(front) => front.reload(tls),
+            None => Err(Error::Tls("no TLS listener to reload".into())),
+        }
+    }
+
+    /// [`Broker::reload_tls`] for the certificate listener ([`BrokerConfig::cert_tls`]): a new
+    /// server certificate, and the CAs whose client certificates it accepts.
+    pub fn reload_cert_tls(&self, tls: &TlsConfig) -> Result<(), Error> {
+        match &self.fronts.cert {
+            Some(front) => front.reload(tls),
+            None => Err(Error::Tls("no certificate listener to reload".into())),
+        }
     }
 
     /// The application's link for publishing and consuming.
@@ -835,7 +898,7 @@ impl Broker {
             clients.push(ConnectedClient {
                 client_id: id.client_id.to_string(),
                 identity: Identity::clone(&identity),
-                peer: id.remote_addr,
+                peer: id.remote_addr.map(|_| self.state.peer_of(&id)),
                 protocol: ProtocolLevel::from_u8(info.proto_ver()),
                 clean_start: info.clean_start(),
                 connected_at: std::time::UNIX_EPOCH
@@ -866,6 +929,9 @@ impl Broker {
         self.running.store(false, Ordering::SeqCst);
         self.task.abort();
         self.grants.abort();
+        for t in &self.front_tasks {
+            t.abort();
+        }
         self.state.refusals.flush();
         let kicked = self.kick_where(|_| true).await;
         // Let the flusher finish a write in progress, then write what changed since.
@@ -904,6 +970,9 @@ impl Drop for Broker {
         self.task.abort();
         self.flusher.abort();
         self.grants.abort();
+        for t in &self.front_tasks {
+            t.abort();
+        }
     }
 }
 
@@ -940,81 +1009,4 @@ fn bind_error(addr: SocketAddr, e: &rmqtt::Error) -> Error {
             reason: e.to_string(),
         }
     }
-}
-
-/// The files rmqtt reads the TLS listener's certificate and key from: the operator's own, or
-/// (for [`TlsIdentity::Pem`]) transient owner-only copies deleted when this is dropped.
-struct ListenerFiles {
-    cert: PathBuf,
-    key: PathBuf,
-    transient: bool,
-}
-
-impl ListenerFiles {
-    const CERT: &'static str = "tls-listener.pem";
-    const KEY: &'static str = "tls-listener.key";
-
-    fn write(identity: &TlsIdentity, data_dir: &std::path::Path) -> Result<ListenerFiles, Error> {
-        match identity {
-            TlsIdentity::Files {
-                cert_path,
-                key_path,
-            } => Ok(ListenerFiles {
-                cert: cert_path.clone(),
-                key: key_path.clone(),
-                transient: false,
-            }),
-            TlsIdentity::Pem {
-                cert_chain_pem,
-                key_pem,
-            } => {
-                let io = |what: &str, e: std::io::Error| {
-                    Error::Tls(format!("writing the listener's {what} for rmqtt: {e}"))
-                };
-                std::fs::create_dir_all(data_dir).map_err(|e| io("directory", e))?;
-                let files = ListenerFiles {
-                    cert: data_dir.join(Self::CERT),
-                    key: data_dir.join(Self::KEY),
-                    transient: true,
-                };
-                // Left over by a crash between write and delete: never reuse, replace.
-                files.remove();
-                write_private(&files.cert, cert_chain_pem.as_bytes())
-                    .map_err(|e| io("certificate", e))?;
-                write_private(&files.key, key_pem.as_bytes()).map_err(|e| io("key", e))?;
-                Ok(files)
-            }
-        }
-    }
-
-    fn remove(&self) {
-        for path in [&self.key, &self.cert] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot delete a transient TLS file")
-                }
-            }
-        }
-    }
-}
-
-impl Drop for ListenerFiles {
-    fn drop(&mut self) {
-        if self.transient {
-            self.remove();
-        }
-    }
-}
-
-/// Creates `path` owner-only (0600) from the start and writes `bytes`.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)
 }

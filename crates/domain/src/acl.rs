@@ -238,7 +238,9 @@ fn is_literal_level(s: &str) -> bool {
 
 /// May `id` publish a message (or set a last will) on `topic`?
 pub fn may_publish(id: &Identity, topic: &str) -> bool {
-    if !is_valid_topic(topic) {
+    // `$share/…` names a shared subscription group (MQTT 5 §4.8.2), not a topic: nobody
+    // publishes there, admins included.
+    if !is_valid_topic(topic) || topic.starts_with("$share/") {
         return false;
     }
     if id.role == Role::HomeAssistant {
@@ -370,6 +372,12 @@ mod tests {
         assert!(!may_publish(&alice, "owntracks"));
         assert!(!may_publish(&alice, "homeassistant/status"));
         assert!(!may_publish(&alice, "$SYS/x"));
+        let admin = Identity {
+            role: Role::Admin,
+            ..alice.clone()
+        };
+        assert!(may_publish(&admin, "client_test5/x"));
+        assert!(!may_publish(&admin, "$share/g1/client_test5/x"));
         assert!(!may_publish(&alice, ""));
         assert!(!may_publish(&alice, "owntracks/alice/+"));
         assert!(!may_publish(&alice, "owntracks/alice/#"));

@@ -287,6 +287,17 @@ impl Authorities {
                 tracing::info!(%reason, "issuing the MQTT TLS server certificate");
             }
         }
+        Ok((self.issue_server_certificate(ca, names, now)?, true))
+    }
+
+    /// A new server certificate from `ca` for `names`, kept for the next start.
+    pub fn issue_server_certificate(
+        &self,
+        ca: &Authority,
+        names: &[San],
+        now: SystemTime,
+    ) -> Result<ServerCertificate, CaError> {
+        let wanted: BTreeSet<String> = names.iter().map(san_text).collect();
         let common_name = host_name().unwrap_or_else(|| "porchlight".into());
         let issued = ca.issue_server(&common_name, names, now, SERVER_VALIDITY)?;
         let sealed = self.master.seal(
@@ -297,14 +308,11 @@ impl Authorities {
         write_private(&self.dir.join(SERVER_CERT_FILE), issued.cert_pem.as_bytes())?;
         let info = ca.verify_issued(&issued.cert_pem)?;
         tracing::info!(fingerprint = %info.fingerprint, names = ?wanted, "issued the MQTT TLS server certificate");
-        Ok((
-            ServerCertificate {
-                cert_pem: issued.cert_pem.clone(),
-                key_pem: issued.key_pem.clone(),
-                info,
-            },
-            true,
-        ))
+        Ok(ServerCertificate {
+            cert_pem: issued.cert_pem.clone(),
+            key_pem: issued.key_pem.clone(),
+            info,
+        })
     }
 
     fn kept_server_certificate(&self, ca: &Authority) -> Result<ServerCertificate, String> {
@@ -408,8 +416,8 @@ impl CaService {
         authority
     }
 
-    /// A new CA becomes active; the old one is retired (still listed). The MQTT listener
-    /// keeps its certificate until the next start, which reissues it from the new CA.
+    /// A new CA becomes active; the old one is retired (still listed). The server certificate
+    /// is then reissued from it by the renewal service (`cert_renewal`).
     pub async fn rotate(&self, now: SystemTime) -> Result<Arc<Authority>, CaError> {
         let _one = self.changes.lock().await;
         let authority = self.authorities.generate(now).await?;
@@ -436,6 +444,34 @@ impl CaService {
         names: &[San],
         now: SystemTime,
     ) -> Result<ServerCertificate, CaError> {
+        self.current_server_certificate(names, now)
+            .map(|(certificate, _)| certificate)
+    }
+
+    /// [`CaService::mqtt_server_certificate`], and whether it was issued now.
+    pub fn current_server_certificate(
+        &self,
+        names: &[San],
+        now: SystemTime,
+    ) -> Result<(ServerCertificate, bool), CaError> {
+        self.server_certificate_from_active(names, now, false)
+    }
+
+    /// A new server certificate from the active CA, whatever the kept one's state.
+    pub fn renew_server_certificate(
+        &self,
+        names: &[San],
+        now: SystemTime,
+    ) -> Result<(ServerCertificate, bool), CaError> {
+        self.server_certificate_from_active(names, now, true)
+    }
+
+    fn server_certificate_from_active(
+        &self,
+        names: &[San],
+        now: SystemTime,
+        renew: bool,
+    ) -> Result<(ServerCertificate, bool), CaError> {
         let active = self.active();
         match active.not_after().duration_since(now) {
             Err(_) => {
@@ -453,11 +489,19 @@ impl CaService {
             }
             Ok(_) => {}
         }
-        let (certificate, _) = self.authorities.server_certificate(&active, names, now)?;
+        let (certificate, issued) = if renew {
+            (
+                self.authorities
+                    .issue_server_certificate(&active, names, now)?,
+                true,
+            )
+        } else {
+            self.authorities.server_certificate(&active, names, now)?
+        };
         if let Ok(mut kept) = self.mqtt_server.write() {
             *kept = Some(certificate.info.clone());
         }
-        Ok(certificate)
+        Ok((certificate, issued))
     }
 
     /// A client certificate for `user`'s `device` from the active CA, valid `validity` from

@@ -23,6 +23,7 @@
 pub mod alarm;
 mod audit_sink;
 pub mod ca;
+mod cert_renewal;
 pub mod config;
 mod friends;
 mod http;
@@ -124,6 +125,9 @@ pub struct Running {
     pins: Arc<alarm::codes::PinCheck>,
     /// The embedded broker (shared with the HTTP handlers until they stop).
     broker: Option<Arc<porchlight_broker::Broker>>,
+    /// Keeps the TLS listeners' server certificate current; holds the broker, so it stops
+    /// before it.
+    renewal: cert_renewal::CertRenewal,
     /// Closes sessions of devices/users removed outside this process; aborted at shutdown.
     sweep: Option<JoinHandle<()>>,
     /// OwnTracks publishes into the store; stopped after the broker, so that publishes
@@ -210,6 +214,7 @@ impl Running {
         self.retention.stop().await;
         self.alarm.stop().await;
         self.mqtt_link.stop().await;
+        self.renewal.stop().await;
         if let Some(ha) = self.ha_discovery {
             ha.stop().await;
         }
@@ -381,6 +386,19 @@ pub async fn start_with_overrides(
         .map(|b| mqtt::spawn_revocation_sweep(store.clone(), b, friends.clone()));
     let (http_stop, stop_rx) = watch::channel(false);
     let https = https_config(&config, &ca);
+    let renewal = cert_renewal::CertRenewal::start(
+        Arc::new(config.clone()),
+        ca.clone(),
+        cert_renewal::Targets {
+            broker: broker.clone(),
+            builtin_tls_port: mqtt_tls_addr
+                .filter(|_| config.mqtt.tls.is_none())
+                .map(|a| a.port()),
+            cert_port: mqtt_cert_addr.map(|a| a.port()),
+            https: https.clone(),
+        },
+        audit.clone(),
+    );
     let state = http::AppState {
         store: store.clone(),
         broker: broker
@@ -393,6 +411,7 @@ pub async fn start_with_overrides(
         ingest: ingest.submitter(),
         bus,
         ca: ca.clone(),
+        renewal: renewal.handle(),
         owntracks_settings: http::OwnTracksSettings {
             command_ttl: config.owntracks.command_ttl(),
             public_host: Some(config.owntracks.public_host.trim().to_owned())
@@ -452,6 +471,7 @@ pub async fn start_with_overrides(
         ca,
         pins,
         broker,
+        renewal,
         sweep,
         ingest,
         ha_discovery,
@@ -503,15 +523,10 @@ async fn bind_broker(
             match ca
                 .mqtt_server_certificate(&ca::server_names(config), std::time::SystemTime::now())
             {
-                Ok(server) => Some(porchlight_broker::TlsConfig {
-                    listen: SocketAddr::new(config.mqtt.bind, tls_port),
-                    identity: porchlight_broker::TlsIdentity::Pem {
-                        cert_chain_pem: server.cert_pem.clone(),
-                        key_pem: server.key_pem.clone(),
-                    },
-                    ca_path: None,
-                    require_client_cert: false,
-                }),
+                Ok(server) => Some(cert_renewal::builtin_tls(
+                    SocketAddr::new(config.mqtt.bind, tls_port),
+                    &server,
+                )),
                 // The hub (the alarm above all) keeps running without TLS rather than not at
                 // all, e.g. when the CA has expired.
                 Err(e) => {
@@ -550,10 +565,8 @@ async fn bind_broker(
         })
 }
 
-/// The certificate listener: our server certificate, and every CA of this install (active
-/// and retired) as the trust roots client certificates must chain to, written (public) to
-/// `<data dir>/ca/client-roots.pem`. `None` (logged) when that cannot be made, e.g. the CA
-/// has expired: the hub runs without it.
+/// The certificate listener ([`cert_renewal::cert_listener_tls`]); `None` (logged) when it
+/// cannot be made, e.g. the CA has expired: the hub runs without it.
 async fn cert_listener(
     config: &Config,
     port: u16,
@@ -562,27 +575,7 @@ async fn cert_listener(
     let made = async {
         let server =
             ca.mqtt_server_certificate(&ca::server_names(config), std::time::SystemTime::now())?;
-        let roots: String = ca
-            .authorities()
-            .list()
-            .await?
-            .iter()
-            .map(|entry| entry.stored.cert_pem.clone())
-            .collect();
-        let path = ca.authorities().dir().join("client-roots.pem");
-        std::fs::write(&path, roots).map_err(|source| ca::CaError::Io {
-            what: format!("writing {}", path.display()),
-            source,
-        })?;
-        Ok::<_, ca::CaError>(porchlight_broker::TlsConfig {
-            listen: SocketAddr::new(config.mqtt.bind, port),
-            identity: porchlight_broker::TlsIdentity::Pem {
-                cert_chain_pem: server.cert_pem.clone(),
-                key_pem: server.key_pem.clone(),
-            },
-            ca_path: Some(path),
-            require_client_cert: true,
-        })
+        cert_renewal::cert_listener_tls(ca, SocketAddr::new(config.mqtt.bind, port), &server).await
     };
     match made.await {
         Ok(tls) => Some(tls),
@@ -597,7 +590,7 @@ async fn cert_listener(
 /// MQTT TLS listener (same names, kept and renewed at start the same way). `None` when off, or
 /// when the CA cannot give one (e.g. it expired): the hub then serves plain HTTP rather than
 /// nothing, and says so.
-fn https_config(config: &Config, ca: &ca::CaService) -> Option<Arc<rustls::ServerConfig>> {
+fn https_config(config: &Config, ca: &ca::CaService) -> Option<Arc<http::tls::TlsSwitch>> {
     if !config.http.tls {
         return None;
     }
@@ -606,7 +599,7 @@ fn https_config(config: &Config, ca: &ca::CaService) -> Option<Arc<rustls::Serve
         .map_err(|e| e.to_string())
         .and_then(|server| http::tls::server_config(&server.cert_pem, &server.key_pem));
     match certificate {
-        Ok(tls) => Some(tls),
+        Ok(tls) => Some(http::tls::TlsSwitch::new(tls)),
         Err(e) => {
             tracing::error!(error = %e, "HTTPS is off: the web UI is served over plain HTTP");
             None

@@ -243,6 +243,17 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
                 ),
             )
         },
+        AuditEvent::TlsRefused {
+            at,
+            peer,
+            port,
+            count: _,
+            reason,
+        } => AuditEntry {
+            peer: Some(peer.to_string()),
+            detail: Some(format!("port {port}")),
+            ..blank(at, AuditKind::MqttTlsRefused, reason)
+        },
     }
 }
 

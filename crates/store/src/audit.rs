@@ -33,6 +33,15 @@ pub enum AuditKind {
     CertificateIssued,
     /// A client certificate was revoked (`detail`: serial and subject).
     CertificateRevoked,
+    /// A connection to an MQTT TLS listener that never became a TLS session (`reason` says
+    /// why; `code` is the listener's port).
+    MqttTlsRefused,
+    /// A new CA was generated and made the active one (`detail`: its fingerprint).
+    CaRotated,
+    /// A CA was imported and made the active one (`detail`: its fingerprint).
+    CaImported,
+    /// The MQTT/HTTPS server certificate was renewed (`detail`: its serial and expiry).
+    ServerCertificateRenewed,
 }
 
 impl AuditKind {
@@ -49,11 +58,15 @@ impl AuditKind {
             AuditKind::AlarmCodeRefused => "alarm_code_refused",
             AuditKind::CertificateIssued => "certificate_issued",
             AuditKind::CertificateRevoked => "certificate_revoked",
+            AuditKind::MqttTlsRefused => "mqtt_tls_refused",
+            AuditKind::CaRotated => "ca_rotated",
+            AuditKind::CaImported => "ca_imported",
+            AuditKind::ServerCertificateRenewed => "server_certificate_renewed",
         }
     }
 
     /// Every kind, in a stable order.
-    pub const ALL: [AuditKind; 11] = [
+    pub const ALL: [AuditKind; 15] = [
         AuditKind::MqttConnect,
         AuditKind::MqttDisconnect,
         AuditKind::MqttPublishDenied,
@@ -65,6 +78,10 @@ impl AuditKind {
         AuditKind::AlarmCodeRefused,
         AuditKind::CertificateIssued,
         AuditKind::CertificateRevoked,
+        AuditKind::MqttTlsRefused,
+        AuditKind::CaRotated,
+        AuditKind::CaImported,
+        AuditKind::ServerCertificateRenewed,
     ];
 
     /// The kind named `s` (as [`AuditKind::as_str`] writes it).
@@ -85,16 +102,17 @@ pub struct AuditFilter {
 }
 
 /// Kinds whose rows are refusals whatever their code.
-const REFUSAL_KINDS: [AuditKind; 3] = [
+const REFUSAL_KINDS: [AuditKind; 4] = [
     AuditKind::MqttPublishDenied,
     AuditKind::MqttSubscribeDenied,
     AuditKind::AlarmCodeRefused,
+    AuditKind::MqttTlsRefused,
 ];
 
 /// [`AuditEntry::succeeded`] in SQL, negated: a failed row. One expression, so that a partial
 /// index on failed rows (`CREATE INDEX … ON audit(id) WHERE` this) serves the filter.
 const FAILED_SQL: &str = "(kind IN ('mqtt_publish_denied', 'mqtt_subscribe_denied', \
-    'alarm_code_refused') OR (code IS NOT NULL AND code <> 0 AND (code < 200 OR code >= 300)))";
+    'alarm_code_refused', 'mqtt_tls_refused') OR (code IS NOT NULL AND code <> 0 AND (code < 200 OR code >= 300)))";
 
 /// One audit row. `code` is the MQTT CONNACK/SUBACK code or the HTTP status sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -100,6 +100,23 @@ export default async function https({ bin, USER, shots, check, expectEqual, erro
       await page.getByRole("status").filter({ hasText: "Live" }).waitFor({ timeout: 10_000 });
       await page.screenshot({ path: join(shots, "https-live-map.png") });
     });
+
+    await check("https: adding a phone says where to get the CA certificate to trust, and the link serves it", async () => {
+      await page.goto(`${secureBase}devices`);
+      await page.getByLabel("Device name").fill("tlsphone");
+      await page.getByLabel("Connection").selectOption("http");
+      await page.getByRole("button", { name: "Add device" }).click();
+      const trust = page.locator(".ca-trust");
+      await trust.waitFor({ timeout: 10_000 });
+      expectEqual(await trust.getAttribute("data-ca-url"), `${secureBase}api/ca`, "ca_url shown");
+      await trust.getByText("install it as a trusted CA").waitFor();
+      const der = await trust.getByRole("link", { name: /DER/ }).evaluate(async (a) => {
+        const r = await fetch(a.href);
+        return { status: r.status, first: new Uint8Array(await r.arrayBuffer())[0] };
+      });
+      expectEqual(JSON.stringify(der), JSON.stringify({ status: 200, first: 0x30 }), "the DER download");
+      await page.screenshot({ path: join(shots, "https-devices-ca.png"), fullPage: true });
+    });
   } finally {
     await browser?.close();
     server.kill("SIGTERM");

@@ -1,5 +1,5 @@
 // The sign-in flow: login errors, disabled button, sign in, navigation by real URLs, reload,
-// sign out, deep links (?next=), session expiry and the first sign-in with a one-time password;
+// sign out, deep links (?next=), session expiry (found by a request, or by the live feed) and the first sign-in with a one-time password;
 // at phone and desktop sizes.
 import { apiAs, screenshotsAndAxe } from "../lib/app.mjs";
 
@@ -8,6 +8,18 @@ export default async function login({ browser, base, USER, shots, check, expectE
 
   for (const [label, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 375, height: 812 }]]) {
     const context = await browser.newContext({ viewport });
+    // Every /ws/live passes through here, so that one check can hold back the server's closing
+    // of the feed when the session ends (the feed would otherwise notice it too, see below).
+    let holdFeedClose = false;
+    let feedsOpened = 0;
+    await context.routeWebSocket(/\/ws\/live$/, (ws) => {
+      feedsOpened += 1;
+      const server = ws.connectToServer();
+      server.onClose((code, reason) => {
+        if (!holdFeedClose) ws.close({ code, reason });
+      });
+      ws.onClose((code, reason) => server.close({ code, reason }).catch(() => {}));
+    });
     const page = await context.newPage();
     page.on("pageerror", (error) => errors.push(`${label}: ${error.message}`));
     const username = page.locator("#login-username");
@@ -76,15 +88,31 @@ export default async function login({ browser, base, USER, shots, check, expectE
       expectEqual(path(), "/alarm", "path after reload");
     });
 
-    await check(`${label}: the session ending elsewhere sends the next request to login, then back`, async () => {
-      await page.goto(`${base}map`);
-      await page.getByRole("heading", { name: "Map", level: 1 }).waitFor({ timeout: 10_000 });
-      // End this browser's session on the server, as an expiry would.
+    // Ends this browser's session on the server, as an expiry would.
+    const endSessionElsewhere = async () => {
       const cookie = (await context.cookies()).find((c) => c.name === "porchlight_session");
       const r = await fetch(`${base}api/logout`, { method: "POST", headers: { cookie: `${cookie.name}=${cookie.value}` } });
       expectEqual(r.status, 204, "logout elsewhere");
-      await page.getByRole("navigation").getByRole("link", { name: "MQTT settings" }).click();
-      await username.waitFor({ timeout: 10_000 });
+    };
+
+    await check(`${label}: the session ending elsewhere sends the next request to login, then back`, async () => {
+      await page.goto(`${base}map`);
+      await page.getByRole("heading", { name: "Map", level: 1 }).waitFor({ timeout: 10_000 });
+      // The map has finished loading (its own requests answered, the feed open) before the
+      // session ends: a load request still on its way would meet the 401 first and send the
+      // page to the login page before the click below (that was this check's flakiness).
+      await page.getByText("Loading the map…").waitFor({ state: "detached", timeout: 10_000 });
+      await page.locator(".live .feed").filter({ hasText: /^Live$/ }).waitFor({ timeout: 10_000 });
+      // And the server's closing of the feed is held back: here the click's request must be
+      // the one that finds the session ended (the next check lets the feed find it).
+      holdFeedClose = true;
+      try {
+        await endSessionElsewhere();
+        await page.getByRole("navigation").getByRole("link", { name: "MQTT settings" }).click({ timeout: 5_000 });
+        await username.waitFor({ timeout: 10_000 });
+      } finally {
+        holdFeedClose = false;
+      }
       await page.getByText("Your session has ended").waitFor();
       expectEqual(path(), "/login", "path");
       expectEqual(new URL(page.url()).searchParams.get("next"), "/settings/mqtt", "next");
@@ -93,6 +121,27 @@ export default async function login({ browser, base, USER, shots, check, expectE
       await password.press("Enter");
       await page.getByRole("heading", { name: "MQTT settings", level: 1 }).waitFor({ timeout: 10_000 });
       expectEqual(path(), "/settings/mqtt", "back where the user was");
+    });
+
+    await check(`${label}: the session ending elsewhere on an idle page: the live feed notices, login, then back`, async () => {
+      // A page that sends no requests of its own once shown: only the feed can notice.
+      const before = feedsOpened;
+      await page.goto(`${base}no/such/page`);
+      await page.getByRole("heading", { name: "Page not found" }).waitFor({ timeout: 10_000 });
+      for (let i = 0; i < 100 && feedsOpened === before; i += 1) await page.waitForTimeout(100);
+      expectEqual(feedsOpened, before + 1, "the page opened its feed");
+      await endSessionElsewhere();
+      // Nothing is clicked: the server closes the feed at its next sign-in check (every 5 s)
+      // or refuses its upgrade, the feed asks whether the session still holds, and the page
+      // goes to the login page instead of showing "reconnecting" forever.
+      await username.waitFor({ timeout: 15_000 });
+      await page.getByText("Your session has ended").waitFor();
+      expectEqual(new URL(page.url()).searchParams.get("next"), "/no/such/page", "next");
+      await username.fill(USER.username);
+      await password.fill(USER.password);
+      await password.press("Enter");
+      await page.getByRole("heading", { name: "Page not found" }).waitFor({ timeout: 10_000 });
+      await page.getByRole("button", { name: "Sign out" }).waitFor();
     });
 
     await check(`${label}: sign out returns to /login, and reload stays there`, async () => {

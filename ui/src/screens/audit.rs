@@ -41,6 +41,10 @@ mod text {
             "alarm_code_refused" => "Alarm code refused",
             "certificate_issued" => "Client certificate issued",
             "certificate_revoked" => "Client certificate revoked",
+            "mqtt_tls_refused" => "MQTT TLS connection refused",
+            "ca_rotated" => "New certificate authority",
+            "ca_imported" => "Certificate authority imported",
+            "server_certificate_renewed" => "Server certificate renewed",
             _ => "Other",
         }
     }

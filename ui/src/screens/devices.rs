@@ -59,6 +59,13 @@ mod text {
     pub const DOWNLOAD: &str = "Download .otrc";
     pub const OPEN_LINK: &str = "Open in OwnTracks (on the phone)";
     pub const DONE: &str = "Done, hide the credentials";
+    pub const CA_TITLE: &str = "Trust Porchlight's certificate authority";
+    pub const CA_NOTE: &str = "This phone connects over TLS with a certificate from Porchlight's own certificate authority (CA). Download the Porchlight CA certificate on the phone and install it as a trusted CA; OwnTracks uses the phone's trust store.";
+    pub const CA_ANDROID: &str = "Android: Settings → Security → Encryption & credentials → Install a certificate → CA certificate.";
+    pub const CA_IOS: &str = "iPhone: open the download, install the profile (Settings → General → VPN & Device Management), then turn it on in Settings → General → About → Certificate Trust Settings.";
+    pub const CA_DOWNLOAD: &str = "Download the Porchlight CA certificate";
+    pub const CA_PEM: &str = "PEM";
+    pub const CA_DER: &str = "DER, .crt";
     pub const REGION_TITLE: &str = "Add a region to";
     pub const REGION_NAME: &str = "Region name";
     pub const LAT: &str = "Latitude";
@@ -333,6 +340,7 @@ pub fn DevicesPage(
                         <a href=otrc download=file>{text::DOWNLOAD}</a>
                         <a href=device.inline_url.clone()>{text::OPEN_LINK}</a>
                     </p>
+                    {device.ca_url.clone().map(|url| view! { <CaTrust url /> })}
                     <button type="button" on:click=move |_| added.set(None)>{text::DONE}</button>
                 </section>
             }
@@ -556,5 +564,30 @@ fn RegionForm(
                 <button type="button" on:click=move |_| on_cancel.run(())>{text::CANCEL}</button>
             </p>
         </form>
+    }
+}
+
+/// Where a phone sent to a listener with the built-in CA's certificate gets that CA, and how it
+/// trusts it (the `.otrc` cannot carry a CA: the apps use the phone's trust store).
+#[component]
+fn CaTrust(
+    /// `…/api/ca`, from the onboarding answer (PEM; `?format=der` for DER).
+    url: String,
+) -> impl IntoView {
+    let der = format!("{url}?format=der");
+    let pem = url.clone();
+    view! {
+        <div class="ca-trust" data-ca-url=url>
+            <h4>{text::CA_TITLE}</h4>
+            <p>{text::CA_NOTE}</p>
+            <p class="device-row-actions">
+                <a href=der download="porchlight-ca.crt">{format!("{} ({})", text::CA_DOWNLOAD, text::CA_DER)}</a>
+                <a href=pem download="porchlight-ca.pem">{format!("{} ({})", text::CA_DOWNLOAD, text::CA_PEM)}</a>
+            </p>
+            <ul class="muted">
+                <li>{text::CA_ANDROID}</li>
+                <li>{text::CA_IOS}</li>
+            </ul>
+        </div>
     }
 }

@@ -1,11 +1,14 @@
 //! One module per screen, each a self-contained component with its user-visible text in a
 //! `mod text` at its top: [`live::LivePage`] (where everyone is now), [`history::HistoryPage`]
 //! (where a device was), [`devices::DevicesPage`] (adding phones, commands, friends), the alarm
-//! panel and its settings, MQTT settings, profile, users and audit.
+//! panel and its settings, MQTT settings, client certificates and the certificate authority,
+//! profile, users and audit.
 
 pub mod alarm;
 pub mod alarm_settings;
 pub mod audit;
+pub mod ca_settings;
+pub mod certificates;
 pub mod devices;
 pub mod history;
 pub mod live;

@@ -21,6 +21,7 @@ mod text {
     pub const STATUS: &str = "Status";
     pub const PORT: &str = "MQTT port";
     pub const TLS_PORT: &str = "MQTT over TLS port";
+    pub const CERT_PORT: &str = "Client-certificate port (TLS, no password)";
     pub const CLIENTS: &str = "Connected clients";
     pub const NONE: &str = "—";
     pub const REFRESH: &str = "Refresh";
@@ -146,6 +147,8 @@ pub fn MqttSettingsPage() -> impl IntoView {
                             <dd data-field="port">{port_text(b.port)}</dd>
                             <dt>{text::TLS_PORT}</dt>
                             <dd data-field="tls_port">{port_text(b.tls_port)}</dd>
+                            <dt>{text::CERT_PORT}</dt>
+                            <dd data-field="cert_port">{port_text(b.cert_port)}</dd>
                             <dt>{text::CLIENTS}</dt>
                             <dd data-field="connections">{b.connections.to_string()}</dd>
                         </dl>

@@ -7,14 +7,18 @@
 //! - `GET /api/ca/info` (admins): the active CA and the retired ones (fingerprint, subject,
 //!   validity, origin) and the MQTT TLS listener's certificate ([`api::CaInfo`]).
 //! - `POST /api/ca/rotate` (admins): a new CA becomes active, the old one is retired; answers
-//!   the info. The MQTT listener takes a certificate from the new CA at the next start.
+//!   the info. The TLS listeners take a server certificate from the new CA for their next
+//!   handshakes (`cert_renewal`); connected clients stay connected. Audited (`ca_rotated`).
+//! - `POST /api/ca/renew` (admins): a new server certificate from the active CA now.
 //! - `POST /api/ca/import` (admins): `{"cert_pem", "key_pem"}`, an existing CA becomes
 //!   active; what is not a usable CA is a 400 saying why. The key is never answered or logged.
+//!   Audited (`ca_imported`); the listeners switch as after a rotation.
 
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use porchlight_api::ca as api;
@@ -25,6 +29,8 @@ use super::auth::Admin;
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::views::unix_ms;
 use crate::ca::{CaEntry, CaError};
+use crate::cert_renewal::Trigger;
+use porchlight_store::{AuditEntry, AuditKind};
 
 impl From<CaError> for ApiError {
     fn from(e: CaError) -> Self {
@@ -149,16 +155,26 @@ pub async fn info(State(state): State<AppState>, Admin(_): Admin) -> ApiResult<J
 /// `POST /api/ca/rotate`.
 pub async fn rotate(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Admin(admin): Admin,
 ) -> ApiResult<Json<api::CaInfo>> {
     let new = state.ca.rotate(SystemTime::now()).await?;
     tracing::info!(by = %admin.username, fingerprint = new.fingerprint(), "certificate authority rotated");
+    ca_changed(
+        &state,
+        peer,
+        &admin.username,
+        AuditKind::CaRotated,
+        new.fingerprint(),
+    )
+    .await;
     Ok(Json(info_view(&state).await?))
 }
 
 /// `POST /api/ca/import`.
 pub async fn import(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Admin(admin): Admin,
     ApiJson(body): ApiJson<api::ImportCa>,
 ) -> ApiResult<Json<api::CaInfo>> {
@@ -167,5 +183,58 @@ pub async fn import(
         .import(&body.cert_pem, &body.key_pem, SystemTime::now())
         .await?;
     tracing::info!(by = %admin.username, fingerprint = new.fingerprint(), "certificate authority imported");
+    ca_changed(
+        &state,
+        peer,
+        &admin.username,
+        AuditKind::CaImported,
+        new.fingerprint(),
+    )
+    .await;
     Ok(Json(info_view(&state).await?))
+}
+
+/// `POST /api/ca/renew`: a new server certificate from the active CA now, for the TLS
+/// listeners' next handshakes (connected clients stay connected); answers the info.
+pub async fn renew(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+) -> ApiResult<Json<api::CaInfo>> {
+    let serial = state
+        .renewal
+        .renew(Trigger::Requested)
+        .await
+        .map_err(ApiError::Internal)?;
+    tracing::info!(by = %admin.username, ?serial, "server certificate renewal requested");
+    Ok(Json(info_view(&state).await?))
+}
+
+/// Audits a CA change and has the server certificate reissued from the new CA, so the TLS
+/// listeners use it (and the certificate listener trusts the new CA) from the next handshake.
+/// The change itself stands even if that fails (logged; the next check retries).
+async fn ca_changed(
+    state: &AppState,
+    peer: SocketAddr,
+    by: &str,
+    kind: AuditKind,
+    fingerprint: &str,
+) {
+    state.audit.record(AuditEntry {
+        id: 0,
+        at: SystemTime::now(),
+        kind,
+        peer: Some(peer.to_string()),
+        client_id: None,
+        username: Some(by.to_owned()),
+        protocol: None,
+        code: Some(200),
+        reason: match kind {
+            AuditKind::CaImported => "certificate authority imported".into(),
+            _ => "new certificate authority generated".into(),
+        },
+        detail: Some(format!("fingerprint {fingerprint}")),
+    });
+    if let Err(e) = state.renewal.renew(Trigger::CaChanged).await {
+        tracing::error!(error = %e, "the TLS listeners keep the previous server certificate");
+    }
 }

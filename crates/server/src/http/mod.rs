@@ -69,6 +69,8 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// The certificate authority: its certificate for download, rotation and import.
     pub ca: Arc<crate::ca::CaService>,
+    /// Asks for a new server certificate now (after a CA change, or an admin's request).
+    pub renewal: crate::cert_renewal::RenewalHandle,
     /// The broker's bus (`None` when the broker is disabled): commands to MQTT phones.
     pub bus: Option<Arc<dyn porchlight_broker::Bus>>,
     /// Commands to phones and device onboarding.
@@ -163,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ca/info", get(ca::info))
         .route("/ca/rotate", post(ca::rotate))
         .route("/ca/import", post(ca::import))
+        .route("/ca/renew", post(ca::renew))
         .route(
             "/certificates",
             get(certificates::list).post(certificates::issue),
@@ -303,7 +306,7 @@ fn owntracks_counts(stats: &crate::owntracks::IngestStats) -> serde_json::Value 
 /// and plain HTTP side by side on the one port ([`tls::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Arc<tls::TlsSwitch>>,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

@@ -31,8 +31,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use futures::FutureExt;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -49,31 +47,39 @@ pub const HSTS: &str = "max-age=31536000";
 #[derive(Debug, Clone, Copy)]
 pub struct Secure;
 
-/// The rustls configuration for the server certificate `cert_pem` (its chain) and `key_pem`.
+/// The rustls configuration for the server certificate `cert_pem` (its chain) and `key_pem`
+/// (the broker's TLS listeners' configuration, without client certificates, HTTP/1.1 only).
 pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the server certificate does not parse: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| format!("the server key does not parse: {e}"))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .map_err(|e| format!("the server certificate and key do not match: {e}"))?;
+    let mut config =
+        porchlight_broker::tls_server_config(cert_pem, key_pem, None).map_err(|e| e.to_string())?;
     // axum is built with HTTP/1 only (WebSockets included).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The HTTPS configuration in use, replaced by a certificate renewal: the next handshake
+/// takes the new one, open connections keep theirs.
+pub struct TlsSwitch(std::sync::RwLock<Arc<rustls::ServerConfig>>);
+
+impl TlsSwitch {
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Arc<TlsSwitch> {
+        Arc::new(TlsSwitch(std::sync::RwLock::new(config)))
+    }
+
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn replace(&self, config: Arc<rustls::ServerConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
 }
 
 /// Serves `state`'s router on `listener`, TLS and plain side by side (see the module doc),
 /// until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<TlsSwitch>,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -83,7 +89,7 @@ pub async fn serve(
     let (plain_tx, plain_rx) = mpsc::channel(64);
     let acceptor = tokio::spawn(accept_loop(
         listener,
-        tokio_rustls::TlsAcceptor::from(tls),
+        tls,
         secure_tx,
         plain_tx,
         shutdown.clone(),
@@ -119,7 +125,7 @@ pub async fn serve(
 /// first byte says which.
 async fn accept_loop(
     listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    tls: Arc<TlsSwitch>,
     secure: mpsc::Sender<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
     plain: mpsc::Sender<(TcpStream, SocketAddr)>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -138,7 +144,7 @@ async fn accept_loop(
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
         let (secure, plain) = (secure.clone(), plain.clone());
         tokio::spawn(async move {
             let mut first = [0u8; 1];
