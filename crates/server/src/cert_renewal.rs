@@ -291,3 +291,90 @@ pub async fn cert_listener_tls(
         require_client_cert: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LoadOptions;
+    use porchlight_store::{AuditFilter, Store};
+
+    /// The scheduled check leaves a current certificate alone and renews one that expires
+    /// within `RENEW_BEFORE`, handing it to HTTPS and auditing it.
+    #[tokio::test]
+    async fn the_scheduled_check_renews_a_certificate_near_its_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("porchlight.db")).unwrap();
+        let config = Config::load_from(
+            &LoadOptions {
+                data_dir: Some(dir.path().to_owned()),
+                ..LoadOptions::default()
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        let now = SystemTime::now();
+        let ca = Arc::new(
+            CaService::start(store.clone(), dir.path(), now)
+                .await
+                .unwrap(),
+        );
+        let names = ca::server_names(&config);
+        // Issued 340 days ago for a year: it expires in 25 days, within RENEW_BEFORE (30).
+        let old = ca
+            .renew_server_certificate(&names, now - Duration::from_secs(340 * 24 * 3600))
+            .unwrap()
+            .0;
+        let first = crate::http::tls::server_config(&old.cert_pem, &old.key_pem).unwrap();
+        let https = TlsSwitch::new(first.clone());
+        let (audit, writer) = AuditSink::start(store.clone(), None);
+        let renewer = Renewer {
+            config: Arc::new(config),
+            ca: ca.clone(),
+            targets: Targets {
+                broker: None,
+                builtin_tls_port: None,
+                cert_port: None,
+                https: Some(https.clone()),
+            },
+            audit,
+        };
+
+        let serial = renewer.check(Trigger::Scheduled).await.unwrap();
+        let serial = serial.expect("a certificate 25 days from expiry was not renewed");
+        assert_ne!(serial, old.info.serial);
+        assert!(
+            !Arc::ptr_eq(&https.current(), &first),
+            "HTTPS kept the old one"
+        );
+        let renewed = ca.mqtt_server_info().unwrap();
+        assert_eq!(renewed.serial, serial);
+        assert!(renewed.not_after > now + RENEW_BEFORE_CHECK);
+
+        // A current certificate stays.
+        let second = https.current();
+        assert_eq!(renewer.check(Trigger::Scheduled).await.unwrap(), None);
+        assert!(Arc::ptr_eq(&https.current(), &second));
+
+        drop(renewer);
+        writer.finish().await;
+        let rows = store
+            .audit_page(
+                10,
+                None,
+                AuditFilter {
+                    kind: Some(AuditKind::ServerCertificateRenewed),
+                    ..AuditFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(
+            rows[0].detail.as_deref().unwrap().contains(&serial),
+            "{rows:?}"
+        );
+    }
+
+    /// Well past the renewal window: a fresh certificate lasts about a year.
+    const RENEW_BEFORE_CHECK: Duration = Duration::from_secs(300 * 24 * 3600);
+}
