@@ -388,3 +388,36 @@ fn a_device_removed_by_the_cli_loses_its_live_session() {
     );
     assert_eq!(terminate(&mut s.child).code(), Some(0));
 }
+
+/// Every connection holds a descriptor: started with a soft limit of 256, the server raises it
+/// to the hard limit.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" serve --data-dir \"$1\" --bind 127.0.0.1 --http-port 0 --mqtt-port 0")
+        .arg(porchlight_bin())
+        .arg(dir.path())
+        .env("PORCHLIGHT_ADMIN_PASSWORD", "a test admin password")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.path().join("runtime.json").exists() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_owned();
+    assert!(terminate(&mut child).success());
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_ne!(numbers[0], "256", "the soft limit was not raised: {line}");
+    assert_eq!(numbers[0], numbers[1], "soft is not the hard limit: {line}");
+}

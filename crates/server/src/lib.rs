@@ -25,6 +25,7 @@ mod audit_sink;
 pub mod ca;
 mod cert_renewal;
 pub mod config;
+mod fd_limit;
 mod friends;
 mod http;
 mod login;
@@ -287,6 +288,9 @@ pub async fn start_with_overrides(
 ) -> Result<Running, Error> {
     create_private_dir(&config.data_dir)?;
     config.write_example_if_missing()?;
+    if let Some(limit) = fd_limit::raise() {
+        tracing::info!(before = limit.before, now = limit.now, "open-file limit");
+    }
     let db_path = config.data_dir.join("porchlight.db");
     create_private_file(&db_path)?;
     let store = {
