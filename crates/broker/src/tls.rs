@@ -48,8 +48,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(30);
 pub const AUDITED_PER_WINDOW: u32 = 20;
 /// See [`AUDITED_PER_WINDOW`].
 pub const AUDIT_WINDOW: Duration = Duration::from_secs(60);
-/// Buffer per direction of a relay.
-const RELAY_BUFFER: usize = 16 * 1024;
+/// How long a relay whose client stopped sending still forwards what the broker sends.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// What the TLS handshake of a relayed connection established.
 #[derive(Debug, Clone)]
@@ -210,8 +210,7 @@ impl Front {
             }
         }
         let acceptor = TlsAcceptor::from(self.current_config());
-        let mut tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await
-        {
+        let tls = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => return self.audit.refuse(peer, &handshake_failure(&e)),
             Err(_) => {
@@ -232,7 +231,7 @@ impl Front {
                 .audit
                 .refuse(peer, "client certificate without a readable serial");
         }
-        let mut backend = match TcpStream::connect(self.backend).await {
+        let backend = match TcpStream::connect(self.backend).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(backend = %self.backend, error = %e, "cannot reach the broker's relay listener");
@@ -244,21 +243,47 @@ impl Front {
             return;
         };
         let serial = self.relays.insert(relay_addr, peer, cert);
-        let result = tokio::io::copy_bidirectional_with_sizes(
-            &mut tls,
-            &mut backend,
-            RELAY_BUFFER,
-            RELAY_BUFFER,
-        )
-        .await;
-        if let Err(e) = result {
-            tracing::debug!(%peer, error = %e, "TLS relay ended");
-        }
+        relay_until_the_broker_closes(tls, backend, peer).await;
         let relays = self.relays.clone();
         tokio::spawn(async move {
             tokio::time::sleep(FORGET_AFTER).await;
             relays.remove(relay_addr, serial);
         });
+    }
+}
+
+/// Copies both ways until the broker ends the session: then the relay ends too, whatever
+/// the client does (a phone that vanished behind NAT never closes its side, and its relay
+/// would otherwise stay forever once rmqtt's keep-alive check closed the session). When the
+/// client stops sending first, what the broker still sends goes out for [`CLOSE_GRACE`].
+async fn relay_until_the_broker_closes(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    backend: TcpStream,
+    peer: SocketAddr,
+) {
+    use tokio::io::AsyncWriteExt;
+    let (mut client_read, mut client_write) = tokio::io::split(tls);
+    let (mut backend_read, mut backend_write) = backend.into_split();
+    let upstream = async {
+        let copied = tokio::io::copy(&mut client_read, &mut backend_write).await;
+        let _ = backend_write.shutdown().await;
+        copied
+    };
+    let downstream = async {
+        let copied = tokio::io::copy(&mut backend_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+        copied
+    };
+    tokio::pin!(upstream, downstream);
+    let ended = tokio::select! {
+        copied = &mut downstream => copied,
+        copied = &mut upstream => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut downstream).await;
+            copied
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "TLS relay ended");
     }
 }
 

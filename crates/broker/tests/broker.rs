@@ -2922,3 +2922,79 @@ async fn a_shared_subscription_gives_each_message_to_exactly_one_member() {
     );
     broker.shutdown().await;
 }
+
+/// Descriptors this process holds.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// When the broker ends a TLS session (here: the user is kicked), its relay ends too, even if
+/// the client never closes its side, as a phone that vanished behind NAT does not.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_relay_ends_with_its_session_though_the_client_stays_silent() {
+    use rustls::pki_types::pem::PemObject;
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_pki(d);
+    let mut config = BrokerConfig::new("127.0.0.1:0".parse().unwrap(), d.to_path_buf());
+    config.tls = Some(porchlight_broker::TlsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        identity: porchlight_broker::TlsIdentity::Files {
+            cert_path: d.join("server.pem"),
+            key_path: d.join("server.key"),
+        },
+        ca_path: None,
+        require_client_cert: false,
+    });
+    let broker = Broker::start(config, FakeGatekeeper::new()).await.unwrap();
+    let addr = broker.tls_local_addr().unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(d.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    ));
+    let before = open_fds();
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let connect = RawConnect {
+            level: 4,
+            client_id: &format!("silent-{i}"),
+            user: Some("alice"),
+            password: Some("alice-pw"),
+            will: None,
+        };
+        tls.write_all(&connect.encode()).await.unwrap();
+        let mut connack = [0u8; 4];
+        timeout(WAIT, tls.read_exact(&mut connack))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK");
+        clients.push(tls);
+    }
+    // Each client holds one descriptor here; each session three more (the accepted socket,
+    // the relay's connection to rmqtt, and rmqtt's end of it).
+    assert!(open_fds() >= before + 20, "{} {before}", open_fds());
+    assert_eq!(broker.disconnect_user(1).await, 5);
+    // The clients never close: only their own descriptors may stay.
+    assert!(
+        eventually(|| open_fds() <= before + 5).await,
+        "the relays outlived their sessions: {} descriptors, {before} before",
+        open_fds()
+    );
+    drop(clients);
+    broker.shutdown().await;
+}
