@@ -22,13 +22,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::io::BufReader;
 
 use crate::history::proc_status_kb;
 use crate::tls::{
-    B_PLAIN, Dialer, LoadSpec, M_PLAIN, P_PLAIN, Phase, Report, Setup, Target, TopicRoot, cpu_now,
-    cpu_pct, measure, mqtt_connack, percentile,
+    B_PLAIN, Brokers, Dialer, LoadSpec, M_PLAIN, P_PLAIN, Phase, Report, Setup, Skip, Target,
+    TopicRoot, cpu_now, cpu_pct, measure, mqtt_connack, percentile,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -115,39 +115,24 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
     };
     let max_connections = n + args.logins + 64;
     let mut targets: Vec<Target> = Vec::new();
-    let server =
-        crate::tls::start_porchlight(tmp.path(), &setup, max_connections, &mut targets).await?;
+    let brokers = Brokers::start(
+        tmp.path(),
+        &setup,
+        max_connections,
+        Skip {
+            mosquitto: args.no_mosquitto,
+            bare_rmqtt: args.no_bare_rmqtt,
+        },
+        &mut targets,
+    )
+    .await?;
+    println!("processes: {}", brokers.describe());
     println!(
-        "porchlight serve pid {}: config.toml in its data dir: {}",
-        server.pid,
+        "porchlight: config.toml in its data dir: {}; bare rmqtt: max_connections {max_connections}, anonymous; mosquitto: max_connections unlimited (its default), password file",
         crate::tls::porchlight_mqtt_config(args.inflight, max_connections)
             .trim_end()
             .replace('\n', "; ")
     );
-    let mut bare = None;
-    if args.no_bare_rmqtt {
-        println!("bare rmqtt: skipped (--no-bare-rmqtt)");
-    } else {
-        let (child, addr) =
-            crate::bare_rmqtt::start(tmp.path(), args.inflight, max_connections).await?;
-        let pid = child.id().context("bare rmqtt exited")?;
-        println!("bare rmqtt pid {pid}: max_connections {max_connections}, anonymous");
-        targets.push(crate::tls::bare_rmqtt_target(pid, addr, 1));
-        bare = Some(child);
-    }
-    let mut mosquitto = None;
-    if args.no_mosquitto {
-        println!("mosquitto: skipped (--no-mosquitto)");
-    } else if !crate::tls::installed("mosquitto") || !crate::tls::installed("mosquitto_passwd") {
-        println!("mosquitto: not installed (apt install mosquitto): skipped");
-    } else {
-        let child = crate::tls::start_mosquitto(tmp.path(), &setup, &mut targets)?;
-        println!(
-            "mosquitto pid {}: max_connections unlimited (its default), password file",
-            child.id()
-        );
-        mosquitto = Some(child);
-    }
     targets.retain(|t| [P_PLAIN, M_PLAIN, B_PLAIN].contains(&t.label));
     targets.sort_by_key(|t| std::cmp::Reverse(t.broker));
     println!(
@@ -156,6 +141,11 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
         args.logins.max(1)
     );
 
+    println!();
+    println!(
+        "{:<20} {:>9} {:>11} {:>9} {:>9} {:>13} {:>11} {:>7} {:>7}  failures",
+        "broker", "held", "connects/s", "p50 ms", "p99 ms", "RSS MB", "kB/conn", "broker", "load"
+    );
     let mut results = Vec::new();
     for (i, t) in targets.iter().enumerate() {
         let spec = LoadSpec {
@@ -169,35 +159,8 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
             },
         };
         let report = measure(tmp.path(), &spec).await;
-        print_line(t.label, n, &report);
+        print_row(t.label, &report);
         results.push((t.label, report));
-    }
-    println!();
-    println!(
-        "== connection scale: {n} idle connections, ramp {:.0}/s ==",
-        args.rate
-    );
-    println!(
-        "{:<20} {:>9} {:>11} {:>9} {:>9} {:>13} {:>11} {:>7} {:>7}  failures",
-        "broker", "held", "connects/s", "p50 ms", "p99 ms", "RSS MB", "kB/conn", "broker", "load"
-    );
-    for (label, r) in &results {
-        println!(
-            "{label:<20} {:>9} {:>11.0} {:>9.2} {:>9.2} {:>13} {:>11.1} {:>6.0}% {:>6.0}%  {}",
-            r.ok,
-            r.rate,
-            r.p50_us as f64 / 1000.0,
-            r.p99_us as f64 / 1000.0,
-            format!(
-                "{:.1}→{:.1}",
-                r.rss_before_kb as f64 / 1024.0,
-                r.rss_after_kb as f64 / 1024.0
-            ),
-            per_connection_kb(r),
-            cpu_pct(r.broker_cpu_s, r.wall_s),
-            cpu_pct(r.load_cpu_s, r.wall_s),
-            failures(r)
-        );
     }
     let get = |l: &str| results.iter().find(|(x, _)| *x == l).map(|(_, r)| r);
     let ratio = |a: f64, b: f64| {
@@ -217,14 +180,7 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
         }
     }
 
-    if let Some(mut child) = mosquitto {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    if let Some(mut child) = bare {
-        let _ = child.kill().await;
-    }
-    server.stop().await;
+    brokers.stop().await;
     Ok(())
 }
 
@@ -244,19 +200,24 @@ fn failures(r: &Report) -> String {
     format!("{} ({})", r.failed, kinds.join(", "))
 }
 
-fn print_line(label: &str, n: usize, r: &Report) {
+/// One broker's row: held, connects/s, connect→CONNACK p50/p99, RSS before → after the
+/// ramp and per connection, CPU of the broker and the load generator, failures by kind.
+fn print_row(label: &str, r: &Report) {
     println!(
-        "{label:<20} {}/{n} held, {:.0} connects/s, connect→CONNACK p50 {:.2} ms p99 {:.2} ms, failed {}, RSS {:.1} → {:.1} MB ({:.1} kB per connection) | CPU broker {:.0}% load {:.0}%",
+        "{label:<20} {:>9} {:>11.0} {:>9.2} {:>9.2} {:>13} {:>11.1} {:>6.0}% {:>6.0}%  {}",
         r.ok,
         r.rate,
         r.p50_us as f64 / 1000.0,
         r.p99_us as f64 / 1000.0,
-        failures(r),
-        r.rss_before_kb as f64 / 1024.0,
-        r.rss_after_kb as f64 / 1024.0,
+        format!(
+            "{:.1}→{:.1}",
+            r.rss_before_kb as f64 / 1024.0,
+            r.rss_after_kb as f64 / 1024.0
+        ),
         per_connection_kb(r),
         cpu_pct(r.broker_cpu_s, r.wall_s),
         cpu_pct(r.load_cpu_s, r.wall_s),
+        failures(r)
     );
     if let Some(e) = &r.first_error {
         println!("        first error: {e}");

@@ -1028,34 +1028,17 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
 
     let mut targets = Vec::new();
     let connections = (args.concurrency + args.publishers + 64).max(1024);
-    let server = start_porchlight(tmp.path(), &Setup::of(&args), connections, &mut targets).await?;
-    let mut bare = None;
-    if args.no_bare_rmqtt {
-        println!("bare rmqtt: skipped (--no-bare-rmqtt)");
-    } else {
-        let (child, addr) =
-            crate::bare_rmqtt::start(tmp.path(), args.inflight, connections).await?;
-        targets.push(bare_rmqtt_target(
-            child.id().context("bare rmqtt exited")?,
-            addr,
-            args.publishers,
-        ));
-        bare = Some(child);
-    }
-    let mut mosquitto = None;
-    if args.no_mosquitto {
-        println!("mosquitto: skipped (--no-mosquitto)");
-    } else if !installed("mosquitto") || !installed("mosquitto_passwd") {
-        println!(
-            "mosquitto: not installed (apt install mosquitto): measuring Porchlight's columns only"
-        );
-    } else {
-        mosquitto = Some(start_mosquitto(
-            tmp.path(),
-            &Setup::of(&args),
-            &mut targets,
-        )?);
-    }
+    let brokers = Brokers::start(
+        tmp.path(),
+        &Setup::of(&args),
+        connections,
+        Skip {
+            mosquitto: args.no_mosquitto,
+            bare_rmqtt: args.no_bare_rmqtt,
+        },
+        &mut targets,
+    )
+    .await?;
     // Interleave the brokers: porchlight tls, mosquitto tls, porchlight cert, …
     targets.sort_by_key(|t| (kind_rank(t.label), t.broker));
 
@@ -1089,17 +1072,8 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
         ),
     }
     println!(
-        "processes: porchlight serve pid {}, {}{}load generator: a child process per measurement",
-        server.pid,
-        bare.as_ref()
-            .and_then(|b| b.id())
-            .map_or(String::new(), |pid| format!("bare rmqtt pid {pid}, ")),
-        mosquitto
-            .as_ref()
-            .map_or(String::new(), |m: &std::process::Child| format!(
-                "mosquitto pid {}, ",
-                m.id()
-            ))
+        "processes: {}, load generator: a child process per measurement",
+        brokers.describe()
     );
 
     let mut results: Vec<(String, &'static str, Report)> = Vec::new();
@@ -1148,16 +1122,82 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
         }
     }
     print_summary(&args, &targets, &results);
-
-    if let Some(mut child) = mosquitto {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    if let Some(mut child) = bare {
-        let _ = child.kill().await;
-    }
-    server.stop().await;
+    brokers.stop().await;
     Ok(())
+}
+
+/// Which brokers a run leaves out.
+pub(crate) struct Skip {
+    pub(crate) mosquitto: bool,
+    pub(crate) bare_rmqtt: bool,
+}
+
+/// The brokers of one run, each a child process: `porchlight serve`, bare rmqtt and
+/// Mosquitto (the last two unless skipped or, for Mosquitto, not installed).
+pub(crate) struct Brokers {
+    porchlight: Server,
+    bare_rmqtt: Option<tokio::process::Child>,
+    mosquitto: Option<std::process::Child>,
+}
+
+impl Brokers {
+    /// Starts them with `setup` (Porchlight and bare rmqtt with `max_connections`) and adds
+    /// their targets to `targets`; says on stdout which were left out and why.
+    pub(crate) async fn start(
+        dir: &Path,
+        setup: &Setup,
+        max_connections: usize,
+        skip: Skip,
+        targets: &mut Vec<Target>,
+    ) -> Result<Brokers> {
+        let porchlight = start_porchlight(dir, setup, max_connections, targets).await?;
+        let mut bare_rmqtt = None;
+        if skip.bare_rmqtt {
+            println!("bare rmqtt: skipped (--no-bare-rmqtt)");
+        } else {
+            let (child, addr) =
+                crate::bare_rmqtt::start(dir, setup.inflight, max_connections).await?;
+            let pid = child.id().context("bare rmqtt exited")?;
+            targets.push(bare_rmqtt_target(pid, addr, setup.publishers));
+            bare_rmqtt = Some(child);
+        }
+        let mut mosquitto = None;
+        if skip.mosquitto {
+            println!("mosquitto: skipped (--no-mosquitto)");
+        } else if !installed("mosquitto") || !installed("mosquitto_passwd") {
+            println!("mosquitto: not installed (apt install mosquitto): its rows are left out");
+        } else {
+            mosquitto = Some(start_mosquitto(dir, setup, targets)?);
+        }
+        Ok(Brokers {
+            porchlight,
+            bare_rmqtt,
+            mosquitto,
+        })
+    }
+
+    /// Their process ids, for the output.
+    pub(crate) fn describe(&self) -> String {
+        let mut parts = vec![format!("porchlight serve pid {}", self.porchlight.pid)];
+        if let Some(pid) = self.bare_rmqtt.as_ref().and_then(|b| b.id()) {
+            parts.push(format!("bare rmqtt pid {pid}"));
+        }
+        if let Some(m) = &self.mosquitto {
+            parts.push(format!("mosquitto pid {}", m.id()));
+        }
+        parts.join(", ")
+    }
+
+    pub(crate) async fn stop(self) {
+        if let Some(mut child) = self.mosquitto {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut child) = self.bare_rmqtt {
+            let _ = child.kill().await;
+        }
+        self.porchlight.stop().await;
+    }
 }
 
 fn kind_rank(label: &str) -> u8 {
@@ -1170,7 +1210,7 @@ fn kind_rank(label: &str) -> u8 {
     }
 }
 
-pub(crate) fn installed(program: &str) -> bool {
+fn installed(program: &str) -> bool {
     std::process::Command::new(program)
         .arg("--help")
         .stdout(Stdio::null())
@@ -1462,7 +1502,7 @@ pub(crate) fn porchlight_mqtt_config(inflight: u16, max_connections: usize) -> S
     )
 }
 
-pub(crate) async fn start_porchlight(
+async fn start_porchlight(
     dir: &Path,
     setup: &Setup,
     max_connections: usize,
@@ -1673,7 +1713,7 @@ fn free_port() -> Result<u16> {
 /// `set_tcp_nodelay` is on, as on Porchlight's listeners: with Nagle (Mosquitto's default)
 /// each TLS CONNACK waits behind the unacknowledged session tickets for the client's delayed
 /// ACK (40 ms or more), and the set-up figures would measure that timer.
-pub(crate) fn start_mosquitto(
+fn start_mosquitto(
     dir: &Path,
     setup: &Setup,
     targets: &mut Vec<Target>,
