@@ -62,7 +62,7 @@ pub(crate) async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| anyhow::anyhow!("rmqtt's listener address: {e}"))?;
-    let server = MqttServer::new(scx).listener(listener).build();
+    let server = MqttServer::new(scx).listener_by_id(listener, 1).build();
     let task = tokio::spawn(async move {
         server
             .run()

@@ -23,7 +23,10 @@
 //! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
 //! `porchlight-bench pin` (module `pin`): alarm PIN verification latency and CPU.
 //! `porchlight-bench tls` (module `tls`): MQTT over TLS against plain TCP and against
-//! Mosquitto with TLS: connection set-up rate and publish throughput, each process's CPU.
+//! Mosquitto with TLS: connection set-up rate and publish throughput, each process's CPU;
+//! its plain rows also measure bare rmqtt (module `bare_rmqtt`: rmqtt without our hooks).
+//! `porchlight-bench scale` (module `scale`): N idle connections at a ramp rate on
+//! Mosquitto, bare rmqtt and Porchlight: connect p50/p99, refusals, RSS per connection, CPU.
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -134,7 +134,7 @@ pub async fn run(args: ScaleArgs) -> Result<()> {
             .replace('\n', "; ")
     );
     targets.retain(|t| [P_PLAIN, M_PLAIN, B_PLAIN].contains(&t.label));
-    targets.sort_by_key(|t| std::cmp::Reverse(t.broker));
+    targets.sort_by_key(|t| t.broker);
     println!(
         "scale: {n} connections per broker at {:.0}/s, {} logins round-robin (Porchlight device keys, Mosquitto passwords; bare rmqtt anonymous), keep-alive 60 s, RSS read {hold} s after the last CONNACK",
         args.rate,

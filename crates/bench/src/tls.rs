@@ -37,6 +37,16 @@
 //!   stores every one of these locations (its OwnTracks ingest; QoS 1 acknowledged after the
 //!   commit); Mosquitto only routes them.
 //!
+//! **Bare rmqtt** (issue 16): a third broker in the plain rows (set-up, QoS 0, QoS 1),
+//! rmqtt 0.24 with none of our hooks (`bare_rmqtt.rs`, a child process of this executable,
+//! anonymous, same inflight window and queue), so that the summary's porchlight/bare-rmqtt
+//! ratio shows what our hooks cost and bare-rmqtt/mosquitto what the engine does.
+//! `--topic bench` publishes to `bench/<user>/bench` on every broker instead of OwnTracks
+//! topics: Porchlight's publishers are then admins' devices (the only role whose ACL allows
+//! such a topic) and nothing is stored, so that routing alone is compared; the output says
+//! which topic was used. The broker set-ups ([`Brokers`], [`Setup`]) and the load
+//! generator's child process ([`measure`], [`LoadSpec`]) also serve `scale.rs`.
+//!
 //! **CPU**: the broker's and the load generator's CPU time over each measurement (the sum of
 //! their threads' `/proc/<pid>/task/*/schedstat`, exact to the nanosecond, read by the load
 //! generator at its start and end), as a share of one core: if the load generator is the
@@ -959,9 +969,10 @@ pub async fn load(args: TlsLoadArgs) -> Result<()> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Broker {
-    Porchlight,
+    // In this order in every table: the reference, rmqtt alone, rmqtt with our hooks.
     Mosquitto,
     BareRmqtt,
+    Porchlight,
 }
 
 /// The first level of the publish phase's topics (see [`TlsArgs::topic`]).
@@ -1039,7 +1050,7 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
         &mut targets,
     )
     .await?;
-    // Interleave the brokers: porchlight tls, mosquitto tls, porchlight cert, …
+    // Interleave the brokers: mosquitto tls, porchlight tls, mosquitto cert, …
     targets.sort_by_key(|t| (kind_rank(t.label), t.broker));
 
     for t in &targets {
@@ -1361,10 +1372,11 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
             );
         } else {
             println!(
-                "publish {} ({} publishers, window {}, ~270-byte OwnTracks JSON, one wildcard subscriber)",
+                "publish {} ({} publishers, window {}, ~270-byte OwnTracks JSON to {root}/<user>/bench, one subscriber to {root}/+/+)",
                 phase.to_uppercase(),
                 args.publishers,
-                args.window
+                args.window,
+                root = args.topic.as_str()
             );
             println!(
                 "{:<28} {:>11} {:>9} {:>9} {:>7} {:>7} {:>7}  {:<23} TLS",
