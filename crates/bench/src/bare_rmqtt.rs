@@ -139,6 +139,36 @@ mod tests {
         }
     }
 
+    /// The child's side writes the port it listens on, where `start` reads it, and a raw
+    /// anonymous CONNECT there gets CONNACK 0.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_child_side_writes_the_port_it_listens_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bare.port");
+        let task = tokio::spawn(run(BareArgs {
+            port_file: Some(file.clone()),
+            ..args()
+        }));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port: u16 = loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                break text.trim().parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no port file");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let tcp = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        let (r, mut w) = tcp.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        let code = crate::tls::mqtt_connack(&mut r, &mut w, "raw", None)
+            .await
+            .unwrap();
+        assert_eq!(code, 0);
+        task.abort();
+    }
+
     /// The bare broker takes anonymous CONNECTs (and CONNECTs with any password: it has no
     /// authentication hook) and routes the publish phase's messages to the wildcard
     /// subscriber at both QoS, on any topic.
