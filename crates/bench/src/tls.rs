@@ -1378,6 +1378,11 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
                 args.window,
                 root = args.topic.as_str()
             );
+            if phase == "qos1" {
+                println!(
+                    "(the window is freed by PUBACKs: a broker that acknowledges before it delivers queues the excess for the subscriber, and its p50/p99 then measure that queue; msg/s is what reached the subscriber)"
+                );
+            }
             println!(
                 "{:<28} {:>11} {:>9} {:>9} {:>7} {:>7} {:>7}  {:<23} TLS",
                 "listener", "msg/s", "p50 ms", "p99 ms", "lost", "broker", "load", "rounds"
