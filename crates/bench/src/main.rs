@@ -23,7 +23,10 @@
 //! (`lean_mqtt`) and HTTP `/pub` clients in a child process, and the stored count read back.
 //! `porchlight-bench pin` (module `pin`): alarm PIN verification latency and CPU.
 //! `porchlight-bench tls` (module `tls`): MQTT over TLS against plain TCP and against
-//! Mosquitto with TLS: connection set-up rate and publish throughput, each process's CPU.
+//! Mosquitto with TLS: connection set-up rate and publish throughput, each process's CPU;
+//! its plain rows also measure bare rmqtt (module `bare_rmqtt`: rmqtt without our hooks).
+//! `porchlight-bench scale` (module `scale`): N idle connections at a ramp rate on
+//! Mosquitto, bare rmqtt and Porchlight: connect p50/p99, refusals, RSS per connection, CPU.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -39,12 +42,14 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 mod alarm;
+mod bare_rmqtt;
 mod fuzz;
 mod history;
 mod ingest;
 mod lean_mqtt;
 mod live;
 mod pin;
+mod scale;
 mod tls;
 
 #[derive(Parser, Debug, Clone)]
@@ -92,6 +97,12 @@ enum Mode {
     /// The TLS bench's load generator (run by `tls` as a child process).
     #[command(hide = true)]
     TlsLoad(tls::TlsLoadArgs),
+    /// Connection scale: N idle connections opened at a ramp rate, on Mosquitto, bare rmqtt
+    /// and Porchlight: connect→CONNACK p50/p99, failures, each broker's RSS and CPU.
+    Scale(scale::ScaleArgs),
+    /// rmqtt with none of Porchlight's hooks (run by `tls` and `scale` as a child process).
+    #[command(hide = true)]
+    BareRmqtt(bare_rmqtt::BareArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -157,6 +168,8 @@ fn main() -> Result<()> {
         Some(Mode::AlarmLoad(args)) => runtime.block_on(alarm::load(args)),
         Some(Mode::Tls(args)) => runtime.block_on(tls::run(args)),
         Some(Mode::TlsLoad(args)) => runtime.block_on(tls::load(args)),
+        Some(Mode::Scale(args)) => runtime.block_on(scale::run(args)),
+        Some(Mode::BareRmqtt(args)) => runtime.block_on(bare_rmqtt::run(args)),
         None => {
             let args = cli.broker;
             if args.payload < 8 {

@@ -37,6 +37,16 @@
 //!   stores every one of these locations (its OwnTracks ingest; QoS 1 acknowledged after the
 //!   commit); Mosquitto only routes them.
 //!
+//! **Bare rmqtt** (issue 16): a third broker in the plain rows (set-up, QoS 0, QoS 1),
+//! rmqtt 0.24 with none of our hooks (`bare_rmqtt.rs`, a child process of this executable,
+//! anonymous, same inflight window and queue), so that the summary's porchlight/bare-rmqtt
+//! ratio shows what our hooks cost and bare-rmqtt/mosquitto what the engine does.
+//! `--topic bench` publishes to `bench/<user>/bench` on every broker instead of OwnTracks
+//! topics: Porchlight's publishers are then admins' devices (the only role whose ACL allows
+//! such a topic) and nothing is stored, so that routing alone is compared; the output says
+//! which topic was used. The broker set-ups ([`Brokers`], [`Setup`]) and the load
+//! generator's child process ([`measure`], [`LoadSpec`]) also serve `scale.rs`.
+//!
 //! **CPU**: the broker's and the load generator's CPU time over each measurement (the sum of
 //! their threads' `/proc/<pid>/task/*/schedstat`, exact to the nanosecond, read by the load
 //! generator at its start and end), as a share of one core: if the load generator is the
@@ -101,6 +111,15 @@ pub struct TlsArgs {
     /// Skip Mosquitto even if it is installed.
     #[arg(long)]
     no_mosquitto: bool,
+    /// Skip the bare rmqtt broker (rmqtt without Porchlight's hooks, plain rows only).
+    #[arg(long)]
+    no_bare_rmqtt: bool,
+    /// What the publishers publish to: `owntracks` (`owntracks/<user>/bench`: Porchlight
+    /// stores every location, its real path) or `bench` (`bench/<user>/bench` on every
+    /// broker: Porchlight's publishers are then admins' devices, whose ACL allows any topic,
+    /// and nothing is stored, so that the broker alone is compared).
+    #[arg(long, value_enum, default_value_t = TopicRoot::Owntracks)]
+    topic: TopicRoot,
     /// A short run to see that everything works: 1 round, 40 clients, 1 s of publishing.
     #[arg(long)]
     quick: bool,
@@ -117,12 +136,26 @@ pub struct TlsLoadArgs {
 /// Where to connect and how to log in.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub(crate) struct Endpoint {
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// `None`: plain TCP.
-    tls: Option<TlsSpec>,
+    pub(crate) tls: Option<TlsSpec>,
     /// Password logins (user, password), used round-robin; empty: no credentials in the
     /// CONNECT (the client certificate is the login).
-    logins: Vec<(String, String)>,
+    pub(crate) logins: Vec<(String, String)>,
+    /// CONNECT without credentials (bare rmqtt); the logins' user names still name the
+    /// publishers' topics.
+    #[serde(default)]
+    pub(crate) anonymous: bool,
+}
+
+impl Endpoint {
+    /// What a CONNECT with `login` carries on this endpoint.
+    pub(crate) fn credentials<'a>(
+        &self,
+        login: &'a (String, String),
+    ) -> Option<&'a (String, String)> {
+        (!self.anonymous).then_some(login)
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -141,11 +174,11 @@ pub(crate) struct TlsSpec {
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub(crate) struct LoadSpec {
     /// Client ids start with this.
-    tag: String,
-    endpoint: Endpoint,
+    pub(crate) tag: String,
+    pub(crate) endpoint: Endpoint,
     /// The broker's process, whose CPU is read at the start and the end.
-    broker_pid: u32,
-    phase: Phase,
+    pub(crate) broker_pid: u32,
+    pub(crate) phase: Phase,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -154,13 +187,22 @@ pub(crate) enum Phase {
         clients: usize,
         concurrency: usize,
     },
-    /// The endpoint's logins publish to `owntracks/<user>/bench`.
+    /// The endpoint's logins publish to `<root>/<user>/bench`; the subscriber takes
+    /// `<root>/+/+`.
     Publish {
+        root: String,
         qos: u8,
         window: u16,
         batch: usize,
         duration_ms: u64,
         subscriber: (String, String),
+    },
+    /// Connection scale (`scale.rs`): `connections` idle connections opened at `rate`/s and
+    /// held `hold_ms` after the last CONNACK.
+    Scale {
+        connections: usize,
+        rate: f64,
+        hold_ms: u64,
     },
 }
 
@@ -168,24 +210,32 @@ pub(crate) enum Phase {
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub(crate) struct Report {
     /// Connections made / messages delivered.
-    ok: u64,
+    pub(crate) ok: u64,
     /// Connections that failed / publishers that ended with an error.
-    failed: u64,
-    first_error: Option<String>,
+    pub(crate) failed: u64,
+    pub(crate) first_error: Option<String>,
     /// Connects/s, or messages/s delivered.
-    rate: f64,
-    p50_us: u64,
-    p99_us: u64,
+    pub(crate) rate: f64,
+    pub(crate) p50_us: u64,
+    pub(crate) p99_us: u64,
     /// Set-up phase: connect → transport ready (TCP, and TLS done on the client's side).
     ready_p50_us: u64,
     ready_p99_us: u64,
     /// Publish phase: messages written by the publishers.
-    sent: u64,
-    wall_s: f64,
-    broker_cpu_s: f64,
-    load_cpu_s: f64,
+    pub(crate) sent: u64,
+    pub(crate) wall_s: f64,
+    pub(crate) broker_cpu_s: f64,
+    pub(crate) load_cpu_s: f64,
     /// What the TLS handshake negotiated (`None` over plain TCP).
     tls: Option<String>,
+    /// Scale phase: refused CONNACKs by return code (`"3"`), and other failures by kind.
+    #[serde(default)]
+    pub(crate) refusals: std::collections::BTreeMap<String, u64>,
+    /// Scale phase: the broker's VmRSS before the ramp and after it (all still open), kB.
+    #[serde(default)]
+    pub(crate) rss_before_kb: u64,
+    #[serde(default)]
+    pub(crate) rss_after_kb: u64,
 }
 
 impl Report {
@@ -198,9 +248,9 @@ impl Report {
 // The client side: transport, MQTT packets, the two phases (run in the child process).
 // ---------------------------------------------------------------------------------------
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type Conn = Box<dyn Io>;
+pub(crate) type Conn = Box<dyn Io>;
 
 /// Opens connections to one endpoint: TCP, then (if TLS) the handshake, with the server's
 /// chain verified against the endpoint's CA for its `server_name`.
@@ -246,7 +296,7 @@ impl Dialer {
     }
 
     /// Connection `i`, and what its TLS handshake negotiated.
-    async fn open(&self, i: usize) -> Result<(Conn, Option<String>)> {
+    pub(crate) async fn open(&self, i: usize) -> Result<(Conn, Option<String>)> {
         let tcp = TcpStream::connect(self.addr)
             .await
             .with_context(|| format!("connecting to {}", self.addr))?;
@@ -361,6 +411,24 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let code = mqtt_connack(r, w, client_id, login).await?;
+    if code != 0 {
+        bail!("CONNACK refused (return code {code})");
+    }
+    Ok(())
+}
+
+/// CONNECT, then waits (≤ 10 s) for the CONNACK: its return code (0: accepted).
+pub(crate) async fn mqtt_connack<R, W>(
+    r: &mut R,
+    w: &mut W,
+    client_id: &str,
+    login: Option<&(String, String)>,
+) -> Result<u8>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     w.write_all(&connect_packet(client_id, login)?).await?;
     w.flush().await?;
     let mut body = Vec::new();
@@ -368,10 +436,10 @@ where
         .await
         .context("no CONNACK within 10 s")?
         .context("no CONNACK (connection closed)")?;
-    if first != 0x20 || body.get(1) != Some(&0) {
-        bail!("CONNACK refused ({first:#04x} {body:?})");
+    match (first, body.get(1)) {
+        (0x20, Some(&code)) => Ok(code),
+        _ => bail!("not a CONNACK ({first:#04x} {body:?})"),
     }
-    Ok(())
 }
 
 /// One connection set-up: returns connect→CONNACK, connect→transport ready (TCP, and the
@@ -397,7 +465,7 @@ async fn one_connect(
     Ok((took, ready, described))
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted
         .get(((sorted.len().saturating_sub(1)) as f64 * p).round() as usize)
         .copied()
@@ -408,13 +476,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// `/proc/<pid>/task/*/schedstat` (nanoseconds, so short measurements are exact), and
 /// `/proc/<pid>/stat` (10 ms ticks, but it keeps the time of threads that have ended).
 #[derive(Debug, Clone, Copy)]
-struct CpuSample {
+pub(crate) struct CpuSample {
     sched: f64,
     stat: f64,
 }
 
 impl CpuSample {
-    fn of(pid: u32) -> CpuSample {
+    pub(crate) fn of(pid: u32) -> CpuSample {
         let sched = std::fs::read_dir(format!("/proc/{pid}/task"))
             .map(|tasks| {
                 tasks
@@ -431,7 +499,7 @@ impl CpuSample {
     }
 
     /// CPU seconds from `self` to `now`.
-    fn until(self, now: CpuSample) -> f64 {
+    pub(crate) fn until(self, now: CpuSample) -> f64 {
         let (sched, stat) = (now.sched - self.sched, now.stat - self.stat);
         // A thread that ended took its schedstat along; its time is still in stat.
         if stat > sched + 0.02 {
@@ -443,7 +511,7 @@ impl CpuSample {
 }
 
 /// CPU of the broker and of this process, now.
-fn cpu_now(broker_pid: u32) -> (CpuSample, CpuSample) {
+pub(crate) fn cpu_now(broker_pid: u32) -> (CpuSample, CpuSample) {
     (CpuSample::of(broker_pid), CpuSample::of(std::process::id()))
 }
 
@@ -454,6 +522,7 @@ pub(crate) async fn connect_phase(
 ) -> Result<Report> {
     let dialer = Arc::new(Dialer::new(&spec.endpoint)?);
     let logins = Arc::new(spec.endpoint.logins.clone());
+    let anonymous = spec.endpoint.anonymous;
     let next = Arc::new(AtomicUsize::new(0));
     let cpu = cpu_now(spec.broker_pid);
     let started = Instant::now();
@@ -469,7 +538,7 @@ pub(crate) async fn connect_phase(
                 if i >= clients {
                     break;
                 }
-                let login = (!logins.is_empty()).then(|| &logins[i % logins.len()]);
+                let login = (!logins.is_empty() && !anonymous).then(|| &logins[i % logins.len()]);
                 match one_connect(&dialer, i, &format!("{tag}-{i}"), login).await {
                     Ok((took, ready, described)) => {
                         latencies.push(took.as_micros() as u64);
@@ -560,10 +629,12 @@ impl Flow {
 }
 
 /// The wildcard subscriber: counts deliveries and their latencies until `stop`.
+#[allow(clippy::too_many_arguments)]
 async fn subscriber(
     dialer: Arc<Dialer>,
     id: String,
-    login: (String, String),
+    login: Option<(String, String)>,
+    filter: String,
     qos: u8,
     flow: Arc<Flow>,
     ready: tokio::sync::oneshot::Sender<Result<()>>,
@@ -573,9 +644,9 @@ async fn subscriber(
         let (conn, _) = dialer.open(0).await?;
         let (r, mut w) = tokio::io::split(conn);
         let mut r = BufReader::with_capacity(64 * 1024, r);
-        mqtt_connect(&mut r, &mut w, &id, Some(&login)).await?;
+        mqtt_connect(&mut r, &mut w, &id, login.as_ref()).await?;
         let mut body = vec![0, 1];
-        put_str(&mut body, b"owntracks/+/+")?;
+        put_str(&mut body, filter.as_bytes())?;
         body.push(qos);
         let mut out = Vec::new();
         put_packet(&mut out, 0x82, &body);
@@ -657,6 +728,8 @@ async fn publisher(
     index: usize,
     id: String,
     login: (String, String),
+    anonymous: bool,
+    topic: String,
     qos: u8,
     window: u16,
     batch: usize,
@@ -668,7 +741,7 @@ async fn publisher(
     let (conn, _) = dialer.open(index).await?;
     let (r, mut w) = tokio::io::split(conn);
     let mut r = BufReader::with_capacity(16 * 1024, r);
-    mqtt_connect(&mut r, &mut w, &id, Some(&login)).await?;
+    mqtt_connect(&mut r, &mut w, &id, (!anonymous).then_some(&login)).await?;
     let reader = (qos == 1).then(|| {
         let my_window = my_window.clone();
         tokio::spawn(async move {
@@ -680,7 +753,6 @@ async fn publisher(
             }
         })
     });
-    let topic = format!("owntracks/{}/bench", login.0);
     let (mut out, mut body) = (Vec::new(), Vec::new());
     let mut pkid: u16 = 0;
     let mut seq = 0u64;
@@ -747,8 +819,10 @@ async fn publisher(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn publish_phase(
     spec: &LoadSpec,
+    root: &str,
     qos: u8,
     window: u16,
     batch: usize,
@@ -770,7 +844,8 @@ pub(crate) async fn publish_phase(
     let sub = tokio::spawn(subscriber(
         dialer.clone(),
         format!("{}-sub", spec.tag),
-        sub_login.clone(),
+        spec.endpoint.credentials(sub_login).cloned(),
+        format!("{root}/+/+"),
         qos,
         flow.clone(),
         ready_tx,
@@ -788,11 +863,14 @@ pub(crate) async fn publish_phase(
     let sent = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, login) in publishers.into_iter().enumerate() {
+        let topic = format!("{root}/{}/bench", login.0);
         tasks.spawn(publisher(
             dialer.clone(),
             i,
             format!("{}-pub{i}", spec.tag),
             login,
+            spec.endpoint.anonymous,
+            topic,
             qos,
             window,
             batch,
@@ -854,6 +932,7 @@ pub async fn load(args: TlsLoadArgs) -> Result<()> {
             concurrency,
         } => connect_phase(&spec, *clients, *concurrency).await?,
         Phase::Publish {
+            root,
             qos,
             window,
             batch,
@@ -862,6 +941,7 @@ pub async fn load(args: TlsLoadArgs) -> Result<()> {
         } => {
             publish_phase(
                 &spec,
+                root,
                 *qos,
                 *window,
                 *batch,
@@ -869,6 +949,14 @@ pub async fn load(args: TlsLoadArgs) -> Result<()> {
                 subscriber,
             )
             .await?
+        }
+        Phase::Scale {
+            connections,
+            rate,
+            hold_ms,
+        } => {
+            crate::scale::scale_phase(&spec, *connections, *rate, Duration::from_millis(*hold_ms))
+                .await?
         }
     };
     println!("{}", serde_json::to_string(&report)?);
@@ -879,25 +967,63 @@ pub async fn load(args: TlsLoadArgs) -> Result<()> {
 // The parent: brokers, checks, the rounds and the tables.
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Broker {
-    Porchlight,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Broker {
+    // In this order in every table: the reference, rmqtt alone, rmqtt with our hooks.
     Mosquitto,
+    BareRmqtt,
+    Porchlight,
+}
+
+/// The first level of the publish phase's topics (see [`TlsArgs::topic`]).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopicRoot {
+    Owntracks,
+    Bench,
+}
+
+impl TopicRoot {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TopicRoot::Owntracks => "owntracks",
+            TopicRoot::Bench => "bench",
+        }
+    }
 }
 
 /// One listener under test.
-struct Target {
-    label: &'static str,
-    broker: Broker,
-    pid: u32,
-    endpoint: Endpoint,
+pub(crate) struct Target {
+    pub(crate) label: &'static str,
+    pub(crate) broker: Broker,
+    pub(crate) pid: u32,
+    pub(crate) endpoint: Endpoint,
     /// Measured in the publish phase too (the client-certificate listeners are not).
     publish: bool,
-    /// Who subscribes to `owntracks/+/+` in the publish phase.
-    subscriber: (String, String),
+    /// Who subscribes to `<root>/+/+` in the publish phase.
+    pub(crate) subscriber: (String, String),
 }
 
 const ADMIN_PASSWORD: &str = "tls bench admin password";
+
+/// The bare rmqtt broker's plain target: the same publisher names as `like` (anonymous
+/// CONNECTs; the names only make the topics).
+pub(crate) fn bare_rmqtt_target(pid: u32, addr: SocketAddr, publishers: usize) -> Target {
+    Target {
+        label: B_PLAIN,
+        broker: Broker::BareRmqtt,
+        pid,
+        endpoint: Endpoint {
+            addr,
+            tls: None,
+            logins: (0..publishers.max(1))
+                .map(|i| (format!("pub{i}"), String::new()))
+                .collect(),
+            anonymous: true,
+        },
+        publish: true,
+        subscriber: ("benchsub".into(), String::new()),
+    }
+}
 
 pub async fn run(mut args: TlsArgs) -> Result<()> {
     if args.quick {
@@ -912,19 +1038,20 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
     let tmp = tempfile::tempdir()?;
 
     let mut targets = Vec::new();
-    let server = start_porchlight(tmp.path(), &args, &mut targets).await?;
-    let mut mosquitto = None;
-    if args.no_mosquitto {
-        println!("mosquitto: skipped (--no-mosquitto)");
-    } else if !installed("mosquitto") || !installed("mosquitto_passwd") {
-        println!(
-            "mosquitto: not installed (apt install mosquitto): measuring Porchlight's columns only"
-        );
-    } else {
-        mosquitto = Some(start_mosquitto(tmp.path(), &args, &mut targets)?);
-    }
-    // Interleave the brokers: porchlight tls, mosquitto tls, porchlight cert, …
-    targets.sort_by_key(|t| (kind_rank(t.label), t.broker == Broker::Mosquitto));
+    let connections = (args.concurrency + args.publishers + 64).max(1024);
+    let brokers = Brokers::start(
+        tmp.path(),
+        &Setup::of(&args),
+        connections,
+        Skip {
+            mosquitto: args.no_mosquitto,
+            bare_rmqtt: args.no_bare_rmqtt,
+        },
+        &mut targets,
+    )
+    .await?;
+    // Interleave the brokers: mosquitto tls, porchlight tls, mosquitto cert, …
+    targets.sort_by_key(|t| (kind_rank(t.label), t.broker));
 
     for t in &targets {
         check_names(t).await?;
@@ -947,18 +1074,17 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
             "rustls default groups"
         }
     );
+    match args.topic {
+        TopicRoot::Owntracks => println!(
+            "topic: owntracks/<user>/bench (subscriber owntracks/+/+): Porchlight stores every location it routes (OwnTracks ingest; QoS 1 is acknowledged after the commit), Mosquitto and bare rmqtt only route"
+        ),
+        TopicRoot::Bench => println!(
+            "topic: bench/<user>/bench (subscriber bench/+/+) on every broker (--topic bench): Porchlight's publishers are admins' devices (their ACL allows any topic), nothing is stored; all three only route"
+        ),
+    }
     println!(
-        "note: Porchlight stores every location it routes (OwnTracks ingest; QoS 1 is acknowledged after the commit), Mosquitto only routes"
-    );
-    println!(
-        "processes: porchlight serve pid {}, {}load generator: a child process per measurement",
-        server.pid,
-        mosquitto
-            .as_ref()
-            .map_or(String::new(), |m: &std::process::Child| format!(
-                "mosquitto pid {}, ",
-                m.id()
-            ))
+        "processes: {}, load generator: a child process per measurement",
+        brokers.describe()
     );
 
     let mut results: Vec<(String, &'static str, Report)> = Vec::new();
@@ -991,6 +1117,7 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
                     endpoint: t.endpoint.clone(),
                     broker_pid: t.pid,
                     phase: Phase::Publish {
+                        root: args.topic.as_str().to_owned(),
                         qos,
                         window: args.window,
                         batch: args.batch.max(1),
@@ -1006,13 +1133,82 @@ pub async fn run(mut args: TlsArgs) -> Result<()> {
         }
     }
     print_summary(&args, &targets, &results);
-
-    if let Some(mut child) = mosquitto {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    server.stop().await;
+    brokers.stop().await;
     Ok(())
+}
+
+/// Which brokers a run leaves out.
+pub(crate) struct Skip {
+    pub(crate) mosquitto: bool,
+    pub(crate) bare_rmqtt: bool,
+}
+
+/// The brokers of one run, each a child process: `porchlight serve`, bare rmqtt and
+/// Mosquitto (the last two unless skipped or, for Mosquitto, not installed).
+pub(crate) struct Brokers {
+    porchlight: Server,
+    bare_rmqtt: Option<tokio::process::Child>,
+    mosquitto: Option<std::process::Child>,
+}
+
+impl Brokers {
+    /// Starts them with `setup` (Porchlight and bare rmqtt with `max_connections`) and adds
+    /// their targets to `targets`; says on stdout which were left out and why.
+    pub(crate) async fn start(
+        dir: &Path,
+        setup: &Setup,
+        max_connections: usize,
+        skip: Skip,
+        targets: &mut Vec<Target>,
+    ) -> Result<Brokers> {
+        let porchlight = start_porchlight(dir, setup, max_connections, targets).await?;
+        let mut bare_rmqtt = None;
+        if skip.bare_rmqtt {
+            println!("bare rmqtt: skipped (--no-bare-rmqtt)");
+        } else {
+            let (child, addr) =
+                crate::bare_rmqtt::start(dir, setup.inflight, max_connections).await?;
+            let pid = child.id().context("bare rmqtt exited")?;
+            targets.push(bare_rmqtt_target(pid, addr, setup.publishers));
+            bare_rmqtt = Some(child);
+        }
+        let mut mosquitto = None;
+        if skip.mosquitto {
+            println!("mosquitto: skipped (--no-mosquitto)");
+        } else if !installed("mosquitto") || !installed("mosquitto_passwd") {
+            println!("mosquitto: not installed (apt install mosquitto): its rows are left out");
+        } else {
+            mosquitto = Some(start_mosquitto(dir, setup, targets)?);
+        }
+        Ok(Brokers {
+            porchlight,
+            bare_rmqtt,
+            mosquitto,
+        })
+    }
+
+    /// Their process ids, for the output.
+    pub(crate) fn describe(&self) -> String {
+        let mut parts = vec![format!("porchlight serve pid {}", self.porchlight.pid)];
+        if let Some(pid) = self.bare_rmqtt.as_ref().and_then(|b| b.id()) {
+            parts.push(format!("bare rmqtt pid {pid}"));
+        }
+        if let Some(m) = &self.mosquitto {
+            parts.push(format!("mosquitto pid {}", m.id()));
+        }
+        parts.join(", ")
+    }
+
+    pub(crate) async fn stop(self) {
+        if let Some(mut child) = self.mosquitto {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut child) = self.bare_rmqtt {
+            let _ = child.kill().await;
+        }
+        self.porchlight.stop().await;
+    }
 }
 
 fn kind_rank(label: &str) -> u8 {
@@ -1035,7 +1231,7 @@ fn installed(program: &str) -> bool {
 }
 
 /// One measurement in a child process; a failure is reported as such, not fatal.
-async fn measure(dir: &Path, spec: &LoadSpec) -> Report {
+pub(crate) async fn measure(dir: &Path, spec: &LoadSpec) -> Report {
     match measure_in_child(dir, spec).await {
         Ok(r) => r,
         Err(e) => Report {
@@ -1076,7 +1272,7 @@ async fn measure_in_child(dir: &Path, spec: &LoadSpec) -> Result<Report> {
     Ok(serde_json::from_str(line)?)
 }
 
-fn cpu_pct(cpu_s: f64, wall_s: f64) -> f64 {
+pub(crate) fn cpu_pct(cpu_s: f64, wall_s: f64) -> f64 {
     cpu_s / wall_s.max(1e-9) * 100.0
 }
 
@@ -1176,11 +1372,17 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
             );
         } else {
             println!(
-                "publish {} ({} publishers, window {}, ~270-byte OwnTracks JSON, one wildcard subscriber)",
+                "publish {} ({} publishers, window {}, ~270-byte OwnTracks JSON to {root}/<user>/bench, one subscriber to {root}/+/+)",
                 phase.to_uppercase(),
                 args.publishers,
-                args.window
+                args.window,
+                root = args.topic.as_str()
             );
+            if phase == "qos1" {
+                println!(
+                    "(the window is freed by PUBACKs: a broker that acknowledges before it delivers queues the excess for the subscriber, and its p50/p99 then measure that queue; msg/s is what reached the subscriber)"
+                );
+            }
             println!(
                 "{:<28} {:>11} {:>9} {:>9} {:>7} {:>7} {:>7}  {:<23} TLS",
                 "listener", "msg/s", "p50 ms", "p99 ms", "lost", "broker", "load", "rounds"
@@ -1242,7 +1444,7 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
             _ => "-".into(),
         };
         println!(
-            "ratios {phase:<6}: porchlight tls/plain {}  mosquitto tls/plain {}  porchlight/mosquitto: tls {}  plain {}{}",
+            "ratios {phase:<6}: porchlight tls/plain {}  mosquitto tls/plain {}  porchlight/mosquitto: tls {}  plain {}{}  porchlight/bare-rmqtt plain {}  bare-rmqtt/mosquitto plain {}",
             ratio(P_TLS, P_PLAIN),
             ratio(M_TLS, M_PLAIN),
             ratio(P_TLS, M_TLS),
@@ -1251,17 +1453,20 @@ fn print_summary(args: &TlsArgs, targets: &[Target], results: &[(String, &'stati
                 format!("  client cert {}", ratio(P_CERT, M_CERT))
             } else {
                 String::new()
-            }
+            },
+            ratio(P_PLAIN, B_PLAIN),
+            ratio(B_PLAIN, M_PLAIN),
         );
     }
 }
 
+pub(crate) const B_PLAIN: &str = "bare rmqtt plain";
 const P_TLS: &str = "porchlight tls+password";
 const P_CERT: &str = "porchlight tls+client cert";
-const P_PLAIN: &str = "porchlight plain";
+pub(crate) const P_PLAIN: &str = "porchlight plain";
 const M_TLS: &str = "mosquitto tls+password";
 const M_CERT: &str = "mosquitto tls+client cert";
-const M_PLAIN: &str = "mosquitto plain";
+pub(crate) const M_PLAIN: &str = "mosquitto plain";
 
 /// Each TLS listener: verified for `localhost` and 127.0.0.1, refused for another name.
 async fn check_names(t: &Target) -> Result<()> {
@@ -1285,22 +1490,51 @@ async fn check_names(t: &Target) -> Result<()> {
     Ok(())
 }
 
-async fn start_porchlight(dir: &Path, args: &TlsArgs, targets: &mut Vec<Target>) -> Result<Server> {
+/// What the brokers are set up with, shared by the `tls` and `scale` modes.
+pub(crate) struct Setup {
+    /// Publishing logins (each its own user) beside the subscriber's.
+    pub(crate) publishers: usize,
+    /// The inflight window per session.
+    pub(crate) inflight: u16,
+    pub(crate) x25519: bool,
+    /// `Bench`: Porchlight's publishers are admins (whose ACL allows `bench/...`).
+    pub(crate) topic: TopicRoot,
+}
+
+impl Setup {
+    fn of(args: &TlsArgs) -> Setup {
+        Setup {
+            publishers: args.publishers,
+            inflight: args.inflight,
+            x25519: args.x25519,
+            topic: args.topic,
+        }
+    }
+}
+
+/// The `[mqtt]` section the bench gives `porchlight serve` (its `config.toml`).
+pub(crate) fn porchlight_mqtt_config(inflight: u16, max_connections: usize) -> String {
+    format!(
+        "[mqtt]\nmax_inflight = {inflight}\nmax_queued_messages = 1000000\nmax_connections = {max_connections}\n"
+    )
+}
+
+async fn start_porchlight(
+    dir: &Path,
+    setup: &Setup,
+    max_connections: usize,
+    targets: &mut Vec<Target>,
+) -> Result<Server> {
     let data = dir.join("porchlight");
     std::fs::create_dir_all(&data)?;
-    let inflight = args.inflight.to_string();
-    let connections = (args.concurrency + args.publishers + 64)
-        .max(1024)
-        .to_string();
+    std::fs::write(
+        data.join("config.toml"),
+        porchlight_mqtt_config(setup.inflight, max_connections),
+    )?;
     let server = Server::start_with(
         &data,
         &["--mqtts-port", "0", "--mqtt-cert-port", "0"],
-        &[
-            ("PORCHLIGHT_ADMIN_PASSWORD", ADMIN_PASSWORD),
-            ("PORCHLIGHT_MQTT__MAX_INFLIGHT", &inflight),
-            ("PORCHLIGHT_MQTT__MAX_QUEUED_MESSAGES", "1000000"),
-            ("PORCHLIGHT_MQTT__MAX_CONNECTIONS", &connections),
-        ],
+        &[("PORCHLIGHT_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     )
     .await?;
     let port = |key: &str| -> Result<SocketAddr> {
@@ -1346,12 +1580,16 @@ async fn start_porchlight(dir: &Path, args: &TlsArgs, targets: &mut Vec<Target>)
     let ca_pem = call(reqwest::Method::GET, "/api/ca", None).await?;
     let mut logins = Vec::new();
     let mut certs = Vec::new();
-    for i in 0..args.publishers.max(1) {
+    let role = match setup.topic {
+        TopicRoot::Owntracks => "user",
+        TopicRoot::Bench => "admin",
+    };
+    for i in 0..setup.publishers.max(1) {
         let user = format!("pub{i}");
         call(
             reqwest::Method::POST,
             "/api/users",
-            Some(json!({"username": user, "role": "user", "password": "tls bench user password"})),
+            Some(json!({"username": user, "role": role, "password": "tls bench user password"})),
         )
         .await?;
         let device: Value = serde_json::from_str(
@@ -1401,7 +1639,7 @@ async fn start_porchlight(dir: &Path, args: &TlsArgs, targets: &mut Vec<Target>)
         logins,
         certs,
         subscriber,
-        args.x25519,
+        setup.x25519,
     );
     Ok(server)
 }
@@ -1449,6 +1687,7 @@ fn push_targets(
             addr: l.tls,
             tls: Some(tls(Vec::new())),
             logins: logins.clone(),
+            anonymous: false,
         },
         publish: true,
         subscriber: subscriber.clone(),
@@ -1461,6 +1700,7 @@ fn push_targets(
             addr: l.cert,
             tls: Some(tls(certs)),
             logins: Vec::new(),
+            anonymous: false,
         },
         publish: false,
         subscriber: subscriber.clone(),
@@ -1473,6 +1713,7 @@ fn push_targets(
             addr: l.plain,
             tls: None,
             logins,
+            anonymous: false,
         },
         publish: true,
         subscriber,
@@ -1491,7 +1732,7 @@ fn free_port() -> Result<u16> {
 /// ACK (40 ms or more), and the set-up figures would measure that timer.
 fn start_mosquitto(
     dir: &Path,
-    args: &TlsArgs,
+    setup: &Setup,
     targets: &mut Vec<Target>,
 ) -> Result<std::process::Child> {
     let dir = dir.join("mosquitto");
@@ -1515,7 +1756,7 @@ fn start_mosquitto(
     let passwd = dir.join("passwd");
     let mut logins = Vec::new();
     let mut certs = Vec::new();
-    let publishers = args.publishers.max(1);
+    let publishers = setup.publishers.max(1);
     for i in 0..=publishers {
         let (user, pass) = if i == publishers {
             ("benchsub".to_owned(), "tls bench sub password".to_owned())
@@ -1553,7 +1794,7 @@ fn start_mosquitto(
     let subscriber = logins.pop().context("no subscriber login")?;
     std::fs::write(
         dir.join("acl"),
-        "user benchsub\ntopic read owntracks/#\n\npattern readwrite owntracks/%u/#\n",
+        "user benchsub\ntopic read owntracks/#\ntopic read bench/#\n\npattern readwrite owntracks/%u/#\npattern readwrite bench/%u/#\n",
     )?;
     let (plain, tls, cert) = (free_port()?, free_port()?, free_port()?);
     let user_line = if crate::is_root() { "user root\n" } else { "" };
@@ -1574,7 +1815,7 @@ fn start_mosquitto(
              listener {cert} 127.0.0.1\n{files}require_certificate true\nuse_identity_as_username true\n",
             passwd.display(),
             dir.join("acl").display(),
-            args.inflight
+            setup.inflight
         ),
     )?;
     let child = std::process::Command::new("mosquitto")
@@ -1607,7 +1848,7 @@ fn start_mosquitto(
         logins,
         certs,
         subscriber,
-        args.x25519,
+        setup.x25519,
     );
     Ok(child)
 }
@@ -1630,6 +1871,8 @@ mod tests {
             inflight: 32,
             x25519: false,
             no_mosquitto: false,
+            no_bare_rmqtt: false,
+            topic: TopicRoot::Owntracks,
             quick: true,
         }
     }
@@ -1807,6 +2050,7 @@ mod tests {
         for qos in [0u8, 1] {
             let r = publish_phase(
                 &spec(&format!("p{qos}"), &tls.endpoint, connect.clone()),
+                "owntracks",
                 qos,
                 8,
                 1,
@@ -1822,6 +2066,72 @@ mod tests {
         running.shutdown().await;
     }
 
+    /// `--topic bench` rests on the ACL: admins' devices publish to `bench/<user>/bench` and
+    /// an admin's device subscribed to `bench/+/+` gets every message at both QoS, while a
+    /// user's device may not publish there (so the option has to use admins).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admins_devices_publish_outside_owntracks_on_the_embedded_broker() {
+        let (_dir, running, targets) = porchlight().await;
+        let plain = target(&targets, P_PLAIN);
+        let mut admins = Vec::new();
+        for name in ["benchadmin0", "benchadmin1"] {
+            running
+                .store()
+                .create_user(
+                    name,
+                    porchlight_domain::Role::Admin,
+                    &porchlight_domain::secret::Secret::new("bench admin password"),
+                    SystemTime::now(),
+                )
+                .await
+                .unwrap();
+            admins.push(name.to_owned());
+        }
+        let logins: Vec<(String, String)> = create_devices(&running, &admins, "bench", 2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.user, l.key))
+            .collect();
+        let admin_endpoint = Endpoint {
+            logins,
+            ..plain.endpoint.clone()
+        };
+        let phase = Phase::Connect {
+            clients: 0,
+            concurrency: 0,
+        };
+        for qos in [0u8, 1] {
+            let r = publish_phase(
+                &spec(&format!("b{qos}"), &admin_endpoint, phase.clone()),
+                TopicRoot::Bench.as_str(),
+                qos,
+                8,
+                1,
+                Duration::from_millis(500),
+                &plain.subscriber,
+            )
+            .await
+            .unwrap();
+            assert!(r.sent > 0, "{r:?}");
+            assert_eq!((r.ok, r.failed), (r.sent, 0), "qos{qos}: {r:?}");
+        }
+        // A user's device: its QoS 1 publishes to bench/... are refused (nothing arrives).
+        let r = publish_phase(
+            &spec("u", &plain.endpoint, phase),
+            TopicRoot::Bench.as_str(),
+            1,
+            8,
+            1,
+            Duration::from_millis(300),
+            &plain.subscriber,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.ok, 0, "{r:?}");
+        running.shutdown().await;
+    }
+
     /// Mosquitto as the bench configures it: its TLS listeners verify against the throwaway
     /// CA for both names, take passwords and client certificates, and deliver over TLS.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1832,7 +2142,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let mut targets = Vec::new();
-        let mut child = start_mosquitto(dir.path(), &args(2), &mut targets).unwrap();
+        let mut child = start_mosquitto(dir.path(), &Setup::of(&args(2)), &mut targets).unwrap();
         let pid = child.id();
         for t in &targets {
             check_names(t).await.unwrap();
@@ -1861,9 +2171,17 @@ mod tests {
             },
         );
         s.broker_pid = pid;
-        let r = publish_phase(&s, 1, 8, 1, Duration::from_millis(500), &t.subscriber)
-            .await
-            .unwrap();
+        let r = publish_phase(
+            &s,
+            "owntracks",
+            1,
+            8,
+            1,
+            Duration::from_millis(500),
+            &t.subscriber,
+        )
+        .await
+        .unwrap();
         assert!(r.sent > 0 && r.ok == r.sent && r.failed == 0, "{r:?}");
         assert!(r.broker_cpu_s > 0.0, "{r:?}");
         let _ = child.kill();
