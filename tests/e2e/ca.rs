@@ -12,7 +12,7 @@ use porchlight_domain::secret::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_PASSWORD, TestServer, client, porchlight_bin, run_tool};
+use crate::support::{ADMIN_PASSWORD, GetBody, TestServer, client, porchlight_bin, run_tool};
 
 const ALICE_PASSWORD: &str = "alice password 1";
 
@@ -233,14 +233,7 @@ async fn the_built_in_ca_gives_mqtt_over_tls_that_mosquitto_openssl_and_python_a
     std::fs::write(w.join("ca.der"), der.bytes().await.unwrap()).unwrap();
     assert_eq!(openssl_fingerprint(&w.join("ca.der"), "DER"), fingerprint);
     let admin = admin_client(&base).await;
-    let info: Value = admin
-        .get(format!("{base}/api/ca/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = admin.get_json(format!("{base}/api/ca/info")).await;
     assert_eq!(
         info["active"]["fingerprint"],
         fingerprint.as_str(),
@@ -448,13 +441,8 @@ async fn the_built_in_ca_gives_mqtt_over_tls_that_mosquitto_openssl_and_python_a
     );
     let info: Value = admin_client(&base)
         .await
-        .get(format!("{base}/api/ca/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(format!("{base}/api/ca/info"))
+        .await;
     assert_eq!(info["active"]["fingerprint"], new_fingerprint.as_str());
     assert_eq!(info["retired"][0]["fingerprint"], fingerprint.as_str());
     assert!(s_client(tls_port, &new_pem, w).0, "not from the new CA");
@@ -521,13 +509,8 @@ async fn the_certificate_port_is_set_on_the_command_line_and_shown_in_the_settin
     let base = format!("http://127.0.0.1:{}", rt["http_port"]);
     let broker: Value = admin_client(&base)
         .await
-        .get(format!("{base}/api/settings/mqtt/broker"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(format!("{base}/api/settings/mqtt/broker"))
+        .await;
     assert_eq!(broker["cert_port"], port, "{broker}");
     serve.stop();
 
@@ -881,14 +864,7 @@ async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_c
     let admin = s.admin().await;
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let ca_pem = admin
-        .get(s.url("/api/ca"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ca_pem = admin.get_text(s.url("/api/ca")).await;
     std::fs::write(w.join("ca.pem"), &ca_pem).unwrap();
     let before = served_serial(tls_port, &w.join("ca.pem"), w);
 
@@ -921,14 +897,7 @@ async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_c
         .spawn()
         .unwrap();
     let connected = || async {
-        let clients: Value = admin
-            .get(s.url("/api/settings/mqtt/clients"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let clients: Value = admin.get_json(s.url("/api/settings/mqtt/clients")).await;
         clients
             .as_array()
             .unwrap()
@@ -978,14 +947,7 @@ async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_c
     // does not verify.
     let r = admin.post(s.url("/api/ca/rotate")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let new_ca = admin
-        .get(s.url("/api/ca"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let new_ca = admin.get_text(s.url("/api/ca")).await;
     assert_ne!(new_ca, ca_pem);
     std::fs::write(w.join("new-ca.pem"), &new_ca).unwrap();
     let (old_trusts_it, _) = s_client(tls_port, &w.join("ca.pem"), w);
@@ -1002,14 +964,7 @@ async fn renewal_and_rotation_swap_the_server_certificate_while_a_client_stays_c
         .expect("the subscriber did not get both messages")
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "before\nafter\n");
-    let rows: Value = admin
-        .get(s.url("/api/audit?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rows: Value = admin.get_json(s.url("/api/audit?limit=1000")).await;
     let rows = rows.as_array().unwrap();
     let connects = rows
         .iter()
@@ -1064,13 +1019,8 @@ async fn plain_mqtt_to_a_tls_port_is_refused_and_audited() {
         assert!(!ok, "plain MQTT was accepted on TLS port {port}");
         crate::support::eventually(|| async {
             let rows: Value = admin
-                .get(s.url("/api/audit?kind=mqtt_tls_refused&result=failed"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .get_json(s.url("/api/audit?kind=mqtt_tls_refused&result=failed"))
+                .await;
             rows.as_array()
                 .unwrap()
                 .iter()

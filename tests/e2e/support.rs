@@ -232,3 +232,19 @@ pub fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
         ),
     )
 }
+
+/// A GET whose body the test wants, failing the test on any error.
+pub(crate) trait GetBody {
+    async fn get_json(&self, url: impl reqwest::IntoUrl) -> serde_json::Value;
+    async fn get_text(&self, url: impl reqwest::IntoUrl) -> String;
+}
+
+impl GetBody for reqwest::Client {
+    async fn get_json(&self, url: impl reqwest::IntoUrl) -> serde_json::Value {
+        self.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn get_text(&self, url: impl reqwest::IntoUrl) -> String {
+        self.get(url).send().await.unwrap().text().await.unwrap()
+    }
+}
