@@ -53,6 +53,15 @@ async fn a_user_gets_a_client_certificate_with_a_legacy_pkcs12_and_can_revoke_it
     assert_eq!(issued["certificate"]["user"], "alice");
     assert_eq!(issued["certificate"]["status"], "active");
     assert_eq!(issued["p12_filename"], "alice-phone.otrp");
+    // Where it logs in: the certificate listener.
+    assert_eq!(
+        issued["mqtt_port"],
+        s.running
+            .mqtt_cert_addr
+            .expect("a certificate listener")
+            .port(),
+        "{issued}"
+    );
     let key_pem = issued["key_pem"].as_str().unwrap();
     let bundle = issued["pem_bundle"].as_str().unwrap();
     assert!(bundle.contains(issued["cert_pem"].as_str().unwrap()));

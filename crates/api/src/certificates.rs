@@ -31,6 +31,10 @@ pub struct IssuedCertificate {
     pub p12_password: String,
     /// `<user>-<device>.otrp`, the name OwnTracks on iOS opens.
     pub p12_filename: String,
+    /// The port where this certificate logs in (MQTT over TLS, no password): the certificate
+    /// listener's, `None` when it is off.
+    #[serde(default)]
+    pub mqtt_port: Option<u16>,
 }
 
 impl std::fmt::Debug for IssuedCertificate {

@@ -61,6 +61,9 @@ export default async function certificates({ browser, base, USER, shots, check, 
       expectEqual(listed?.subject, "admin/certphone", "the API lists the new certificate");
       expectEqual(listed?.status, "active", "its status");
       await page.locator(`tr[data-serial="${serial}"][data-status="active"]`).waitFor({ timeout: 10_000 });
+      // Where the certificate logs in: the certificate listener's port, as the admin API says.
+      const broker = (await admin("GET", "/api/settings/mqtt/broker")).body;
+      expectEqual((await page.locator("[data-cert-port]").textContent()).trim(), String(broker.cert_port), "the port shown with the certificate");
       await screenshotsAndAxe(page, shots, "certificates-issued");
     });
 

@@ -61,6 +61,8 @@ mod text {
     pub const DOWNLOAD_PEM: &str = "Download PEM bundle (certificate, key, CA)";
     pub const ONCE_HOW: &str = "iPhone: open the .otrp file with OwnTracks and enter the password. Android: install the .p12 file under Settings → Security → Encryption & credentials → Install a certificate → VPN & app user certificate, then choose it in OwnTracks.";
     pub const DONE: &str = "Done, hide the password";
+    pub const PORT: &str = "MQTT port (TLS on, no password)";
+    pub const NO_PORT: &str = "The certificate port is turned off on this hub ([mqtt] cert_port): ask the admin to turn it on.";
 
     /// A certificate's status, as the server names it.
     pub fn status(status: &str) -> &str {
@@ -324,6 +326,10 @@ fn Issued(answer: IssuedCertificate, on_done: Callback<()>) -> impl IntoView {
                 <div>
                     <dt>{text::PASSWORD}</dt>
                     <dd><code class="secret" data-secret="p12-password">{answer.p12_password.clone()}</code></dd>
+                </div>
+                <div>
+                    <dt>{text::PORT}</dt>
+                    <dd data-cert-port="">{answer.mqtt_port.map_or_else(|| text::NO_PORT.to_owned(), |p| p.to_string())}</dd>
                 </div>
             </dl>
             <p class="device-row-actions">

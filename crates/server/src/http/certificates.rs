@@ -158,6 +158,7 @@ pub async fn issue(
             p12_base64: base64::engine::general_purpose::STANDARD.encode(p12),
             p12_password: password.to_string(),
             p12_filename: format!("{}-{}.otrp", file_part(&user), file_part(&body.device)),
+            mqtt_port: state.owntracks_settings.mqtt_cert_port,
         }),
     ))
 }
