@@ -165,20 +165,16 @@ impl Renewer {
         self.apply(&server).await.map_err(|e| e.to_string())?;
         if issued {
             self.audit.record(AuditEntry {
-                id: 0,
-                at: now,
-                kind: AuditKind::ServerCertificateRenewed,
-                peer: None,
-                client_id: None,
-                username: None,
-                protocol: None,
-                code: None,
-                reason: format!("server certificate renewed ({})", reason(trigger)),
                 detail: Some(format!(
                     "serial {} valid until {}",
                     server.info.serial,
                     time::OffsetDateTime::from(server.info.not_after).date()
                 )),
+                ..AuditEntry::new(
+                    now,
+                    AuditKind::ServerCertificateRenewed,
+                    format!("server certificate renewed ({})", reason(trigger)),
+                )
             });
             tracing::info!(serial = %server.info.serial, ?trigger, "server certificate renewed");
             Ok(Some(server.info.serial.clone()))

@@ -155,18 +155,6 @@ impl Gatekeeper for StoreGatekeeper {
 }
 
 fn audit_entry(event: AuditEvent) -> AuditEntry {
-    let blank = |at, kind, reason: String| AuditEntry {
-        id: 0,
-        at,
-        kind,
-        peer: None,
-        client_id: None,
-        username: None,
-        protocol: None,
-        code: None,
-        reason,
-        detail: None,
-    };
     match event {
         AuditEvent::Connect {
             at,
@@ -182,7 +170,7 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
             username,
             protocol: Some(protocol),
             code: Some(u16::from(code)),
-            ..blank(at, AuditKind::MqttConnect, reason)
+            ..AuditEntry::new(at, AuditKind::MqttConnect, reason)
         },
         AuditEvent::Disconnect {
             at,
@@ -194,7 +182,7 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
             peer: Some(peer.to_string()),
             client_id: Some(client_id),
             username,
-            ..blank(at, AuditKind::MqttDisconnect, reason)
+            ..AuditEntry::new(at, AuditKind::MqttDisconnect, reason)
         },
         AuditEvent::PublishDenied {
             at,
@@ -205,11 +193,7 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
             client_id: Some(client_id),
             username,
             detail: Some(topic),
-            ..blank(
-                at,
-                AuditKind::MqttPublishDenied,
-                "publish refused by ACL".into(),
-            )
+            ..AuditEntry::new(at, AuditKind::MqttPublishDenied, "publish refused by ACL")
         },
         AuditEvent::SubscribeDenied {
             at,
@@ -220,10 +204,10 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
             client_id: Some(client_id),
             username,
             detail: Some(filter),
-            ..blank(
+            ..AuditEntry::new(
                 at,
                 AuditKind::MqttSubscribeDenied,
-                "subscription refused by ACL".into(),
+                "subscription refused by ACL",
             )
         },
         AuditEvent::ConnectionsRefused {
@@ -234,7 +218,7 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
         } => AuditEntry {
             peer: Some(last_peer.to_string()),
             code: Some(3),
-            ..blank(
+            ..AuditEntry::new(
                 at,
                 AuditKind::MqttConnect,
                 format!(
@@ -252,7 +236,7 @@ fn audit_entry(event: AuditEvent) -> AuditEntry {
         } => AuditEntry {
             peer: Some(peer.to_string()),
             detail: Some(format!("port {port}")),
-            ..blank(at, AuditKind::MqttTlsRefused, reason)
+            ..AuditEntry::new(at, AuditKind::MqttTlsRefused, reason)
         },
     }
 }

@@ -132,6 +132,23 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// A row of `kind` at `at` saying `reason`, every other field empty (fill them with
+    /// struct update syntax: `AuditEntry { peer: …, ..AuditEntry::new(at, kind, reason) }`).
+    pub fn new(at: SystemTime, kind: AuditKind, reason: impl Into<String>) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at,
+            kind,
+            peer: None,
+            client_id: None,
+            username: None,
+            protocol: None,
+            code: None,
+            reason: reason.into(),
+            detail: None,
+        }
+    }
+
     /// Whether the row records a success: not a refusal kind, and its code (if any) is MQTT's
     /// 0 or an HTTP 2xx.
     pub fn succeeded(&self) -> bool {

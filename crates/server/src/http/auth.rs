@@ -207,16 +207,10 @@ pub(super) fn audit_sign_in(
     now: SystemTime,
 ) {
     state.audit.record(AuditEntry {
-        id: 0,
-        at: now,
-        kind: AuditKind::HttpLogin,
         peer: Some(peer.to_string()),
-        client_id: None,
         username: Some(username.to_owned()),
-        protocol: None,
         code: Some(code),
-        reason: reason.to_owned(),
-        detail: None,
+        ..AuditEntry::new(now, AuditKind::HttpLogin, reason)
     });
 }
 

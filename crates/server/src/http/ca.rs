@@ -219,20 +219,16 @@ async fn ca_changed(
     kind: AuditKind,
     fingerprint: &str,
 ) {
+    let reason = match kind {
+        AuditKind::CaImported => "certificate authority imported",
+        _ => "new certificate authority generated",
+    };
     state.audit.record(AuditEntry {
-        id: 0,
-        at: SystemTime::now(),
-        kind,
         peer: Some(peer.to_string()),
-        client_id: None,
         username: Some(by.to_owned()),
-        protocol: None,
         code: Some(200),
-        reason: match kind {
-            AuditKind::CaImported => "certificate authority imported".into(),
-            _ => "new certificate authority generated".into(),
-        },
         detail: Some(format!("fingerprint {fingerprint}")),
+        ..AuditEntry::new(SystemTime::now(), kind, reason)
     });
     if let Err(e) = state.renewal.renew(Trigger::CaChanged).await {
         tracing::error!(error = %e, "the TLS listeners keep the previous server certificate");

@@ -91,16 +91,11 @@ fn audit(
         _ => "client certificate revoked",
     };
     state.audit.record(AuditEntry {
-        id: 0,
-        at: now,
-        kind,
         peer: Some(peer.to_string()),
-        client_id: None,
         username: Some(caller.username.clone()),
-        protocol: None,
         code: Some(code),
-        reason: reason.into(),
         detail: Some(format!("{} serial {}", cert.common_name, cert.serial)),
+        ..AuditEntry::new(now, kind, reason)
     });
 }
 

@@ -163,15 +163,10 @@ fn audit(
         _ => "friendship revoked",
     };
     state.audit.record(AuditEntry {
-        id: 0,
-        at: now,
-        kind,
         peer: Some(peer.to_string()),
-        client_id: None,
         username: Some(caller.username.clone()),
-        protocol: None,
         code: Some(code),
-        reason: reason.into(),
         detail: Some(format!("{} -> {}", friendship.owner, friendship.viewer)),
+        ..AuditEntry::new(now, kind, reason)
     });
 }
