@@ -69,8 +69,8 @@ struct Watcher {
     tx: broadcast::Sender<Inbound>,
 }
 
-fn wants(filter: &str, origins: Origins, inbound: &Inbound) -> bool {
-    origins.admits(inbound.origin) && acl::filter_matches(filter, &inbound.topic)
+fn wants(filter: &str, origins: Origins, origin: Origin, topic: &str) -> bool {
+    origins.admits(origin) && acl::filter_matches(filter, topic)
 }
 
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -167,8 +167,10 @@ impl Consumers {
         list.push(watcher);
     }
 
-    /// Hand `inbound` to every matching watcher (never waiting), then to every matching
-    /// consumer, waiting for room (backpressure).
+    /// Hand the message on `topic` from `origin` to every matching watcher (never waiting),
+    /// then to every matching consumer, waiting for room (backpressure). `message` builds it
+    /// only when some receiver matches: most client publishes (anything outside the app's
+    /// topics) match none, and then cost two read locks and no allocation.
     ///
     /// With `commit: Some(limit)` (a client's QoS 1/2 publish), also wait for every matching
     /// acked consumer to answer, all within `limit` (room in its channel included); the first
@@ -176,16 +178,19 @@ impl Consumers {
     /// refused. With `None`, acked consumers get an [`Ack`] nobody waits for.
     pub(crate) async fn dispatch(
         &self,
-        inbound: Inbound,
+        topic: &str,
+        origin: Origin,
+        message: impl FnOnce() -> Inbound,
         commit: Option<Duration>,
     ) -> Result<(), NotCommitted> {
+        let built = std::cell::LazyCell::new(message);
         let mut gone = false;
         for w in read(&self.watchers)
             .iter()
-            .filter(|w| wants(&w.filter, w.origins, &inbound))
+            .filter(|w| wants(&w.filter, w.origins, origin, topic))
         {
             // Fails only when the watch was dropped.
-            gone |= w.tx.send(inbound.clone()).is_err();
+            gone |= w.tx.send(Inbound::clone(&built)).is_err();
         }
         if gone {
             write(&self.watchers).retain(|w| w.tx.receiver_count() > 0);
@@ -193,9 +198,13 @@ impl Consumers {
 
         let targets: Vec<Sink> = read(&self.consumers)
             .iter()
-            .filter(|c| wants(&c.filter, c.origins, &inbound))
+            .filter(|c| wants(&c.filter, c.origins, origin, topic))
             .map(|c| c.sink.clone())
             .collect();
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let inbound = std::cell::LazyCell::force(&built).clone();
         let mut closed = false;
         // Only a message an acked consumer matches reads the clock or allocates here.
         let mut deadline = None;
@@ -376,7 +385,12 @@ impl Bus for BusImpl {
             })?;
         if let Some(inbound) = copy {
             // Nobody waits for the consumers' answers to an app publish (ADR 0008).
-            let _ = self.state.consumers.dispatch(inbound, None).await;
+            let (topic, origin) = (inbound.topic.clone(), inbound.origin);
+            let _ = self
+                .state
+                .consumers
+                .dispatch(&topic, origin, || inbound, None)
+                .await;
         }
         Ok(())
     }

@@ -45,7 +45,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -85,9 +85,10 @@ pub(crate) struct State {
     /// Identities of CONNECTs that passed authentication and wait for rmqtt to accept them
     /// (`ClientConnack`); never used for anything else.
     pending: Mutex<HashMap<Id, (Arc<Identity>, Instant)>>,
-    /// Accepted sessions by client id, for kicking by user or device and the revocation sweep.
-    /// Ownership checks read the session's own identity instead.
-    live: Mutex<HashMap<String, Live>>,
+    /// Accepted sessions by client id, for kicking by user or device, the revocation sweep,
+    /// and the identity behind each publish and delivery (read-mostly: written at CONNACK and
+    /// session end). Ownership checks at CONNECT read the session's own identity instead.
+    live: RwLock<HashMap<String, Live>>,
     pub(crate) consumers: Consumers,
     /// Messages rmqtt dropped (queue full, expired, session gone): for logs and health.
     dropped: std::sync::atomic::AtomicU64,
@@ -121,7 +122,7 @@ impl State {
             gatekeeper,
             max_payload,
             pending: Mutex::new(HashMap::new()),
-            live: Mutex::new(HashMap::new()),
+            live: RwLock::new(HashMap::new()),
             consumers: Consumers::default(),
             dropped: std::sync::atomic::AtomicU64::new(0),
             relays: Arc::default(),
@@ -151,8 +152,16 @@ impl State {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn live(&self) -> MutexGuard<'_, HashMap<String, Live>> {
-        lock(&self.live)
+    fn live(&self) -> RwLockReadGuard<'_, HashMap<String, Live>> {
+        self.live
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn live_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, Live>> {
+        self.live
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn add_pending(&self, id: Id, identity: Arc<Identity>) {
@@ -204,7 +213,7 @@ impl State {
     }
 
     pub(crate) fn forget(&self, id: &Id) {
-        let mut live = self.live();
+        let mut live = self.live_mut();
         if live.get(&*id.client_id).is_some_and(|l| l.id == *id) {
             live.remove(&*id.client_id);
         }
@@ -216,6 +225,15 @@ impl State {
 
     pub(crate) fn gatekeeper(&self) -> Arc<dyn Gatekeeper> {
         self.gatekeeper.clone()
+    }
+}
+
+/// The identity behind `session`, for its publishes and deliveries: from the live map (a
+/// read lock, no await), else from the session's own attributes (rmqtt's async lock).
+async fn identity_for(state: &State, session: &Session) -> Option<Arc<Identity>> {
+    match state.identity_of(&session.id) {
+        Some(identity) => Some(identity),
+        None => session_identity(session).await,
     }
 }
 
@@ -398,7 +416,7 @@ impl HookHandler {
             .write()
             .await
             .insert(ClientId::from_static(IDENTITY_ATTR), identity.clone());
-        self.state.live().insert(
+        self.state.live_mut().insert(
             id.client_id.to_string(),
             Live {
                 id: id.clone(),
@@ -433,7 +451,7 @@ impl HookHandler {
         publish: &rmqtt::types::Publish,
     ) -> PublishAclResult {
         let id = &session.id;
-        let Some(identity) = session_identity(session).await else {
+        let Some(identity) = identity_for(&self.state, session).await else {
             tracing::warn!(client_id = %id.client_id, "publish from a connection without identity");
             return PublishAclResult::rejected(true, Some("no identity".into()));
         };
@@ -480,8 +498,13 @@ impl HookHandler {
         // A client that waits for an acknowledgement gets it only once the acked consumers
         // committed the message; QoS 0 publishers wait for nobody.
         let commit = (publish.qos != QoS::AtMostOnce).then_some(self.state.commit_timeout);
-        let message = inbound(publish, Origin::Client, Some(identity.clone()), id);
-        if let Err(NotCommitted(reason)) = self.state.consumers.dispatch(message, commit).await {
+        let message = || inbound(publish, Origin::Client, Some(identity.clone()), id);
+        if let Err(NotCommitted(reason)) = self
+            .state
+            .consumers
+            .dispatch(&publish.topic, Origin::Client, message, commit)
+            .await
+        {
             tracing::warn!(
                 client_id = %id.client_id, username = %identity.username, topic = %publish.topic,
                 qos = publish.qos.value(), %reason,
@@ -525,12 +548,14 @@ impl HookHandler {
     }
 }
 
-/// May the message on `topic` be written to the session's client now?
+/// May the message on `topic` be written to the session's client now? The friendships are
+/// read only for a topic the identity's role does not open by itself.
 async fn may_deliver(state: &State, session: &Session, topic: &str) -> bool {
-    let Some(identity) = session_identity(session).await else {
+    let Some(identity) = identity_for(state, session).await else {
         return false;
     };
-    acl::may_receive(&identity, topic, &state.friendships())
+    acl::may_receive_by_role(&identity, topic)
+        || acl::may_receive(&identity, topic, &state.friendships())
 }
 
 #[async_trait]
@@ -600,10 +625,11 @@ impl Handler for HookHandler {
                     tracing::warn!(client_id = %from.id.client_id, "will message of a session without identity");
                 }
                 // Nobody waits for a will: acked consumers get it with an ack nobody awaits.
+                let will = || inbound(publish, Origin::Will, identity, &from.id);
                 let _ = self
                     .state
                     .consumers
-                    .dispatch(inbound(publish, Origin::Will, identity, &from.id), None)
+                    .dispatch(&publish.topic, Origin::Will, will, None)
                     .await;
                 (true, acc)
             }

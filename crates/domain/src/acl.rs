@@ -304,6 +304,14 @@ pub fn may_receive(id: &Identity, topic: &str, friends: &Friendships) -> bool {
     }
 }
 
+/// The part of [`may_receive`] that needs no friendships: `true` when `id`'s role alone lets
+/// it receive `topic` (an admin anything, a user their own OwnTracks topics, Home Assistant
+/// its roots). `false` leaves the answer to [`may_receive`]. For the per-delivery check, so
+/// that the common case does not read the friendships at all.
+pub fn may_receive_by_role(id: &Identity, topic: &str) -> bool {
+    allowed_by_role(id, topic)
+}
+
 /// The role check shared by topics and (already validated) filters: the leading levels that
 /// decide ownership must be literal, so a wildcard there never matches.
 fn allowed_by_role(id: &Identity, topic_or_filter: &str) -> bool {
@@ -418,6 +426,50 @@ mod tests {
         assert!(may_subscribe("owntracks/+"));
         assert!(may_subscribe("owntracks/#"));
         assert!(may_subscribe("owntracks/+/+"));
+    }
+
+    /// The broker asks `may_receive_by_role` first and reads the friendships only when it says
+    /// no: it must never let through what `may_receive` refuses, with or without friends.
+    #[test]
+    fn the_role_shortcut_never_opens_what_may_receive_refuses() {
+        let topics = [
+            "owntracks/alice/phone",
+            "owntracks/bob/phone",
+            "owntracks/bob/phone/info",
+            "owntracks/bob/phone/cmd",
+            "owntracks/carol/phone",
+            "homeassistant/status",
+            "porchlight/alarm/state",
+            "$SYS/broker/uptime",
+            "bench/alice/x",
+        ];
+        for role in [Role::Admin, Role::User, Role::HomeAssistant] {
+            let id = ident("alice", role);
+            for topic in topics {
+                for friends in [none(), bob_grants_alice()] {
+                    if may_receive_by_role(&id, topic) {
+                        assert!(
+                            may_receive(&id, topic, &friends),
+                            "{role:?} {topic}: the shortcut opened a refused topic"
+                        );
+                    }
+                }
+            }
+        }
+        // It does answer the common cases by itself.
+        assert!(may_receive_by_role(
+            &ident("alice", Role::User),
+            "owntracks/alice/phone"
+        ));
+        assert!(may_receive_by_role(
+            &ident("root", Role::Admin),
+            "bench/x/y"
+        ));
+        // A friend's topic needs the friendships.
+        assert!(!may_receive_by_role(
+            &ident("alice", Role::User),
+            "owntracks/bob/phone"
+        ));
     }
 
     #[test]
