@@ -12,8 +12,9 @@
 //! identity says how it logged in ([`LoginMethod`]), so a password
 //! change can end the password sessions and leave the device-key ones.
 
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use porchlight_broker::{
@@ -32,6 +33,40 @@ pub struct StoreGatekeeper {
     /// The password policy shared with the web login (throttles, argon2 limit, memory of
     /// verified credentials).
     logins: Arc<LoginGate>,
+    /// When each device key / certificate last had its "last seen" written.
+    touches: Touches,
+}
+
+/// How stale a device's or certificate's "last seen" may get: a reconnect storm (every phone
+/// after a router reboot, a client in a reconnect loop) writes it once a minute per login at
+/// most, not once per CONNECT.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Throttles the "last seen" writes of MQTT logins (see [`TOUCH_EVERY`]).
+#[derive(Default)]
+struct Touches(Mutex<HashMap<Touched, Instant>>);
+
+#[derive(Hash, PartialEq, Eq)]
+enum Touched {
+    Device(i64),
+    Certificate(String),
+}
+
+impl Touches {
+    /// Whether `what`'s "last seen" should be written now; if so, notes that it is.
+    fn due(&self, what: Touched, now: Instant) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if last.len() > 10_000 {
+            last.retain(|_, at| now.duration_since(*at) < TOUCH_EVERY);
+        }
+        match last.get(&what) {
+            Some(at) if now.duration_since(*at) < TOUCH_EVERY => false,
+            _ => {
+                last.insert(what, now);
+                true
+            }
+        }
+    }
 }
 
 fn identity(user: User, device_id: Option<i64>, login: LoginMethod) -> Identity {
@@ -51,6 +86,7 @@ impl StoreGatekeeper {
             store,
             audit,
             logins,
+            touches: Touches::default(),
         }
     }
 
@@ -88,11 +124,16 @@ impl StoreGatekeeper {
             .find_user(&stored.username)
             .await
             .map_err(|_| unknown)?;
-        let store = self.store.clone();
-        let fingerprint = stored.fingerprint.clone();
-        tokio::spawn(async move {
-            let _ = store.touch_client_certificate(&fingerprint, now).await;
-        });
+        if self.touches.due(
+            Touched::Certificate(stored.fingerprint.clone()),
+            Instant::now(),
+        ) {
+            let store = self.store.clone();
+            let fingerprint = stored.fingerprint.clone();
+            tokio::spawn(async move {
+                let _ = store.touch_client_certificate(&fingerprint, now).await;
+            });
+        }
         let mut id = identity(user, None, LoginMethod::Certificate);
         id.certificate = Some(stored.serial);
         Ok(id)
@@ -124,11 +165,13 @@ impl Gatekeeper for StoreGatekeeper {
         if password.starts_with(b"pld_")
             && let Ok(Some((user, device))) = self.store.verify_device_key(username, password).await
         {
-            let store = self.store.clone();
             let device_id = device.id;
-            tokio::spawn(async move {
-                let _ = store.touch_device(device_id, SystemTime::now()).await;
-            });
+            if self.touches.due(Touched::Device(device_id), Instant::now()) {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let _ = store.touch_device(device_id, SystemTime::now()).await;
+                });
+            }
             return Ok(identity(user, Some(device_id), LoginMethod::DeviceKey));
         }
         match self
@@ -402,5 +445,21 @@ mod tests {
             gate.authenticate(&creds("a1", "alice/laptop")).await,
             refused(CertificateRefusal::Unknown)
         );
+    }
+
+    #[test]
+    fn last_seen_is_written_once_a_minute_per_login_at_most() {
+        let touches = Touches::default();
+        let t0 = Instant::now();
+        assert!(touches.due(Touched::Device(1), t0));
+        assert!(!touches.due(Touched::Device(1), t0 + Duration::from_secs(59)));
+        // Another login is not held back by the first.
+        assert!(touches.due(Touched::Device(2), t0 + Duration::from_secs(1)));
+        assert!(touches.due(Touched::Certificate("ab".into()), t0));
+        assert!(touches.due(Touched::Device(1), t0 + TOUCH_EVERY));
+        assert!(!touches.due(
+            Touched::Device(1),
+            t0 + TOUCH_EVERY + Duration::from_secs(1)
+        ));
     }
 }

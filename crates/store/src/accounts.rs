@@ -77,11 +77,11 @@ fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
 }
 
 fn find_user_in(conn: &Connection, username: &str) -> Result<User> {
-    conn.query_row(
-        &format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"),
-        [username],
-        user_from_row,
-    )
+    // Cached: every MQTT login (a reconnect storm is thousands a second) looks its user up.
+    conn.prepare_cached(&format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username = ?1"
+    ))?
+    .query_row([username], user_from_row)
     .optional()?
     .ok_or_else(|| Error::NotFound {
         what: "user",
@@ -440,14 +440,11 @@ impl Store {
         let username = username.to_owned();
         self.read(move |c| {
             let found = c
-                .query_row(
-                    &format!(
-                        "SELECT {DEVICE_COLUMNS} FROM devices d JOIN users u ON u.id = d.user_id
-                         WHERE d.key_hash = ?1 AND u.username = ?2"
-                    ),
-                    params![hash, username],
-                    device_from_row,
-                )
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices d JOIN users u ON u.id = d.user_id
+                     WHERE d.key_hash = ?1 AND u.username = ?2"
+                ))?
+                .query_row(params![hash, username], device_from_row)
                 .optional()?;
             match found {
                 Some(device) => Ok(Some((find_user_in(c, &device.username)?, device))),
@@ -460,10 +457,8 @@ impl Store {
     /// Notes that a device connected now.
     pub async fn touch_device(&self, device_id: i64, now: SystemTime) -> Result<()> {
         self.write(move |c| {
-            c.execute(
-                "UPDATE devices SET last_seen_at = ?1 WHERE id = ?2",
-                params![unix_ms(now), device_id],
-            )?;
+            c.prepare_cached("UPDATE devices SET last_seen_at = ?1 WHERE id = ?2")?
+                .execute(params![unix_ms(now), device_id])?;
             Ok(())
         })
         .await
