@@ -124,7 +124,7 @@ impl BrokerConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
             listen,
-            max_connections: 1024,
+            max_connections: 10_000,
             max_payload: 256 * 1024,
             connect_timeout: Duration::from_secs(10),
             max_queued_messages: 10_000,

@@ -263,7 +263,7 @@ impl Default for MqttConfig {
         MqttConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 1883,
-            max_connections: 1024,
+            max_connections: 10_000,
             max_payload: 256 * 1024,
             connect_timeout_secs: 10,
             max_queued_messages: 10_000,

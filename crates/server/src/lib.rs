@@ -290,6 +290,15 @@ pub async fn start_with_overrides(
     config.write_example_if_missing()?;
     if let Some(limit) = fd_limit::raise() {
         tracing::info!(before = limit.before, now = limit.now, "open-file limit");
+        // A TLS connection holds three descriptors (the client's, the relay's two ends).
+        let wanted = config.mqtt.max_connections.saturating_mul(3) + 256;
+        if usize::try_from(limit.now).unwrap_or(usize::MAX) < wanted {
+            tracing::warn!(
+                open_files = limit.now,
+                max_connections = config.mqtt.max_connections,
+                "the open-file limit may run out before [mqtt] max_connections: raise the hard limit (ulimit -Hn) or lower max_connections"
+            );
+        }
     }
     let db_path = config.data_dir.join("porchlight.db");
     create_private_file(&db_path)?;
