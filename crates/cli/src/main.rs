@@ -142,11 +142,6 @@ fn parse_role(s: &str) -> Result<Role, String> {
         .map_err(|e: porchlight_domain::acl::UnknownRole| e.to_string())
 }
 
-/// mimalloc instead of the system allocator: under MQTT load glibc's malloc and free took
-/// about a tenth of the broker's time (ADR 0020).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = Cli::parse();
     init_logging();
