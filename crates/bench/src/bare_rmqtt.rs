@@ -246,4 +246,42 @@ mod tests {
         }
         task.abort();
     }
+
+    /// Empty hooks change nothing rmqtt does: every message of both QoS still reaches the
+    /// subscriber (an answer from them would refuse publishes or withhold deliveries).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn empty_hooks_let_every_message_through() {
+        let (addr, task) = serve(&BareArgs {
+            empty_hooks: true,
+            ..args()
+        })
+        .await
+        .unwrap();
+        let target = bare_rmqtt_target(std::process::id(), addr, 2);
+        for qos in [0u8, 1] {
+            let spec = LoadSpec {
+                tag: format!("e{qos}"),
+                endpoint: target.endpoint.clone(),
+                broker_pid: std::process::id(),
+                phase: Phase::Connect {
+                    clients: 1,
+                    concurrency: 1,
+                },
+            };
+            let r = publish_phase(
+                &spec,
+                "bench",
+                qos,
+                8,
+                1,
+                Duration::from_millis(500),
+                &target.subscriber,
+            )
+            .await
+            .unwrap();
+            assert!(r.sent > 0, "{r:?}");
+            assert_eq!((r.ok, r.failed), (r.sent, 0), "qos{qos}: {r:?}");
+        }
+        task.abort();
+    }
 }

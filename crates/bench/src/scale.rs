@@ -333,6 +333,7 @@ mod tests {
             inflight: 32,
             queue: 1000,
             max_connections: 1000,
+            empty_hooks: false,
         })
         .await
         .unwrap();
