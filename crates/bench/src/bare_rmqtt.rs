@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 
@@ -36,6 +37,28 @@ pub struct BareArgs {
     /// Connections (and sessions) at most.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) max_connections: usize,
+    /// Register a hook handler that does nothing on [`PER_MESSAGE_HOOKS`].
+    #[arg(long)]
+    pub(crate) empty_hooks: bool,
+}
+
+/// The hook points Porchlight's broker runs for every message: the will check, the publish
+/// ACL (and commit-before-ack), the per-delivery ACL.
+const PER_MESSAGE_HOOKS: [Type; 3] = [
+    Type::MessagePublish,
+    Type::MessagePublishCheckAcl,
+    Type::MessageExpiryCheck,
+];
+
+/// A handler that lets rmqtt go on as if it were not there: "no answer" is rmqtt's default
+/// (allow, not expired, unchanged).
+struct EmptyHooks;
+
+#[async_trait::async_trait]
+impl Handler for EmptyHooks {
+    async fn hook(&self, _param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        (true, acc)
+    }
 }
 
 /// Binds the listener and serves until the task is dropped; returns the bound address and
@@ -48,6 +71,13 @@ pub(crate) async fn serve(
         .mqtt_max_sessions(isize::try_from(args.max_connections).unwrap_or(isize::MAX))
         .build()
         .await;
+    if args.empty_hooks {
+        let register = scx.extends.hook_mgr().register();
+        for typ in PER_MESSAGE_HOOKS {
+            register.add(typ, Box::new(EmptyHooks)).await;
+        }
+        register.start().await;
+    }
     let listener = Builder::new()
         .name("bare-rmqtt/tcp")
         .laddr(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)))
@@ -90,6 +120,7 @@ pub(crate) async fn start(
     dir: &Path,
     inflight: u16,
     max_connections: usize,
+    empty_hooks: bool,
 ) -> Result<(tokio::process::Child, SocketAddr)> {
     let port_file = dir.join("bare-rmqtt.port");
     let _ = std::fs::remove_file(&port_file);
@@ -101,6 +132,7 @@ pub(crate) async fn start(
         .arg(inflight.to_string())
         .arg("--max-connections")
         .arg(max_connections.to_string())
+        .args(empty_hooks.then_some("--empty-hooks"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -136,6 +168,7 @@ mod tests {
             inflight: 32,
             queue: 1_000_000,
             max_connections: 1_000,
+            empty_hooks: false,
         }
     }
 
@@ -200,6 +233,44 @@ mod tests {
             let r = publish_phase(
                 &spec(&format!("p{qos}"), target.endpoint.clone()),
                 root,
+                qos,
+                8,
+                1,
+                Duration::from_millis(500),
+                &target.subscriber,
+            )
+            .await
+            .unwrap();
+            assert!(r.sent > 0, "{r:?}");
+            assert_eq!((r.ok, r.failed), (r.sent, 0), "qos{qos}: {r:?}");
+        }
+        task.abort();
+    }
+
+    /// Empty hooks change nothing rmqtt does: every message of both QoS still reaches the
+    /// subscriber (an answer from them would refuse publishes or withhold deliveries).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn empty_hooks_let_every_message_through() {
+        let (addr, task) = serve(&BareArgs {
+            empty_hooks: true,
+            ..args()
+        })
+        .await
+        .unwrap();
+        let target = bare_rmqtt_target(std::process::id(), addr, 2);
+        for qos in [0u8, 1] {
+            let spec = LoadSpec {
+                tag: format!("e{qos}"),
+                endpoint: target.endpoint.clone(),
+                broker_pid: std::process::id(),
+                phase: Phase::Connect {
+                    clients: 1,
+                    concurrency: 1,
+                },
+            };
+            let r = publish_phase(
+                &spec,
+                "bench",
                 qos,
                 8,
                 1,

@@ -114,6 +114,11 @@ pub struct TlsArgs {
     /// Skip the bare rmqtt broker (rmqtt without Porchlight's hooks, plain rows only).
     #[arg(long)]
     no_bare_rmqtt: bool,
+    /// Give bare rmqtt hooks that do nothing on the three per-message hook points Porchlight
+    /// uses (`MessagePublish`, `MessagePublishCheckAcl`, `MessageExpiryCheck`): what rmqtt's
+    /// hook machinery alone costs, without any of our logic (ADR 0020).
+    #[arg(long)]
+    bare_empty_hooks: bool,
     /// What the publishers publish to: `owntracks` (`owntracks/<user>/bench`: Porchlight
     /// stores every location, its real path) or `bench` (`bench/<user>/bench` on every
     /// broker: Porchlight's publishers are then admins' devices, whose ACL allows any topic,
@@ -1166,9 +1171,19 @@ impl Brokers {
         if skip.bare_rmqtt {
             println!("bare rmqtt: skipped (--no-bare-rmqtt)");
         } else {
-            let (child, addr) =
-                crate::bare_rmqtt::start(dir, setup.inflight, max_connections).await?;
+            let (child, addr) = crate::bare_rmqtt::start(
+                dir,
+                setup.inflight,
+                max_connections,
+                setup.bare_empty_hooks,
+            )
+            .await?;
             let pid = child.id().context("bare rmqtt exited")?;
+            if setup.bare_empty_hooks {
+                println!(
+                    "bare rmqtt: with empty hooks on MessagePublish, MessagePublishCheckAcl and MessageExpiryCheck"
+                );
+            }
             targets.push(bare_rmqtt_target(pid, addr, setup.publishers));
             bare_rmqtt = Some(child);
         }
@@ -1499,6 +1514,8 @@ pub(crate) struct Setup {
     pub(crate) x25519: bool,
     /// `Bench`: Porchlight's publishers are admins (whose ACL allows `bench/...`).
     pub(crate) topic: TopicRoot,
+    /// Bare rmqtt with empty per-message hooks (`--bare-empty-hooks`).
+    pub(crate) bare_empty_hooks: bool,
 }
 
 impl Setup {
@@ -1508,6 +1525,7 @@ impl Setup {
             inflight: args.inflight,
             x25519: args.x25519,
             topic: args.topic,
+            bare_empty_hooks: args.bare_empty_hooks,
         }
     }
 }
@@ -1872,6 +1890,7 @@ mod tests {
             x25519: false,
             no_mosquitto: false,
             no_bare_rmqtt: false,
+            bare_empty_hooks: false,
             topic: TopicRoot::Owntracks,
             quick: true,
         }

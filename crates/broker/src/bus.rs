@@ -170,7 +170,7 @@ impl Consumers {
     /// Hand the message on `topic` from `origin` to every matching watcher (never waiting),
     /// then to every matching consumer, waiting for room (backpressure). `message` builds it
     /// only when some receiver matches: most client publishes (anything outside the app's
-    /// topics) match none, and then cost two read locks and no allocation.
+    /// topics) match none, and then cost two read locks, no allocation and no await.
     ///
     /// With `commit: Some(limit)` (a client's QoS 1/2 publish), also wait for every matching
     /// acked consumer to answer, all within `limit` (room in its channel included); the first
@@ -183,6 +183,22 @@ impl Consumers {
         message: impl FnOnce() -> Inbound,
         commit: Option<Duration>,
     ) -> Result<(), NotCommitted> {
+        match self.matching(topic, origin, message) {
+            // Boxed: the hooks' futures stay small for the messages no consumer takes
+            // (rmqtt boxes every hook call's future, once per message and hook).
+            Some((inbound, targets)) => Box::pin(self.deliver(inbound, targets, commit)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the message to the matching watchers now, and returns it with the matching
+    /// consumers, if any.
+    fn matching(
+        &self,
+        topic: &str,
+        origin: Origin,
+        message: impl FnOnce() -> Inbound,
+    ) -> Option<(Inbound, Vec<Sink>)> {
         let built = std::cell::LazyCell::new(message);
         let mut gone = false;
         for w in read(&self.watchers)
@@ -195,16 +211,24 @@ impl Consumers {
         if gone {
             write(&self.watchers).retain(|w| w.tx.receiver_count() > 0);
         }
-
         let targets: Vec<Sink> = read(&self.consumers)
             .iter()
             .filter(|c| wants(&c.filter, c.origins, origin, topic))
             .map(|c| c.sink.clone())
             .collect();
         if targets.is_empty() {
-            return Ok(());
+            return None;
         }
-        let inbound = std::cell::LazyCell::force(&built).clone();
+        Some((std::cell::LazyCell::force(&built).clone(), targets))
+    }
+
+    /// Hands `inbound` to the consumers `targets` ([`Consumers::dispatch`]).
+    async fn deliver(
+        &self,
+        inbound: Inbound,
+        targets: Vec<Sink>,
+        commit: Option<Duration>,
+    ) -> Result<(), NotCommitted> {
         let mut closed = false;
         // Only a message an acked consumer matches reads the clock or allocates here.
         let mut deadline = None;

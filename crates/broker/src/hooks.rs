@@ -463,15 +463,13 @@ impl HookHandler {
             // The broker announces Topic Alias Maximum 0 (rmqtt's default), so any alias is
             // a protocol error (MQTT 5 §3.3.2.3.4): DISCONNECT 0x94, not silence.
             tracing::info!(client_id = %id.client_id, "topic alias above the announced maximum (0), disconnecting");
-            let _ = session
-                .disconnected_reason_add(Reason::ConnectDisconnect(Some(Disconnect::V5(
-                    rmqtt::codec::v5::Disconnect {
-                        reason_code: rmqtt::codec::v5::DisconnectReasonCode::TopicAliasInvalid,
-                        reason_string: Some("topic alias invalid".into()),
-                        ..Default::default()
-                    },
-                ))))
-                .await;
+            let reason =
+                Reason::ConnectDisconnect(Some(Disconnect::V5(rmqtt::codec::v5::Disconnect {
+                    reason_code: rmqtt::codec::v5::DisconnectReasonCode::TopicAliasInvalid,
+                    reason_string: Some("topic alias invalid".into()),
+                    ..Default::default()
+                })));
+            let _ = Box::pin(session.disconnected_reason_add(reason)).await;
             return PublishAclResult::rejected(true, Some("topic alias invalid".into()));
         }
         let len = publish.payload.len();
@@ -563,19 +561,19 @@ impl Handler for HookHandler {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         match param {
             Parameter::ClientConnect(ci) => {
-                if self.over_session_limit(ci).await {
+                if Box::pin(self.over_session_limit(ci)).await {
                     self.state.refusals.note(self.state.peer_of(ci.id()));
                 }
                 (true, acc)
             }
             Parameter::ClientAuthenticate(ci) => {
-                let result = self.authenticate(ci).await;
+                let result = Box::pin(self.authenticate(ci)).await;
                 (false, Some(HookResult::AuthResult(result)))
             }
             // rmqtt 0.24 runs this hook for accepted CONNECTs only.
             Parameter::ClientConnack(ci, _) => {
                 let id = ci.id();
-                self.accepted(id).await;
+                Box::pin(self.accepted(id)).await;
                 self.takeovers.release(id);
                 tracing::info!(client_id = %id.client_id, username = ?ci.username(), peer = %self.state.peer_of(id), "MQTT client connected");
                 self.state.record(AuditEvent::Connect {
@@ -607,7 +605,7 @@ impl Handler for HookHandler {
                 (true, acc)
             }
             Parameter::ClientSubscribeCheckAcl(session, sub) => {
-                let result = self.check_subscribe(session, sub).await;
+                let result = Box::pin(self.check_subscribe(session, sub)).await;
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
