@@ -311,11 +311,12 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn start_mosquitto(dir: &Path, publishers: usize, inflight: u16) -> Result<(Child, Target)> {
-    let dir = dir.join("mosquitto");
-    std::fs::create_dir_all(&dir)?;
-    let port = free_port()?;
-    let passwd = dir.join("passwd");
+/// Writes Mosquitto's password file `passwd` with `publishers` logins (`pub0`, `pub1`, …) and
+/// the subscriber's (`benchsub`), and returns them in that order, the subscriber's last.
+pub(crate) fn mosquitto_password_file(
+    passwd: &Path,
+    publishers: usize,
+) -> Result<Vec<(String, String)>> {
     let mut logins = Vec::new();
     for i in 0..=publishers {
         let (user, pass) = if i == publishers {
@@ -329,9 +330,10 @@ fn start_mosquitto(dir: &Path, publishers: usize, inflight: u16) -> Result<(Chil
         }
         let status = cmd
             .arg("-b")
-            .arg(&passwd)
+            .arg(passwd)
             .arg(&user)
             .arg(&pass)
+            .stdout(std::process::Stdio::null())
             .status()
             .context("running mosquitto_passwd (apt install mosquitto, or pass --no-mosquitto)")?;
         if !status.success() {
@@ -339,6 +341,15 @@ fn start_mosquitto(dir: &Path, publishers: usize, inflight: u16) -> Result<(Chil
         }
         logins.push((user, pass));
     }
+    Ok(logins)
+}
+
+fn start_mosquitto(dir: &Path, publishers: usize, inflight: u16) -> Result<(Child, Target)> {
+    let dir = dir.join("mosquitto");
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let passwd = dir.join("passwd");
+    let mut logins = mosquitto_password_file(&passwd, publishers)?;
     let subscriber = logins.pop().context("no subscriber login")?;
     std::fs::write(
         dir.join("acl"),

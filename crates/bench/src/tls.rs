@@ -1772,42 +1772,19 @@ fn start_mosquitto(
     std::fs::write(dir.join("server.key"), server.key_pem.as_bytes())?;
 
     let passwd = dir.join("passwd");
-    let mut logins = Vec::new();
-    let mut certs = Vec::new();
     let publishers = setup.publishers.max(1);
-    for i in 0..=publishers {
-        let (user, pass) = if i == publishers {
-            ("benchsub".to_owned(), "tls bench sub password".to_owned())
-        } else {
-            (format!("pub{i}"), format!("tls bench password {i}"))
-        };
-        let mut cmd = std::process::Command::new("mosquitto_passwd");
-        if i == 0 {
-            cmd.arg("-c");
-        }
-        let status = cmd
-            .arg("-b")
-            .arg(&passwd)
-            .arg(&user)
-            .arg(&pass)
-            .stdout(Stdio::null())
-            .status()
-            .context("running mosquitto_passwd")?;
-        if !status.success() {
-            bail!("mosquitto_passwd failed");
-        }
-        if i < publishers {
-            let issued = ca.issue_client(
-                &porchlight_ca::ClientSubject {
-                    user: user.clone(),
-                    device: "bench".into(),
-                },
-                now,
-                day,
-            )?;
-            certs.push((issued.cert_pem.clone(), issued.key_pem.to_string()));
-        }
-        logins.push((user, pass));
+    let mut logins = crate::mosquitto_password_file(&passwd, publishers)?;
+    let mut certs = Vec::new();
+    for (user, _) in &logins[..publishers] {
+        let issued = ca.issue_client(
+            &porchlight_ca::ClientSubject {
+                user: user.clone(),
+                device: "bench".into(),
+            },
+            now,
+            day,
+        )?;
+        certs.push((issued.cert_pem.clone(), issued.key_pem.to_string()));
     }
     let subscriber = logins.pop().context("no subscriber login")?;
     std::fs::write(
