@@ -290,13 +290,14 @@ pub async fn start_with_overrides(
     config.write_example_if_missing()?;
     if let Some(limit) = fd_limit::raise() {
         tracing::info!(before = limit.before, now = limit.now, "open-file limit");
-        // A TLS connection holds three descriptors (the client's, the relay's two ends).
-        let wanted = config.mqtt.max_connections.saturating_mul(3) + 256;
+        // A plain connection holds one descriptor, a TLS one three (the client's and the
+        // relay's two ends): warn only when even plain connections cannot all fit.
+        let wanted = config.mqtt.max_connections.saturating_add(256);
         if usize::try_from(limit.now).unwrap_or(usize::MAX) < wanted {
             tracing::warn!(
                 open_files = limit.now,
                 max_connections = config.mqtt.max_connections,
-                "the open-file limit may run out before [mqtt] max_connections: raise the hard limit (ulimit -Hn) or lower max_connections"
+                "the open-file limit runs out before [mqtt] max_connections: raise the hard limit (ulimit -Hn) or lower max_connections (a TLS connection takes three descriptors)"
             );
         }
     }
